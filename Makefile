@@ -1,0 +1,53 @@
+# vmictl: every entry point. Run as root on Debian 12.
+#   make setup  install the Debian packages and npm modules the project needs
+#   make build  compile TypeScript into dist/
+#   make vm     build the test VM image (test-vms/)
+#   make demo   all of the above, boot the test VM and run the main job against it
+#   make test   all of the above, then every test (TAP), with the shared test VM booted and stopped
+#   make bench  the benchmarks against a freshly booted test VM
+SHELL := /bin/bash
+DEBS := qemu-system-x86 qemu-utils busybox-static runc dwarves cpio gzip xz-utils gcc libc6-dev gdb python3 ca-certificates
+TEST_RUN := $(CURDIR)/test-vms/run-test
+DEMO_RUN := $(CURDIR)/test-vms/run
+
+.PHONY: setup build vm demo test bench clean stop
+setup:
+	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "setup: installing $$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	@[ -n "$$(ls /var/lib/apt/lists/*Packages 2>/dev/null)" ] || apt-get update -q
+	@if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then npm ci --no-audit --no-fund; fi
+
+build: setup
+	npx tsc -p tsconfig.json
+
+vm: setup
+	$(MAKE) -C test-vms image
+
+demo: build vm
+	@bash -c 'set -a; eval "$$(./test-vms/run.sh start $(DEMO_RUN))"; set +a; \
+	  echo; echo "== vmictl status"; ./bin/vmictl status; \
+	  echo; echo "== vmictl --help"; ./bin/vmictl --help; \
+	  echo; echo "The test VM keeps running: source test-vms/run/vm.env to use it, make stop to end it."'
+
+stop:
+	./test-vms/run.sh stop $(DEMO_RUN)
+
+test: build vm
+	@rm -f .tap-output.txt; \
+	env_out=$$(./test-vms/run.sh start $(TEST_RUN)) || exit 1; \
+	set -a; eval "$$env_out"; set +a; \
+	trap './test-vms/run.sh stop $(TEST_RUN)' EXIT; \
+	npx tap --reporter=tap --jobs=2 2>&1 | tee .tap-output.txt; rc=$${PIPESTATUS[0]}; \
+	node .ci/tap-summary.js .tap-output.txt; srs=$$?; \
+	[ $$rc -eq 0 ] && [ $$srs -eq 0 ]
+
+bench: build vm
+	@echo "nothing to measure yet"
+
+clean:
+	rm -rf dist .tap-output.txt
+	$(MAKE) -C test-vms clean

@@ -1,0 +1,4 @@
+import type { Command } from 'commander';
+
+/** Every command vmictl offers; each module registers one topic on the program. */
+export const commands: Array<(program: Command) => void> = [];

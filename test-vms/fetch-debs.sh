@@ -1,0 +1,62 @@
+#!/bin/sh
+# Downloads the Debian packages the test VM is built from into the cache, verifies each against
+# packages.lock (package, version, sha256) and refuses a download whose checksum changed for a
+# version already recorded there. A version seen for the first time is added to the lock.
+# Usage: fetch-debs.sh CACHE_DIR MANIFEST_OUT PACKAGE...   (a package may be "@kernel" or "@kernel-dbg"
+# or "@kernel-headers": resolved from the linux-image-cloud-amd64 meta package)
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+lock="$here/packages.lock"
+cache=$1; manifest=$2; shift 2
+mkdir -p "$cache"
+touch "$lock"
+
+kernel_abi() {
+  # linux-image-cloud-amd64 depends on linux-image-<abi>-cloud-amd64: that names the current kernel
+  apt-cache depends linux-image-cloud-amd64 2>/dev/null \
+    | sed -n 's/^ *Depends: linux-image-\(.*\)-cloud-amd64$/\1/p' | head -n 1
+}
+
+resolve() {
+  case "$1" in
+    @kernel|@kernel-dbg|@kernel-headers)
+      abi=$(kernel_abi)
+      [ -n "$abi" ] || { echo "fetch-debs: cannot resolve the kernel ABI (run 'apt-get update')" >&2; exit 1; }
+      case "$1" in
+        @kernel) echo "linux-image-$abi-cloud-amd64-unsigned" ;;
+        @kernel-dbg) echo "linux-image-$abi-cloud-amd64-dbg" ;;
+        @kernel-headers) echo "linux-headers-$abi-cloud-amd64" ;;
+      esac ;;
+    *) echo "$1" ;;
+  esac
+}
+
+: > "$manifest.tmp"
+for spec in "$@"; do
+  pkg=$(resolve "$spec")
+  ver=$(apt-cache policy "$pkg" 2>/dev/null | sed -n 's/^ *Candidate: //p')
+  if [ -z "$ver" ] || [ "$ver" = "(none)" ]; then
+    echo "fetch-debs: no candidate version for $pkg (run 'apt-get update')" >&2; exit 1
+  fi
+  file="$cache/${pkg}_$(echo "$ver" | sed 's/:/%3a/')_amd64.deb"
+  if [ ! -s "$file" ]; then
+    echo "fetch-debs: downloading $pkg $ver" >&2
+    (cd "$cache" && apt-get download -q -o APT::Sandbox::User=root "$pkg=$ver" >/dev/null) || { echo "fetch-debs: download of $pkg=$ver failed" >&2; exit 1; }
+    # apt names the file after the version with ':' escaped; find it whatever the escaping
+    [ -s "$file" ] || file=$(ls "$cache/${pkg}_"*"_"*.deb 2>/dev/null | grep -F "$(echo "$ver" | sed 's/^[0-9]*://')" | head -n 1)
+  fi
+  [ -n "$file" ] && [ -s "$file" ] || { echo "fetch-debs: $pkg $ver not found in cache after download" >&2; exit 1; }
+  sum=$(sha256sum "$file" | cut -d' ' -f1)
+  known=$(awk -v p="$pkg" -v v="$ver" '$1==p && $2==v {print $3}' "$lock")
+  if [ -n "$known" ] && [ "$known" != "$sum" ]; then
+    echo "fetch-debs: REFUSING $pkg $ver: sha256 $sum differs from the recorded $known" >&2
+    rm -f "$file"
+    exit 1
+  fi
+  if [ -z "$known" ]; then
+    echo "fetch-debs: recording $pkg $ver in packages.lock" >&2
+    printf '%s %s %s\n' "$pkg" "$ver" "$sum" >> "$lock"
+  fi
+  printf '%s %s %s %s\n' "$pkg" "$ver" "$sum" "$(basename "$file")" >> "$manifest.tmp"
+done
+mv "$manifest.tmp" "$manifest"

@@ -1,0 +1,82 @@
+#!/bin/sh
+# Starts or stops the test VM.
+#   run.sh start [RUN_DIR]   boot QEMU in the background, wait for the guest to say it is ready,
+#                            print and write RUN_DIR/vm.env (VMICTL_QMP, VMICTL_GDB, VMICTL_GROUND_TRUTH)
+#   run.sh stop [RUN_DIR]    end the QEMU this script started (by its pid file), nothing else
+# Environment: ACCEL=tcg|kvm (default tcg), SMP (2), MEM (512), CPU (max,la57=off),
+#   APPEND (extra kernel arguments), READY_TIMEOUT seconds (180), IMAGE_DIR (./build), GDB=unix|tcp
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+cmd=${1:-}
+run=${2:-$here/run}
+image=${IMAGE_DIR:-$here/build}
+mkdir -p "$run"
+run=$(cd "$run" && pwd)
+
+stop_vm() {
+  [ -f "$run/qemu.pid" ] || { echo "run.sh: no VM started from $run" >&2; return 0; }
+  pid=$(cat "$run/qemu.pid")
+  # only end it if that pid is still the QEMU we started (pid files outlive their processes)
+  if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF -- "$run/qmp.sock"; then
+    kill "$pid" 2>/dev/null || true
+    i=0; while [ -d "/proc/$pid" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    [ -d "/proc/$pid" ] && kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$run/qemu.pid" "$run/qmp.sock" "$run/gdb.sock" "$run/vm.env"
+}
+
+case "$cmd" in
+  stop) stop_vm; exit 0 ;;
+  start) ;;
+  *) echo "usage: run.sh start|stop [RUN_DIR]" >&2; exit 2 ;;
+esac
+
+[ -f "$image/vmlinuz" ] && [ -f "$image/initrd.cpio.gz" ] || { echo "run.sh: no image in $image (make -C test-vms image)" >&2; exit 1; }
+stop_vm
+rm -f "$run/console.log" "$run/ground-truth.json"
+
+accel=${ACCEL:-tcg}
+if [ "$accel" = kvm ] && ! [ -w /dev/kvm ]; then echo "run.sh: ACCEL=kvm but /dev/kvm is not usable" >&2; exit 1; fi
+if [ "${GDB:-unix}" = tcp ]; then
+  # an ephemeral loopback port: the gdbstub gives full control of the VM, never bind beyond 127.0.0.1
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  gdbdev="tcp:127.0.0.1:$port,server=on,wait=off"; gdbaddr="tcp:127.0.0.1:$port"
+else
+  gdbdev="unix:$run/gdb.sock,server=on,wait=off"; gdbaddr="unix:$run/gdb.sock"
+fi
+
+qemu-system-x86_64 \
+  -name vmictl-test -machine pc -accel "$accel" -cpu "${CPU:-max,la57=off}" -smp "${SMP:-2}" -m "${MEM:-512}" \
+  -kernel "$image/vmlinuz" -initrd "$image/initrd.cpio.gz" \
+  -append "console=ttyS0 panic=-1 loglevel=4 ${APPEND:-}" \
+  -display none -nodefaults -no-user-config -no-reboot \
+  -serial "file:$run/console.log" -serial "file:$run/ground-truth.json" \
+  -qmp "unix:$run/qmp.sock,server=on,wait=off" \
+  -gdb "$gdbdev" \
+  -device vmcoreinfo \
+  -daemonize -pidfile "$run/qemu.pid"
+
+timeout=${READY_TIMEOUT:-180}
+start=$(date +%s)
+while :; do
+  if grep -q '^VMICTL-READY' "$run/console.log" 2>/dev/null; then break; fi
+  if grep -q '^VMICTL-FAILED\|Kernel panic' "$run/console.log" 2>/dev/null || ! [ -d "/proc/$(cat "$run/qemu.pid" 2>/dev/null || echo x)" ] \
+     || [ $(( $(date +%s) - start )) -ge "$timeout" ]; then
+    echo "run.sh: the test VM did not become ready (after $(( $(date +%s) - start )) s); serial console tail:" >&2
+    tail -n 40 "$run/console.log" >&2 2>/dev/null || true
+    stop_vm
+    exit 1
+  fi
+  sleep 0.5
+done
+# the guest says READY after it wrote the ground truth, but QEMU's file may lag a moment
+want=$(sed -n 's/^VMICTL-READY \([0-9]*\).*/\1/p' "$run/console.log" | head -n 1)
+i=0; while [ "$(wc -c < "$run/ground-truth.json")" -lt "${want:-1}" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+
+cat > "$run/vm.env" <<ENV
+VMICTL_QMP=unix:$run/qmp.sock
+VMICTL_GDB=$gdbaddr
+VMICTL_GROUND_TRUTH=$run/ground-truth.json
+ENV
+echo "run.sh: test VM ready in $(( $(date +%s) - start )) s (pid $(cat "$run/qemu.pid"), $accel)" >&2
+cat "$run/vm.env"

@@ -1,0 +1,119 @@
+/**
+ * The test VM for integration tests. `make test` boots one VM and exports VMICTL_QMP, VMICTL_GDB and
+ * VMICTL_GROUND_TRUTH; tests share it. Without them (a single test file run by hand) a private VM is
+ * booted from test-vms/build for the file and stopped at its end. Where no VM can be had, the test
+ * is skipped with the reason printed, except in CI (CI=true), where it fails: CI always has one.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+export const TEST_VMS = resolve(__dirname, '../../test-vms');
+
+export interface VmEnv {
+  qmp: string;
+  gdb: string;
+  groundTruthFile: string;
+  runDir?: string;
+}
+
+export interface GroundTruthTask {
+  pid: number; tgid: number; ppid: number; comm: string; nspid: number; nspids: number[];
+  uid: number; euid: number; gid: number; egid: number; cgroup: string;
+  ns: Record<'pid' | 'mnt' | 'uts' | 'net' | 'ipc' | 'cgroup' | 'user' | 'time', number>;
+}
+export interface GroundTruthContainer {
+  id: string; name: string; hostname: string; initPid: number; cgroup: string; runtime: string;
+}
+export interface GroundTruth {
+  version: number;
+  kernel: { release: string; banner: string; cmdline: string; meltdown: string; kallsyms: Record<string, string> };
+  containers: GroundTruthContainer[];
+  collector: number;
+  tasks: GroundTruthTask[];
+}
+
+export function readGroundTruth(file: string): GroundTruth {
+  return JSON.parse(readFileSync(file, 'utf8')) as GroundTruth;
+}
+
+interface TapLike {
+  skip(msg: string): void;
+  fail(msg: string): void;
+  teardown(fn: () => unknown): void;
+  comment(...msg: unknown[]): void;
+}
+
+/** Why no VM can be booted here, or null when one can. */
+export function vmUnavailableReason(): string | null {
+  if (!existsSync(join(TEST_VMS, 'build/initrd.cpio.gz'))) return 'test VM image not built (make -C test-vms image)';
+  const hasQemu = (process.env.PATH ?? '').split(':').some((d) => existsSync(join(d, 'qemu-system-x86_64')));
+  if (!hasQemu) return 'qemu-system-x86_64 is not installed (make setup)';
+  return null;
+}
+
+export interface BootOptions {
+  /** Extra environment for test-vms/run.sh (ACCEL, APPEND, SMP, ...). */
+  env?: Record<string, string>;
+}
+
+/** Boots a private VM for this test (always a new one) and stops it at teardown. */
+export async function bootVm(t: TapLike, opts: BootOptions = {}): Promise<VmEnv | null> {
+  const why = vmUnavailableReason();
+  if (why) {
+    if (process.env.CI) t.fail(`the test VM is required in CI: ${why}`);
+    else t.skip(`no test VM: ${why}`);
+    return null;
+  }
+  const runDir = mkdtempSync(join(tmpdir(), 'vmictl-vm-'));
+  const script = join(TEST_VMS, 'run.sh');
+  t.teardown(async () => {
+    await run(script, ['stop', runDir]).catch(() => undefined);
+    rmSync(runDir, { recursive: true, force: true });
+  });
+  const { stdout } = await run(script, ['start', runDir], { env: { ...process.env, ...opts.env }, timeout: 300_000 });
+  const env = parseVmEnv(stdout);
+  return { ...env, runDir };
+}
+
+let fileVm: Promise<VmEnv | null> | undefined;
+
+/**
+ * The shared VM from `make test`, or one private VM booted for this test file (once, whatever the
+ * number of subtests that ask) and stopped when the file ends.
+ */
+export async function testVm(t: TapLike): Promise<VmEnv | null> {
+  const { VMICTL_QMP, VMICTL_GDB, VMICTL_GROUND_TRUTH } = process.env;
+  if (VMICTL_QMP && VMICTL_GDB && VMICTL_GROUND_TRUTH) {
+    return { qmp: VMICTL_QMP, gdb: VMICTL_GDB, groundTruthFile: VMICTL_GROUND_TRUTH };
+  }
+  const why = vmUnavailableReason();
+  if (why) return bootVm(t);
+  if (!fileVm) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const root = (require('tap') as { default?: TapLike; t?: TapLike }).t ?? (require('tap') as TapLike);
+    fileVm = bootVm(root);
+  }
+  return fileVm;
+}
+
+export function parseVmEnv(text: string): VmEnv {
+  const get = (k: string) => {
+    const m = new RegExp(`^${k}=(.*)$`, 'm').exec(text);
+    if (!m) throw new Error(`vm.env has no ${k}: ${text}`);
+    return m[1];
+  };
+  return { qmp: get('VMICTL_QMP'), gdb: get('VMICTL_GDB'), groundTruthFile: get('VMICTL_GROUND_TRUTH') };
+}
+
+/** The QEMU command line of the VM behind a QMP unix socket, read from /proc of its process. */
+export function qemuCommandLine(qmpAddress: string): string[] | null {
+  const sock = qmpAddress.replace(/^unix:/, '');
+  const pidFile = join(sock, '..', 'qemu.pid');
+  if (!existsSync(pidFile)) return null;
+  const pid = readFileSync(pidFile, 'utf8').trim();
+  return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((s) => s.length > 0);
+}
