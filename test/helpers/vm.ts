@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import tap, { type Test } from 'tap';
 
 const run = promisify(execFile);
 export const TEST_VMS = resolve(__dirname, '../../test-vms');
@@ -40,11 +41,11 @@ export function readGroundTruth(file: string): GroundTruth {
   return JSON.parse(readFileSync(file, 'utf8')) as GroundTruth;
 }
 
-interface TapLike {
-  skip(msg: string): void;
-  fail(msg: string): void;
-  teardown(fn: () => unknown): void;
-  comment(...msg: unknown[]): void;
+type TapLike = Test;
+
+/** Records a skipped check with its reason, which TAP prints (`# SKIP reason`). */
+export function skipWithReason(t: Test, reason: string): void {
+  t.pass(reason, { skip: reason });
 }
 
 /** Why no VM can be booted here, or null when one can. */
@@ -65,7 +66,7 @@ export async function bootVm(t: TapLike, opts: BootOptions = {}): Promise<VmEnv 
   const why = vmUnavailableReason();
   if (why) {
     if (process.env.CI) t.fail(`the test VM is required in CI: ${why}`);
-    else t.skip(`no test VM: ${why}`);
+    else skipWithReason(t, `no test VM: ${why}`);
     return null;
   }
   const runDir = mkdtempSync(join(tmpdir(), 'vmictl-vm-'));
@@ -92,11 +93,8 @@ export async function testVm(t: TapLike): Promise<VmEnv | null> {
   }
   const why = vmUnavailableReason();
   if (why) return bootVm(t);
-  if (!fileVm) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const root = (require('tap') as { default?: TapLike; t?: TapLike }).t ?? (require('tap') as TapLike);
-    fileVm = bootVm(root);
-  }
+  // the root test outlives every subtest, so the VM is stopped when the whole file is done
+  fileVm ??= bootVm(tap);
   return fileVm;
 }
 

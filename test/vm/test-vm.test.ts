@@ -1,5 +1,5 @@
 import t from 'tap';
-import { readGroundTruth, testVm, qemuCommandLine } from '../helpers/vm';
+import { readGroundTruth, testVm, qemuCommandLine, skipWithReason } from '../helpers/vm';
 
 t.test('the test VM runs its containers (ground truth from inside the guest)', async (t) => {
   const vm = await testVm(t);
@@ -49,7 +49,7 @@ t.test('QEMU listens only on unix sockets or 127.0.0.1', async (t) => {
   const vm = await testVm(t);
   if (!vm) return;
   const argv = qemuCommandLine(vm.qmp);
-  if (!argv) return t.skip('the VM was not started by test-vms/run.sh');
+  if (!argv) return skipWithReason(t, 'the VM was not started by test-vms/run.sh');
   const listening: string[] = [];
   for (let i = 0; i < argv.length - 1; i++) {
     if (['-qmp', '-gdb', '-monitor', '-chardev', '-serial'].includes(argv[i])) listening.push(argv[i + 1]);

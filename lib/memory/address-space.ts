@@ -1,0 +1,258 @@
+/**
+ * A virtual address space: a page table (the translation layer) over physical memory, with reads
+ * split at page boundaries, typed helpers and guarded writes. Translations are cached per 4 KiB
+ * page for exactly as long as the physical layer's `generation` stays the same (a PageCache bumps it
+ * on invalidate()); over a backend without a generation nothing is cached, since the VM may run.
+ */
+import { MemoryReadError, PageFaultError, VmiError } from '../errors';
+import type { CallOptions } from '../util/deadline';
+import { guestString } from '../util/escape';
+import { PAGE_MASK, PAGE_SIZE } from './pages';
+import { MAX_READ_LENGTH, type PhysicalMemory, type PhysicalRange } from './physical';
+import { X86PageTable, type PageTableOptions, type Translation } from './x86-64/translate';
+
+/** A span of virtual memory. */
+export interface VirtualRange {
+  address: bigint;
+  length: number;
+}
+
+export interface AddressSpaceOptions {
+  /** Most cached page translations; the cache is emptied when full. Default 262,144 (1 GiB of 4 KiB pages). */
+  maxCachedTranslations?: number;
+}
+
+/** What the cache keeps for one 4 KiB virtual page. */
+interface PageTranslation {
+  /** Physical address of the 4 KiB page (within a larger page if it is one). */
+  physicalPage: bigint;
+  t: Translation;
+}
+
+/** One piece of a virtual range that lies within one page. */
+interface Chunk {
+  virtual: bigint;
+  length: number;
+  /** Offset of the piece in its range's buffer. */
+  offset: number;
+}
+
+const U64_LIMIT = 1n << 64n;
+/** Translations started at once: enough to pipeline page-table reads, few enough to stay small. */
+const TRANSLATE_BATCH = 512;
+
+export class AddressSpace {
+  readonly pageTable: X86PageTable;
+  readonly physical: PhysicalMemory;
+  readonly #maxCached: number;
+  readonly #tlb = new Map<bigint, Promise<PageTranslation>>();
+  #tlbGeneration: number | undefined;
+
+  constructor(pageTable: X86PageTable, opts: AddressSpaceOptions = {}) {
+    this.pageTable = pageTable;
+    this.physical = pageTable.physical;
+    this.#maxCached = Math.max(1, opts.maxCachedTranslations ?? 1 << 18);
+  }
+
+  /** The address space whose top-level table CR3 names (PCID and the KPTI bit are masked off). */
+  static fromCr3(physical: PhysicalMemory, cr3: bigint, opts: PageTableOptions & AddressSpaceOptions = {}): AddressSpace {
+    return new AddressSpace(new X86PageTable(physical, cr3, opts), opts);
+  }
+
+  get name(): string {
+    return this.pageTable.name;
+  }
+
+  /** Forgets cached translations (also happens by itself when the physical generation changes). */
+  invalidate(): void {
+    this.#tlb.clear();
+  }
+
+  /** Maps one virtual address, or throws PageFaultError naming it. */
+  async translate(va: bigint, opts?: CallOptions): Promise<Translation> {
+    const p = await this.#translatePage(va, opts);
+    return { ...p.t, physical: p.physicalPage + (va & ~PAGE_MASK) };
+  }
+
+  /** Exactly `length` bytes at `va`; a range reaching an unmapped page fails for its first unmapped address. */
+  async read(va: bigint, length: number, opts?: CallOptions): Promise<Buffer> {
+    return (await this.readMany([{ address: va, length }], opts))[0];
+  }
+
+  /** Several ranges with one batched call to the physical layer; all or nothing. */
+  async readMany(ranges: readonly VirtualRange[], opts?: CallOptions): Promise<Buffer[]> {
+    const plans = ranges.map((r) => this.#chunks(r));
+    const translated = await this.#translateAll(plans, opts);
+    const physicalRanges: PhysicalRange[] = [];
+    const where: { range: number; offset: number }[] = [];
+    for (const [i, chunks] of plans.entries()) {
+      for (const c of chunks) {
+        const address = translated.get(c)!.physicalPage + (c.virtual & ~PAGE_MASK);
+        const prev = physicalRanges[physicalRanges.length - 1];
+        const prevWhere = where[where.length - 1];
+        // Pieces of one range that are physically adjacent too go down as one read.
+        if (prev && prevWhere.range === i && prev.address + BigInt(prev.length) === address && prevWhere.offset + prev.length === c.offset) {
+          prev.length += c.length;
+        } else {
+          physicalRanges.push({ address, length: c.length });
+          where.push({ range: i, offset: c.offset });
+        }
+      }
+    }
+    const bufs = physicalRanges.length > 0 ? await this.physical.readRanges(physicalRanges, opts) : [];
+    const out = ranges.map((r) => Buffer.alloc(r.length));
+    for (const [k, w] of where.entries()) {
+      const want = physicalRanges[k];
+      if (bufs[k]?.length !== want.length) {
+        throw new MemoryReadError(want.address, want.length, `${this.physical.name} returned ${bufs[k]?.length ?? 0} bytes`);
+      }
+      bufs[k].copy(out[w.range], w.offset);
+    }
+    return out;
+  }
+
+  /**
+   * Writes `data` at `va` only if every page it touches is present and writable (effective rights
+   * through all levels); otherwise nothing is written and PageFaultError names the first refused page.
+   */
+  async write(va: bigint, data: Buffer, opts?: CallOptions): Promise<void> {
+    if (!this.physical.write) throw new VmiError('ENOTSUP', `${this.physical.name}: cannot write guest memory`);
+    const chunks = this.#chunks({ address: va, length: data.length });
+    const translated = await this.#translateAll([chunks], opts);
+    for (const c of chunks) {
+      const { t } = translated.get(c)!;
+      if (!t.writable) throw new PageFaultError(this.name, c.virtual, t.level, t.entry, 'is not writable');
+    }
+    for (const c of chunks) {
+      const address = translated.get(c)!.physicalPage + (c.virtual & ~PAGE_MASK);
+      await this.physical.write(address, data.subarray(c.offset, c.offset + c.length), opts);
+    }
+  }
+
+  async readU8(va: bigint, opts?: CallOptions): Promise<number> {
+    return (await this.read(va, 1, opts)).readUInt8(0);
+  }
+
+  async readU16(va: bigint, opts?: CallOptions): Promise<number> {
+    return (await this.read(va, 2, opts)).readUInt16LE(0);
+  }
+
+  async readU32(va: bigint, opts?: CallOptions): Promise<number> {
+    return (await this.read(va, 4, opts)).readUInt32LE(0);
+  }
+
+  async readI32(va: bigint, opts?: CallOptions): Promise<number> {
+    return (await this.read(va, 4, opts)).readInt32LE(0);
+  }
+
+  async readU64(va: bigint, opts?: CallOptions): Promise<bigint> {
+    return (await this.read(va, 8, opts)).readBigUInt64LE(0);
+  }
+
+  async readI64(va: bigint, opts?: CallOptions): Promise<bigint> {
+    return (await this.read(va, 8, opts)).readBigInt64LE(0);
+  }
+
+  /** A pointer is 8 bytes on x86-64. */
+  readPointer(va: bigint, opts?: CallOptions): Promise<bigint> {
+    return this.readU64(va, opts);
+  }
+
+  /**
+   * The bytes at `va` up to (not including) the first NUL, reading at most `maxLength` bytes: a
+   * string with no NUL within the bound comes back cut at `maxLength`. Reads page by page, so a
+   * short string next to an unmapped page still reads.
+   */
+  async readCBytes(va: bigint, maxLength: number, opts?: CallOptions): Promise<Buffer> {
+    if (!Number.isSafeInteger(maxLength) || maxLength < 0 || maxLength > MAX_READ_LENGTH) {
+      throw new MemoryReadError(va, 0, `invalid maxLength ${maxLength}`);
+    }
+    const parts: Buffer[] = [];
+    let done = 0;
+    while (done < maxLength) {
+      const at = va + BigInt(done);
+      const n = Math.min(maxLength - done, PAGE_SIZE - Number(at & ~PAGE_MASK));
+      const part = await this.read(at, n, opts);
+      const nul = part.indexOf(0);
+      if (nul >= 0) {
+        parts.push(part.subarray(0, nul));
+        break;
+      }
+      parts.push(part);
+      done += n;
+    }
+    return Buffer.concat(parts);
+  }
+
+  /** readCBytes decoded as UTF-8 (invalid sequences become U+FFFD); escape before printing. */
+  async readCString(va: bigint, maxLength: number, opts?: CallOptions): Promise<string> {
+    return guestString(await this.readCBytes(va, maxLength, opts));
+  }
+
+  /** Splits a range into per-page pieces, checking it first. */
+  #chunks(r: VirtualRange): Chunk[] {
+    if (!Number.isSafeInteger(r.length) || r.length < 0 || r.length > MAX_READ_LENGTH) {
+      throw new MemoryReadError(r.address, Number.isFinite(r.length) ? r.length : 0, `invalid length ${r.length}`);
+    }
+    if (r.address < 0n || r.address + BigInt(r.length) > U64_LIMIT) {
+      throw new MemoryReadError(r.address, r.length, 'outside the 64-bit address space');
+    }
+    const chunks: Chunk[] = [];
+    let offset = 0;
+    while (offset < r.length) {
+      const virtual = r.address + BigInt(offset);
+      const length = Math.min(r.length - offset, PAGE_SIZE - Number(virtual & ~PAGE_MASK));
+      chunks.push({ virtual, length, offset });
+      offset += length;
+    }
+    return chunks;
+  }
+
+  /**
+   * Translates every chunk, in parallel batches so page-table reads pipeline, then reports the
+   * first fault in address order (of the first range that has one).
+   */
+  async #translateAll(plans: Chunk[][], opts?: CallOptions): Promise<Map<Chunk, PageTranslation>> {
+    const all = plans.flat();
+    const result = new Map<Chunk, PageTranslation>();
+    const failed = new Map<Chunk, unknown>();
+    for (let i = 0; i < all.length; i += TRANSLATE_BATCH) {
+      const batch = all.slice(i, i + TRANSLATE_BATCH);
+      const settled = await Promise.allSettled(batch.map((c) => this.#translatePage(c.virtual, opts)));
+      settled.forEach((s, k) => (s.status === 'fulfilled' ? result.set(batch[k], s.value) : failed.set(batch[k], s.reason)));
+    }
+    for (const c of all) {
+      if (!failed.has(c)) continue;
+      const err = failed.get(c);
+      // A shared walk started for another offset in this page names that address: redo it for ours.
+      if (err instanceof PageFaultError && err.address !== c.virtual) {
+        this.#tlb.delete(c.virtual >> 12n);
+        await this.#translatePage(c.virtual, opts);
+      }
+      throw err;
+    }
+    return result;
+  }
+
+  #translatePage(va: bigint, opts?: CallOptions): Promise<PageTranslation> {
+    const generation = this.physical.generation;
+    const walk = () =>
+      this.pageTable.translate(va, opts).then((t) => ({ physicalPage: t.physical & PAGE_MASK, t }));
+    if (generation === undefined) return walk();
+    if (generation !== this.#tlbGeneration) {
+      this.#tlb.clear();
+      this.#tlbGeneration = generation;
+    }
+    const key = va >> 12n;
+    const cached = this.#tlb.get(key);
+    if (cached) return cached;
+    if (this.#tlb.size >= this.#maxCached) this.#tlb.clear();
+    const p = walk();
+    this.#tlb.set(key, p);
+    // Faults are not cached: the guest may map the page later, and retrying is cheap through the page cache.
+    p.catch(() => {
+      if (this.#tlb.get(key) === p) this.#tlb.delete(key);
+    });
+    return p;
+  }
+}

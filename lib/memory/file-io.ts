@@ -1,0 +1,52 @@
+/**
+ * Positional reads and writes on a FileHandle that always transfer the whole span.
+ *
+ * Node 20's FileHandle.read() ignores a bigint position (it silently reads at the file's current
+ * offset instead: found while reading /proc/<tid>/mem, where it shows as EIO at offset 0), so
+ * positions are passed as numbers when they are safe integers and through the callback fs.read()
+ * (which handles bigint) otherwise. Short transfers are retried until done or end of file.
+ */
+import * as fs from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+
+function readOnce(fh: FileHandle, buf: Buffer, offset: number, length: number, position: bigint): Promise<number> {
+  if (position <= BigInt(Number.MAX_SAFE_INTEGER)) {
+    return fh.read(buf, offset, length, Number(position)).then((r) => r.bytesRead);
+  }
+  return new Promise((resolve, reject) => {
+    fs.read(fh.fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n)));
+  });
+}
+
+function writeOnce(fh: FileHandle, buf: Buffer, offset: number, length: number, position: bigint): Promise<number> {
+  if (position <= BigInt(Number.MAX_SAFE_INTEGER)) {
+    return fh.write(buf, offset, length, Number(position)).then((r) => r.bytesWritten);
+  }
+  // fs.write's typings take a number position; larger offsets cannot occur on files we write.
+  return Promise.reject(new RangeError(`write position 0x${position.toString(16)} beyond 2^53`));
+}
+
+/**
+ * Fills `length` bytes of a new buffer from `position`. Returns fewer bytes only at end of file;
+ * the caller decides whether that is an error.
+ */
+export async function preadFull(fh: FileHandle, position: bigint, length: number): Promise<Buffer> {
+  const buf = Buffer.alloc(length);
+  let done = 0;
+  while (done < length) {
+    const n = await readOnce(fh, buf, done, length - done, position + BigInt(done));
+    if (n === 0) return buf.subarray(0, done);
+    done += n;
+  }
+  return buf;
+}
+
+/** Writes all of `data` at `position`; throws if the file stops taking bytes. */
+export async function pwriteFull(fh: FileHandle, position: bigint, data: Buffer): Promise<void> {
+  let done = 0;
+  while (done < data.length) {
+    const n = await writeOnce(fh, data, done, data.length - done, position + BigInt(done));
+    if (n === 0) throw new Error(`short write at 0x${(position + BigInt(done)).toString(16)}`);
+    done += n;
+  }
+}
