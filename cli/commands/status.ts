@@ -1,0 +1,20 @@
+import type { Command } from 'commander';
+import { connectionOptions, type ConnectionFlags } from '../options';
+import { QmpClient } from '../../lib/transport/qmp';
+
+/** `vmictl status`: the VM's run state and QEMU version, through QMP only. */
+export function registerStatus(program: Command): void {
+  connectionOptions(program.command('status').description('show the VM run state and QEMU version (QMP)'))
+    .option('--json', 'print JSON')
+    .action(async (flags: ConnectionFlags & { json?: boolean }) => {
+      const qmp = await QmpClient.connect(flags.qmp, { timeout: 10_000 });
+      try {
+        const status = (await qmp.execute('query-status')) as { status: string; running: boolean };
+        const v = qmp.greeting.version.qemu;
+        const out = { status: status.status, running: status.running, qemu: `${v.major}.${v.minor}.${v.micro}` };
+        process.stdout.write(flags.json ? JSON.stringify(out) + '\n' : `status: ${out.status}\nqemu: ${out.qemu}\n`);
+      } finally {
+        await qmp.close();
+      }
+    });
+}
