@@ -1,0 +1,172 @@
+/**
+ * Output of `ps`, `top` and `inspect`. Text goes through renderTable (which escapes every cell);
+ * JSON goes through jsonText, which also writes as \u escapes the characters that JSON.stringify
+ * leaves raw but a terminal would act on (DEL, C1 controls, line separators, bidi controls), so
+ * `--json` piped to a terminal is as safe as text, and parses to the same values.
+ *
+ * JSON shapes are an interface: fields may be added, never renamed or removed.
+ */
+import type { Container, NamespaceKind, ProcessInfo } from '../../lib/containers/model';
+import { NAMESPACE_KINDS, tasksOf } from '../../lib/containers/model';
+import { renderTable, type Column, type TableOptions } from './table';
+
+export interface PsOptions extends TableOptions {
+  /** also list groups that share only a mount namespace and that no runtime named (sandboxed daemons and the like) */
+  all?: boolean;
+  /** also list the host (runtime 'host') when it is in the list */
+  host?: boolean;
+  json?: boolean;
+}
+
+export interface TopOptions extends TableOptions {
+  json?: boolean;
+}
+
+export interface PsJson {
+  id: string;
+  runtime: Container['runtime'];
+  name?: string;
+  podUid?: string;
+  hostname: string;
+  state: Container['state'];
+  initPid: number;
+  initNsPid: number;
+  pids: number[];
+  processes: number;
+  cgroup: string;
+  namespaces: Record<NamespaceKind, number>;
+}
+
+export interface TopJson {
+  pid: number;
+  nspid: number;
+  nspids: number[];
+  ppid: number;
+  comm: string;
+  cmdline: string[];
+  uid: number;
+  state: string;
+  threads: number;
+  startTime: string;
+}
+
+// Characters JSON.stringify leaves as they are that a terminal may act on or that disguise text.
+// eslint-disable-next-line no-control-regex
+const JSON_UNSAFE = /[\u007f-\u009f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/** JSON.stringify with bigints as strings (startTime-like values in decimal, others, addresses, as 0x hex) and terminal-safe escapes. */
+export function jsonText(value: unknown, indent?: number): string {
+  const text = JSON.stringify(
+    value,
+    (key, v: unknown) => {
+      if (typeof v !== 'bigint') return v;
+      return /time$/i.test(key) ? v.toString(10) : (v < 0n ? '-0x' + (-v).toString(16) : '0x' + v.toString(16));
+    },
+    indent,
+  );
+  return (text ?? 'null').replace(JSON_UNSAFE, (ch) => '\\u' + ch.charCodeAt(0).toString(16).padStart(4, '0'));
+}
+
+function ownPidNamespace(c: Container): boolean {
+  return c.processes.some((p) => p.nspids.length > 1);
+}
+
+/** Shown by default: the host only with `host`, mount-namespace-only groups no runtime named only with `all`. */
+function shown(c: Container, opts: PsOptions): boolean {
+  if (c.runtime === 'host') return opts.host === true;
+  if (opts.all) return true;
+  const mountOnly = c.isolation !== undefined ? c.isolation === 'mount-namespace' : !ownPidNamespace(c);
+  return !(c.runtime === 'unknown' && mountOnly);
+}
+
+function namespacesJson(c: Container): Record<NamespaceKind, number> {
+  const out = {} as Record<NamespaceKind, number>;
+  for (const k of NAMESPACE_KINDS) out[k] = c.namespaces[k] ?? 0;
+  return out;
+}
+
+export function psJson(c: Container): PsJson {
+  return {
+    id: c.id,
+    runtime: c.runtime,
+    ...(c.name !== undefined ? { name: c.name } : {}),
+    ...(c.podUid !== undefined ? { podUid: c.podUid } : {}),
+    hostname: c.hostname,
+    state: c.state,
+    initPid: c.initPid,
+    initNsPid: c.initNsPid,
+    pids: [...c.pids],
+    processes: c.processes.length,
+    cgroup: c.cgroup,
+    namespaces: namespacesJson(c),
+  };
+}
+
+/** The CONTAINER ID column: 64-hex ids cut to 12 like docker, other ids (names) whole up to 12 columns. */
+function shortId(id: string): string {
+  if (/^[0-9a-f]{64}$/.test(id)) return id.slice(0, 12);
+  return id.length > 12 ? id.slice(0, 11) + '…' : id;
+}
+
+const PS_COLUMNS: Column[] = [
+  { header: 'CONTAINER ID' },
+  { header: 'RUNTIME' },
+  { header: 'HOSTNAME', maxWidth: 24 },
+  { header: 'STATE' },
+  { header: 'INIT PID', align: 'right' },
+  { header: 'PROCESSES', align: 'right' },
+  { header: 'CGROUP' },
+];
+
+/** `vmictl ps`: one row (or JSON object) per container. */
+export function renderPs(containers: Container[], opts: PsOptions = {}): string {
+  const list = containers.filter((c) => shown(c, opts));
+  if (opts.json) return jsonText(list.map(psJson)) + '\n';
+  const rows = list.map((c) => [shortId(c.id), c.runtime, c.hostname, c.state, String(c.initPid), String(c.processes.length), c.cgroup]);
+  return renderTable(PS_COLUMNS, rows, opts);
+}
+
+function threadCount(p: ProcessInfo): number {
+  return tasksOf(p).length;
+}
+
+export function topJson(p: ProcessInfo): TopJson {
+  return {
+    pid: p.pid,
+    nspid: p.nspids[1] ?? p.pid,
+    nspids: [...p.nspids],
+    ppid: p.ppid,
+    comm: p.comm,
+    cmdline: p.cmdline ? [...p.cmdline] : [],
+    uid: p.uid,
+    state: p.state,
+    threads: threadCount(p),
+    startTime: p.startTime.toString(10),
+  };
+}
+
+const TOP_COLUMNS: Column[] = [
+  { header: 'PID', align: 'right' },
+  { header: 'NSPID', align: 'right' },
+  { header: 'PPID', align: 'right' },
+  { header: 'UID', align: 'right' },
+  { header: 'STATE' },
+  { header: 'CMD' },
+];
+
+/** `vmictl top`: the processes of one container; NSPID is the pid inside the container's pid namespace. */
+export function renderTop(container: Container, opts: TopOptions = {}): string {
+  const procs = [...container.processes].sort((a, b) => a.pid - b.pid);
+  if (opts.json) return jsonText(procs.map(topJson)) + '\n';
+  const rows = procs.map((p) => {
+    const j = topJson(p);
+    const cmd = p.cmdline && p.cmdline.length > 0 ? p.cmdline.join(' ') : `[${p.comm}]`;
+    return [String(j.pid), String(j.nspid), String(j.ppid), String(j.uid), j.state, cmd];
+  });
+  return renderTable(TOP_COLUMNS, rows, opts);
+}
+
+/** `vmictl inspect`: everything known, as pretty JSON (addresses as 0x hex strings, start times as decimal strings). */
+export function renderInspect(container: Container | Container[]): string {
+  return jsonText(container, 2) + '\n';
+}
