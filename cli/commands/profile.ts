@@ -1,0 +1,148 @@
+import * as fs from 'node:fs';
+import { Command } from 'commander';
+import { VmiError } from '../../lib/errors';
+import { buildProfile, writeProfile, Profile } from '../../lib/kernel/profile';
+import { escapeForTerminal } from '../../lib/util/escape';
+
+interface BuildFlags {
+  vmlinux: string;
+  systemMap?: string;
+  output: string;
+  hash: boolean;
+}
+
+interface InfoFlags {
+  json?: boolean;
+  type?: string;
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 1048576).toFixed(0)} MiB`;
+}
+
+/** Peak resident memory of this process so far, in bytes (getrusage ru_maxrss). */
+function peakRss(): number {
+  return Math.max(process.resourceUsage().maxRSS * 1024, process.memoryUsage().rss);
+}
+
+/** A one-line progress bar on stderr, redrawn at most 10 times a second; nothing when not a TTY. */
+function progressBar(label: string): { update(done: number, total: number): void; end(): void } {
+  const tty = process.stderr.isTTY === true;
+  let last = 0;
+  let drawn = false;
+  return {
+    update(done, total) {
+      if (!tty) return;
+      const now = Date.now();
+      if (now - last < 100 && done < total) return;
+      last = now;
+      const width = 30;
+      const frac = total > 0 ? Math.min(1, done / total) : 1;
+      const fill = Math.round(frac * width);
+      process.stderr.write(`\r${label} [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${(frac * 100).toFixed(0).padStart(3)}% ${mib(done)}/${mib(total)}`);
+      drawn = true;
+    },
+    end() {
+      if (drawn) process.stderr.write('\r\x1b[K');
+    },
+  };
+}
+
+/** `vmictl profile build|info`: make a profile from a debug vmlinux, or describe one. */
+export function registerProfile(program: Command): void {
+  const profile = program.command('profile').description('kernel profiles (struct layouts and symbols, Volatility ISF JSON)');
+
+  profile
+    .command('build')
+    .description('build a profile from a debug vmlinux (DWARF types, .symtab or System.map symbols, linux_banner)')
+    .requiredOption('--vmlinux <file>', 'vmlinux with debug info (e.g. from the linux-image-*-dbg package)')
+    .option('--system-map <file>', 'System.map whose addresses override the ELF symbol table')
+    .requiredOption('-o, --output <file>', 'profile to write (.json, or .json.gz for gzip)')
+    .option('--no-hash', 'do not record sha256 hashes of the inputs in the metadata')
+    .action((flags: BuildFlags) => {
+      if (!fs.existsSync(flags.vmlinux)) throw new VmiError('ENOENT', `no such file: ${flags.vmlinux}`);
+      const bar = progressBar('reading .debug_info');
+      let peak = peakRss();
+      let result;
+      try {
+        result = buildProfile({
+          vmlinux: flags.vmlinux,
+          systemMap: flags.systemMap,
+          noHash: !flags.hash,
+          onProgress: (done, total) => {
+            peak = Math.max(peak, process.memoryUsage().rss);
+            bar.update(done, total);
+          },
+        });
+      } finally {
+        bar.end();
+      }
+      const started = Date.now();
+      const bytes = writeProfile(result.doc, flags.output);
+      peak = Math.max(peak, peakRss());
+      const s = result.stats;
+      const seconds = s.seconds + (Date.now() - started) / 1000;
+      if (s.banner) process.stderr.write(`banner: ${escapeForTerminal(s.banner)}\n`);
+      else process.stderr.write('warning: no linux_banner found; this profile cannot be matched to a running kernel by banner\n');
+      process.stdout.write(
+        `wrote ${escapeForTerminal(flags.output)} (${mib(bytes)}): ${s.userTypes} structs/unions, ${s.enums} enums, ` +
+          `${s.baseTypes} base types, ${s.symbols} symbols (${s.symtabSymbols} from .symtab` +
+          `${s.systemMapSymbols ? `, ${s.systemMapSymbols} from System.map` : ''}, ${s.dwarfVariables} DWARF variables) ` +
+          `from ${s.units} units (DWARF ${s.dwarfVersions.join('/')}, ${mib(s.infoBytes)}) in ${seconds.toFixed(1)} s, peak RSS ${mib(peak)}\n`,
+      );
+    });
+
+  profile
+    .command('info')
+    .description('show what a profile is for, and optionally the layout of one struct')
+    .argument('<file>', 'profile (.json or .json.gz)')
+    .option('--type <name>', 'print the fields of this struct/union')
+    .option('--json', 'print JSON')
+    .action((file: string, flags: InfoFlags) => {
+      const p = Profile.load(file);
+      const counts = p.counts;
+      if (flags.type) {
+        const t = p.userType(flags.type);
+        const fields = p.fields(flags.type);
+        if (flags.json) {
+          process.stdout.write(JSON.stringify({ name: flags.type, kind: t.kind, size: t.size, fields }) + '\n');
+        } else {
+          process.stdout.write(`${t.kind} ${escapeForTerminal(flags.type)} (size ${t.size})\n`);
+          for (const f of fields) {
+            process.stdout.write(`  ${String(f.offset).padStart(6)}  ${String(f.size).padStart(5)}  ${escapeForTerminal(f.name)}: ${escapeForTerminal(describe(f.type))}\n`);
+          }
+        }
+        return;
+      }
+      const out = { file, banner: p.banner ?? null, producer: p.doc.metadata.producer ?? null, format: p.doc.metadata.format, ...counts };
+      if (flags.json) process.stdout.write(JSON.stringify(out) + '\n');
+      else {
+        process.stdout.write(
+          `banner: ${out.banner === null ? '(none)' : escapeForTerminal(out.banner)}\n` +
+            `format: ${escapeForTerminal(out.format)}, producer: ${escapeForTerminal(`${out.producer?.name ?? '?'} ${out.producer?.version ?? ''}`)}\n` +
+            `${counts.userTypes} structs/unions, ${counts.enums} enums, ${counts.baseTypes} base types, ${counts.symbols} symbols\n`,
+        );
+      }
+    });
+}
+
+/** C-like text for a type descriptor. */
+function describe(t: import('../../lib/kernel/profile').TypeRef): string {
+  switch (t.kind) {
+    case 'base':
+      return t.name;
+    case 'struct':
+    case 'union':
+    case 'class':
+    case 'enum':
+      return `${t.kind} ${t.name}`;
+    case 'pointer':
+      return `${describe(t.subtype)} *`;
+    case 'array':
+      return `${describe(t.subtype)}[${t.count}]`;
+    case 'function':
+      return 'function';
+    case 'bitfield':
+      return `${describe(t.type)} :${t.bit_length} (bit ${t.bit_position})`;
+  }
+}

@@ -1,0 +1,318 @@
+/**
+ * A loaded kernel profile: struct layouts, sizes, enum values and symbol addresses, with the
+ * lookups the kernel helpers use.
+ *
+ * Field paths (`'signal.rlim'`, `'numbers[0].nr'`) walk nested structs and see through anonymous
+ * struct/union members, as C does: dwarf2json keeps those as `unnamed_field_N` members, but their
+ * own members are what code names (since 5.x every field of mm_struct but cpu_bitmap sits in an
+ * anonymous struct, so `mm_struct.pgd` is really `unnamed_field_0.pgd`). Feature detection goes
+ * through `hasField` / `firstField` rather than kernel version checks.
+ */
+import { MissingSymbolError } from '../../errors';
+import { own, type IsfDocument, type IsfEnum, type IsfField, type IsfSymbol, type IsfUserType, type TypeRef } from './isf';
+import { loadProfileDocument, parseProfile } from './load';
+
+export interface FieldLayout {
+  /** The path as asked for. */
+  name: string;
+  /** Byte offset from the start of the outermost struct. */
+  offset: number;
+  type: TypeRef;
+  /** Size in bytes of the field's type (of the storage type for a bitfield). */
+  size: number;
+}
+
+/** A struct name with an optional `struct `/`union ` prefix, as C spells it. */
+function bareName(name: string): string {
+  return name.replace(/^(?:struct|union|class|enum)\s+/, '');
+}
+
+const PATH_PART = /^([A-Za-z_$][\w$]*)((?:\[\d+\])*)$/;
+
+export class Profile {
+  readonly doc: IsfDocument;
+  /** Where the profile came from (a file path), for messages. */
+  readonly source: string;
+  readonly #fieldCache = new Map<string, FieldLayout | null>();
+  readonly #flat = new Map<string, Map<string, { offset: number; type: TypeRef }>>();
+  #banner: string | null | undefined;
+
+  constructor(doc: IsfDocument, source = '<profile>') {
+    this.doc = doc;
+    this.source = source;
+  }
+
+  /** Loads, validates and wraps a profile file (`.json` or gzip-compressed). */
+  static load(path: string): Profile {
+    return new Profile(loadProfileDocument(path), path);
+  }
+
+  static fromJson(text: string, source = '<profile>'): Profile {
+    return new Profile(parseProfile(text, source), source);
+  }
+
+  /**
+   * The kernel banner the profile was made for (`Linux version 6.1.0-... #1 SMP ...`), without the
+   * trailing newline; from `metadata.linux.banner` or the `linux_banner` symbol's constant data.
+   */
+  get banner(): string | undefined {
+    if (this.#banner === undefined) this.#banner = profileBanner(this.doc) ?? null;
+    return this.#banner ?? undefined;
+  }
+
+  /** Size of a pointer (the ISF `pointer` base type; 8 when the profile has none). */
+  get pointerSize(): number {
+    return own(this.doc.base_types, 'pointer')?.size ?? 8;
+  }
+
+  hasType(name: string): boolean {
+    const n = bareName(name);
+    return own(this.doc.user_types, n) !== undefined || own(this.doc.base_types, n) !== undefined || own(this.doc.enums, n) !== undefined;
+  }
+
+  /** The struct/union definition; throws MissingSymbolError when the profile has none. */
+  userType(name: string): IsfUserType {
+    const t = own(this.doc.user_types, bareName(name));
+    if (!t) throw new MissingSymbolError(bareName(name), `no struct or union ${JSON.stringify(bareName(name))} in profile ${this.source}`);
+    return t;
+  }
+
+  /** sizeof a named type: struct/union, base type (`int`, `pointer`) or enum. */
+  typeSize(name: string): number {
+    const n = bareName(name);
+    const size = own(this.doc.user_types, n)?.size ?? own(this.doc.base_types, n)?.size ?? own(this.doc.enums, n)?.size;
+    if (size === undefined) throw new MissingSymbolError(n, `no type ${JSON.stringify(n)} in profile ${this.source}`);
+    return size;
+  }
+
+  /** sizeof the type a descriptor names. Functions have size 0. */
+  sizeOf(t: TypeRef): number {
+    for (let depth = 0, mul = 1; depth < 64; depth++) {
+      switch (t.kind) {
+        case 'base': {
+          const b = own(this.doc.base_types, t.name);
+          if (!b) throw new MissingSymbolError(t.name, `no base type ${JSON.stringify(t.name)} in profile ${this.source}`);
+          return mul * b.size;
+        }
+        case 'struct':
+        case 'union':
+        case 'class':
+          return mul * this.userType(t.name).size;
+        case 'enum': {
+          const e = own(this.doc.enums, t.name);
+          if (!e) throw new MissingSymbolError(t.name, `no enum ${JSON.stringify(t.name)} in profile ${this.source}`);
+          return mul * e.size;
+        }
+        case 'pointer':
+          return mul * this.pointerSize;
+        case 'function':
+          return 0;
+        case 'array':
+          mul *= t.count;
+          t = t.subtype;
+          break;
+        case 'bitfield':
+          t = t.type;
+          break;
+      }
+    }
+    throw new MissingSymbolError('?', 'type nested too deeply');
+  }
+
+  /**
+   * A field of a struct by path: `'tasks'`, `'signal.rlim'` (through embedded structs),
+   * `'numbers[1].nr'` (array elements), seeing through anonymous members at every step.
+   * Throws MissingSymbolError naming `struct.path` when there is no such field.
+   */
+  field(struct: string, path: string): FieldLayout {
+    const f = this.#lookup(bareName(struct), path);
+    if (!f) throw new MissingSymbolError(`${bareName(struct)}.${path}`, `no field ${JSON.stringify(path)} in ${bareName(struct)} (profile ${this.source})`);
+    return f;
+  }
+
+  fieldOffset(struct: string, path: string): number {
+    return this.field(struct, path).offset;
+  }
+
+  hasField(struct: string, path: string): boolean {
+    return this.#lookup(bareName(struct), path) !== null;
+  }
+
+  /**
+   * The first of several alternative field names that the struct has: for fields renamed
+   * between kernel versions, e.g. `firstField('task_struct', ['__state', 'state'])` (renamed in
+   * 5.14). Throws MissingSymbolError listing all of them when none exists.
+   */
+  firstField(struct: string, names: readonly string[]): FieldLayout {
+    for (const n of names) {
+      const f = this.#lookup(bareName(struct), n);
+      if (f) return f;
+    }
+    throw new MissingSymbolError(`${bareName(struct)}.${names[0] ?? ''}`, `none of the fields ${names.map((n) => JSON.stringify(n)).join(', ')} in ${bareName(struct)} (profile ${this.source})`);
+  }
+
+  /** The struct's own fields (anonymous members listed as themselves), in offset order. */
+  fields(struct: string): FieldLayout[] {
+    const t = this.userType(struct);
+    return Object.keys(t.fields)
+      .map((name) => {
+        const f = t.fields[name];
+        return { name, offset: f.offset, type: f.type, size: this.#safeSize(f.type) };
+      })
+      .sort((a, b) => a.offset - b.offset || a.name.localeCompare(b.name));
+  }
+
+  #safeSize(t: TypeRef): number {
+    try {
+      return this.sizeOf(t);
+    } catch {
+      return 0;
+    }
+  }
+
+  #lookup(struct: string, path: string): FieldLayout | null {
+    const key = `${struct}\0${path}`;
+    const hit = this.#fieldCache.get(key);
+    if (hit !== undefined) return hit;
+    const result = this.#walk(struct, path);
+    this.#fieldCache.set(key, result);
+    return result;
+  }
+
+  #walk(struct: string, path: string): FieldLayout | null {
+    const parts = path.split('.');
+    let current: string = struct;
+    let offset = 0;
+    let type: TypeRef | undefined;
+    for (let i = 0; i < parts.length; i++) {
+      const m = PATH_PART.exec(parts[i]);
+      if (!m) return null;
+      if (i > 0) {
+        // Only an embedded struct/union can be stepped into (a pointer would be a dereference).
+        if (!type || (type.kind !== 'struct' && type.kind !== 'union' && type.kind !== 'class')) return null;
+        current = type.name;
+      }
+      const member = this.#flatFields(current)?.get(m[1]);
+      if (!member) return null;
+      offset += member.offset;
+      type = member.type;
+      if (m[2]) {
+        for (const idx of m[2].slice(1, -1).split('][')) {
+          if (type.kind !== 'array') return null;
+          const n = Number(idx);
+          if (n >= type.count && type.count !== 0) return null;
+          type = type.subtype;
+          offset += n * this.#safeSize(type);
+        }
+      }
+    }
+    if (!type) return null;
+    return { name: path, offset, type, size: this.#safeSize(type) };
+  }
+
+  /**
+   * Every field name reachable in a struct without naming an anonymous member: its own fields
+   * first, then those of its anonymous members (recursively), with offsets made relative to the
+   * struct. A named field wins over one found inside an anonymous member.
+   */
+  #flatFields(struct: string): Map<string, { offset: number; type: TypeRef }> | undefined {
+    let flat = this.#flat.get(struct);
+    if (flat) return flat;
+    const t = own(this.doc.user_types, struct);
+    if (!t) return undefined;
+    flat = new Map();
+    this.#flat.set(struct, flat); // set first: a (corrupt) self-containing struct cannot loop
+    const anonymous: Array<[string, IsfField]> = [];
+    for (const name of Object.keys(t.fields)) {
+      const f = t.fields[name];
+      flat.set(name, { offset: f.offset, type: f.type });
+      if (f.anonymous || /^unnamed_field_[0-9a-f]+$/.test(name)) anonymous.push([name, f]);
+    }
+    for (const [, f] of anonymous) {
+      const ft = f.type;
+      if (ft.kind !== 'struct' && ft.kind !== 'union' && ft.kind !== 'class') continue;
+      const inner = this.#flatFields(ft.name);
+      if (!inner) continue;
+      for (const [n, sub] of inner) {
+        if (!flat.has(n)) flat.set(n, { offset: f.offset + sub.offset, type: sub.type });
+      }
+    }
+    return flat;
+  }
+
+  hasSymbol(name: string): boolean {
+    return own(this.doc.symbols, name) !== undefined;
+  }
+
+  /** Link-time address of a symbol (before any KASLR slide). */
+  symbol(name: string): bigint {
+    const s = own(this.doc.symbols, name);
+    if (!s) throw new MissingSymbolError(name, `no symbol ${JSON.stringify(name)} in profile ${this.source}`);
+    return s.address;
+  }
+
+  /** The symbol's entry: address, type when DWARF knew it, constant data. */
+  symbolInfo(name: string): IsfSymbol | undefined {
+    return own(this.doc.symbols, name);
+  }
+
+  symbolType(name: string): TypeRef | undefined {
+    return own(this.doc.symbols, name)?.type;
+  }
+
+  enum(name: string): IsfEnum {
+    const e = own(this.doc.enums, bareName(name));
+    if (!e) throw new MissingSymbolError(bareName(name), `no enum ${JSON.stringify(bareName(name))} in profile ${this.source}`);
+    return e;
+  }
+
+  /** Value of an enumerator, looked up in one enum or (without `enumName`) in all of them. */
+  enumConstant(enumName: string | undefined, constant: string): bigint {
+    if (enumName !== undefined) {
+      const v = own(this.enum(enumName).constants, constant);
+      if (v === undefined) throw new MissingSymbolError(constant, `no constant ${constant} in enum ${bareName(enumName)} (profile ${this.source})`);
+      return v;
+    }
+    for (const name of Object.keys(this.doc.enums)) {
+      const v = own(this.doc.enums[name].constants, constant);
+      if (v !== undefined) return v;
+    }
+    throw new MissingSymbolError(constant, `no enum constant ${constant} in profile ${this.source}`);
+  }
+
+  hasEnumConstant(enumName: string | undefined, constant: string): boolean {
+    try {
+      this.enumConstant(enumName, constant);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  get counts(): { baseTypes: number; userTypes: number; enums: number; symbols: number } {
+    return {
+      baseTypes: Object.keys(this.doc.base_types).length,
+      userTypes: Object.keys(this.doc.user_types).length,
+      enums: Object.keys(this.doc.enums).length,
+      symbols: Object.keys(this.doc.symbols).length,
+    };
+  }
+}
+
+/** Cuts a banner at its first NUL and drops trailing whitespace (the kernel's ends with "\n"). */
+export function normalizeBanner(banner: string): string {
+  const nul = banner.indexOf('\0');
+  return (nul >= 0 ? banner.slice(0, nul) : banner).trimEnd();
+}
+
+/** The banner a profile document records, if any. */
+export function profileBanner(doc: IsfDocument): string | undefined {
+  const meta = doc.metadata.linux?.banner;
+  if (typeof meta === 'string' && meta !== '') return normalizeBanner(meta);
+  const data = own(doc.symbols, 'linux_banner')?.constant_data;
+  if (typeof data === 'string' && data !== '') {
+    const text = normalizeBanner(Buffer.from(data, 'base64').toString('latin1'));
+    if (text !== '') return text;
+  }
+  return undefined;
+}
