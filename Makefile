@@ -6,7 +6,7 @@
 #   make test   all of the above, then every test (TAP), with the shared test VM booted and stopped
 #   make bench  the benchmarks against a freshly booted test VM
 SHELL := /bin/bash
-DEBS := qemu-system-x86 qemu-utils busybox-static runc dwarves cpio gzip xz-utils gcc libc6-dev gdb python3 ca-certificates
+DEBS := qemu-system-x86 qemu-utils busybox-static runc dwarves cpio gzip xz-utils gcc clang libc6-dev gdb python3 socat ca-certificates
 TEST_RUN := $(CURDIR)/test-vms/run-test
 DEMO_RUN := $(CURDIR)/test-vms/run
 
@@ -24,13 +24,15 @@ setup:
 build: setup
 	npx tsc -p tsconfig.json
 
-vm: setup
-	$(MAKE) -C test-vms image
+vm: build
+	$(MAKE) -C test-vms image profile
 
 demo: build vm
 	@bash -c 'set -a; eval "$$(./test-vms/run.sh start $(DEMO_RUN))"; set +a; \
 	  echo; echo "== vmictl status"; ./bin/vmictl status; \
-	  echo; echo "== vmictl --help"; ./bin/vmictl --help; \
+	  echo; echo "== vmictl kernel"; ./bin/vmictl kernel; \
+	  echo; echo "== vmictl ps"; ./bin/vmictl ps; \
+	  echo; echo "== vmictl top web"; ./bin/vmictl top web; \
 	  echo; echo "The test VM keeps running: source test-vms/run/vm.env to use it, make stop to end it."'
 
 stop:
@@ -39,7 +41,7 @@ stop:
 test: build vm
 	@rm -f .tap-output.txt; \
 	env_out=$$(./test-vms/run.sh start $(TEST_RUN)) || exit 1; \
-	set -a; eval "$$env_out"; set +a; \
+	set -a; eval "$$env_out"; VMICTL_DBG_VMLINUX=$(CURDIR)/test-vms/build/vmlinux; set +a; \
 	trap './test-vms/run.sh stop $(TEST_RUN)' EXIT; \
 	npx tap --reporter=tap --jobs=2 2>&1 | tee .tap-output.txt; rc=$${PIPESTATUS[0]}; \
 	node .ci/tap-summary.js .tap-output.txt; srs=$$?; \

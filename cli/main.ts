@@ -1,12 +1,23 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { Command } from 'commander';
 import { commands } from './commands';
 import { reportError } from './render/errors';
+
+/** The version in the project's package.json, found upwards from here (works from cli/ and dist/cli/). */
+function packageVersion(): string {
+  for (let dir = __dirname; dir !== dirname(dir); dir = dirname(dir)) {
+    const file = join(dir, 'package.json');
+    if (existsSync(file)) return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version;
+  }
+  return 'unknown';
+}
 
 /** Builds the commander program with every command vmictl has. */
 export function buildProgram(): Command {
   const program = new Command('vmictl')
     .description('Manage the containers inside a QEMU VM from the hypervisor, with nothing installed in the guest')
-    .version(require('../package.json').version as string)
+    .version(packageVersion())
     .showHelpAfterError();
   for (const register of commands) register(program);
   return program;
@@ -20,6 +31,12 @@ export async function main(argv: string[]): Promise<number> {
     return reportError(err);
   }
 }
+
+// `vmictl ps | head`: a closed pipe ends the output, not the process with a stack trace
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+});
 
 if (require.main === module) {
   main(process.argv).then((code) => { process.exitCode = code; });

@@ -4,7 +4,7 @@
 #                            print and write RUN_DIR/vm.env (VMICTL_QMP, VMICTL_GDB, VMICTL_GROUND_TRUTH)
 #   run.sh stop [RUN_DIR]    end the QEMU this script started (by its pid file), nothing else
 # Environment: ACCEL=tcg|kvm (default tcg), SMP (2), MEM (512), CPU (max,la57=off),
-#   APPEND (extra kernel arguments), READY_TIMEOUT seconds (180), IMAGE_DIR (./build), GDB=unix|tcp
+#   APPEND (extra kernel arguments; default pti=on, so user-mode CR3s are KPTI user halves), READY_TIMEOUT seconds (180), IMAGE_DIR (./build), GDB=unix|tcp
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 cmd=${1:-}
@@ -48,7 +48,7 @@ fi
 qemu-system-x86_64 \
   -name vmictl-test -machine pc -accel "$accel" -cpu "${CPU:-max,la57=off}" -smp "${SMP:-2}" -m "${MEM:-512}" \
   -kernel "$image/vmlinuz" -initrd "$image/initrd.cpio.gz" \
-  -append "console=ttyS0 panic=-1 loglevel=4 ${APPEND:-}" \
+  -append "console=ttyS0 panic=-1 loglevel=4 ${APPEND-pti=on}" \
   -display none -nodefaults -no-user-config -no-reboot \
   -serial "file:$run/console.log" -serial "file:$run/ground-truth.json" \
   -qmp "unix:$run/qmp.sock,server=on,wait=off" \

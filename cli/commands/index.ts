@@ -1,5 +1,8 @@
 import type { Command } from 'commander';
 import { registerStatus } from './status';
+import { registerKernel } from './kernel';
+import { registerContainers } from './containers';
+import { registerProfile } from './profile';
 
 /** Every command vmictl offers; each module registers one topic on the program. */
-export const commands: Array<(program: Command) => void> = [registerStatus];
+export const commands: Array<(program: Command) => void> = [registerStatus, registerKernel, registerContainers, registerProfile];

@@ -6,3 +6,5 @@ export * from './model';
 export * from './runtime';
 export * from './group';
 export * from './resolve';
+export * from './collect';
+export * from './list';

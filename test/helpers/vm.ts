@@ -31,7 +31,7 @@ export interface GroundTruthContainer {
 }
 export interface GroundTruth {
   version: number;
-  kernel: { release: string; banner: string; cmdline: string; meltdown: string; kallsyms: Record<string, string> };
+  kernel: { release: string; banner: string; cmdline: string; meltdown: string; pti: boolean; kallsyms: Record<string, string> };
   containers: GroundTruthContainer[];
   collector: number;
   tasks: GroundTruthTask[];

@@ -1,0 +1,59 @@
+/**
+ * Reads many structs of one type at once, each distinct address once, through one batched read
+ * (pipelined below). Guest pointers are untrusted: one bad address must not sink the batch, so on
+ * failure the batch is retried address by address and each bad one gets its own error.
+ */
+import { ValidationError, VmiError } from '../../errors';
+import type { CallOptions } from '../../util/deadline';
+import type { Kernel } from '../kernel';
+import type { KObject } from '../object';
+
+export type StructMap = Map<bigint, KObject | Error>;
+
+function fatal(err: unknown): boolean {
+  return !(err instanceof VmiError) || err.code === 'EABORTED' || err.code === 'ETIMEDOUT' || err.code === 'EDISCONNECTED';
+}
+
+/** Reads `type` at every address (or its prefix up to field `upTo`); null and bogus pointers get an error. */
+export async function readStructs(
+  kernel: Kernel, type: string, addresses: Iterable<bigint>, opts: CallOptions & { upTo?: string } = {},
+): Promise<StructMap> {
+  const out: StructMap = new Map();
+  const good: bigint[] = [];
+  for (const a of addresses) {
+    if (out.has(a)) continue;
+    if (!kernel.isKernelPointer(a)) out.set(a, new ValidationError(`bad ${type} pointer 0x${a.toString(16)}`, a));
+    else { out.set(a, new ValidationError('pending')); good.push(a); }
+  }
+  if (good.length === 0) return out;
+  let size = kernel.profile.typeSize(type);
+  if (opts.upTo) {
+    const f = kernel.profile.field(type, opts.upTo);
+    size = f.offset + f.size;
+  }
+  try {
+    const objs = await kernel.readMany(type, good, { ...opts, size });
+    objs.forEach((o) => out.set(o.address, o));
+  } catch (err) {
+    if (fatal(err)) throw err;
+    for (const a of good) {
+      try {
+        out.set(a, await kernel.read(type, a, { ...opts, size }));
+      } catch (e) {
+        if (fatal(e)) throw e;
+        out.set(a, e as Error);
+      }
+    }
+  }
+  return out;
+}
+
+/** The object at `address` in `map`, or undefined (with the reason pushed to `warnings`). */
+export function objectAt(map: StructMap, address: bigint, what: string, warnings?: string[]): KObject | undefined {
+  const o = map.get(address);
+  if (o === undefined || o instanceof Error) {
+    warnings?.push(`${what}: ${o instanceof Error ? o.message : 'not read'}`);
+    return undefined;
+  }
+  return o;
+}

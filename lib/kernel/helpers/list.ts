@@ -1,0 +1,55 @@
+/**
+ * Linux's circular doubly linked lists (`struct list_head`, include/linux/list.h), walked as the
+ * kernel's scripts/gdb does it: every step checks `next->prev == cur`, and since the guest is
+ * untrusted, every walk also has a cycle check and an upper bound.
+ */
+import { ValidationError } from '../../errors';
+import type { CallOptions } from '../../util/deadline';
+import type { Kernel } from '../kernel';
+
+export interface ListWalkOptions extends CallOptions {
+  /** Most entries to yield before the walk fails (a corrupt list can be arbitrarily long). */
+  max?: number;
+  /** Called with a message for a recoverable corruption, after which the walk stops early. */
+  onCorruption?: (err: ValidationError) => void;
+}
+
+export const DEFAULT_LIST_MAX = 1_000_000;
+
+/** `container_of(ptr, type, member)`: the struct that embeds `member` at `ptr`. */
+export function containerOf(kernel: Kernel, ptr: bigint, type: string, member: string): bigint {
+  return ptr - BigInt(kernel.profile.fieldOffset(type, member));
+}
+
+/**
+ * `list_for_each(pos, head)`: yields the address of every `struct list_head` on the list whose head
+ * is at `head` (struct list_head *), the head itself excluded.
+ */
+export async function* listForEach(kernel: Kernel, head: bigint, opts: ListWalkOptions = {}): AsyncGenerator<bigint> {
+  const max = opts.max ?? DEFAULT_LIST_MAX;
+  const seen = new Set<bigint>([head]);
+  const fail = (msg: string, at: bigint) => {
+    const err = new ValidationError(msg, at);
+    if (opts.onCorruption) { opts.onCorruption(err); return; }
+    throw err;
+  };
+  let prev = head;
+  let cur = await kernel.readU64(head, opts);
+  for (let n = 0; cur !== head; n++) {
+    if (n >= max) return fail(`list at 0x${head.toString(16)} has more than ${max} entries`, head);
+    if (!kernel.isKernelPointer(cur)) return fail(`list at 0x${head.toString(16)}: bad next pointer 0x${cur.toString(16)}`, prev);
+    if (seen.has(cur)) return fail(`list at 0x${head.toString(16)} loops back to 0x${cur.toString(16)} without reaching its head`, cur);
+    seen.add(cur);
+    const [next, back] = await Promise.all([kernel.readU64(cur, opts), kernel.readU64(cur + 8n, opts)]);
+    if (back !== prev) return fail(`list corrupted: 0x${cur.toString(16)}->prev is 0x${back.toString(16)}, expected 0x${prev.toString(16)}`, cur);
+    yield cur;
+    prev = cur;
+    cur = next;
+  }
+}
+
+/** `list_for_each_entry(pos, head, member)`: yields the address of every `type` on the list. */
+export async function* listForEachEntry(kernel: Kernel, head: bigint, type: string, member: string, opts: ListWalkOptions = {}): AsyncGenerator<bigint> {
+  const off = BigInt(kernel.profile.fieldOffset(type, member));
+  for await (const node of listForEach(kernel, head, opts)) yield node - off;
+}

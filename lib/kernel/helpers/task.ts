@@ -1,0 +1,50 @@
+/**
+ * Tasks (include/linux/sched.h, include/linux/sched/signal.h): the global task list hangs off
+ * init_task.tasks and holds thread-group leaders; each leader's threads are on signal->thread_head
+ * (thread_node), as `for_each_process_thread` walks them.
+ */
+import type { CallOptions } from '../../util/deadline';
+import type { Kernel } from '../kernel';
+import { listForEachEntry, type ListWalkOptions } from './list';
+
+/**
+ * `for_each_process(p)`: every thread-group leader (struct task_struct *). Like the kernel's macro
+ * it leaves out init_task itself (the idle task, pid 0), which heads the list.
+ */
+export async function* forEachProcess(kernel: Kernel, opts: ListWalkOptions = {}): AsyncGenerator<bigint> {
+  const init = kernel.symbol('init_task');
+  const head = init + BigInt(kernel.profile.fieldOffset('task_struct', 'tasks'));
+  yield* listForEachEntry(kernel, head, 'task_struct', 'tasks', opts);
+}
+
+/** The threads of a thread group (struct task_struct *), from its signal_struct's thread_head. */
+export async function* forEachThreadOf(kernel: Kernel, leader: bigint, opts: ListWalkOptions = {}): AsyncGenerator<bigint> {
+  const p = kernel.profile;
+  if (!p.hasField('signal_struct', 'thread_head') || !p.hasField('task_struct', 'thread_node')) {
+    // kernels before 4.x link threads through task_struct.thread_group instead
+    yield leader;
+    yield* listForEachEntry(kernel, leader + BigInt(p.fieldOffset('task_struct', 'thread_group')), 'task_struct', 'thread_group', opts);
+    return;
+  }
+  const signal = await kernel.readU64(leader + BigInt(p.fieldOffset('task_struct', 'signal')), opts);
+  if (!kernel.isKernelPointer(signal)) {
+    yield leader;
+    return;
+  }
+  yield* listForEachEntry(kernel, signal + BigInt(p.fieldOffset('signal_struct', 'thread_head')), 'task_struct', 'thread_node', opts);
+}
+
+/** `for_each_process_thread(p, t)`: every task (struct task_struct *). */
+export async function* forEachTask(kernel: Kernel, opts: ListWalkOptions = {}): AsyncGenerator<bigint> {
+  for await (const leader of forEachProcess(kernel, opts)) yield* forEachThreadOf(kernel, leader, opts);
+}
+
+/** `find_task_by_pid_ns(pid, &init_pid_ns)` by walking the task list: the task with that global pid. */
+export async function findTask(kernel: Kernel, pid: number, opts: CallOptions & ListWalkOptions = {}): Promise<bigint | null> {
+  const off = kernel.profile.fieldOffset('task_struct', 'pid');
+  for await (const t of forEachTask(kernel, opts)) {
+    const b = await kernel.space.read(t + BigInt(off), 4, opts);
+    if (b.readInt32LE(0) === pid) return t;
+  }
+  return null;
+}

@@ -1,0 +1,104 @@
+/**
+ * The guest kernel as a program (drgn's Program): its profile, where KASLR put it, its own address
+ * space, and caches of derived tables. Kernel helpers are free functions taking a Kernel.
+ */
+import { ValidationError } from '../errors';
+import type { CallOptions } from '../util/deadline';
+import type { PhysicalMemory, PhysicalRange } from '../memory/physical';
+import { AddressSpace } from '../memory/address-space';
+import { X86_64_4LEVEL, X86_64_5LEVEL } from '../memory/x86-64/paging-format';
+import { findKaslr, type KaslrResult } from './kaslr';
+import { KObject } from './object';
+import type { Profile } from './profile';
+
+export interface OpenKernelOptions extends CallOptions {
+  /** Guest RAM ranges, to bound the search for the kernel image. */
+  ram?: readonly PhysicalRange[];
+}
+
+/** The lowest kernel-half address; a pointer below it in kernel data is corrupt or user memory. */
+export const KERNEL_HALF = 0xffff800000000000n;
+
+export class Kernel {
+  /** Tables derived from memory, valid while the VM stays stopped (helpers key them by topic). */
+  readonly cache = new Map<string, unknown>();
+
+  private constructor(
+    readonly profile: Profile,
+    readonly physical: PhysicalMemory,
+    readonly kaslr: KaslrResult,
+    /** The kernel's own address space, from init_top_pgt (never a process's CR3). */
+    readonly space: AddressSpace,
+  ) {}
+
+  /** Finds the kernel in `physical` with `profile`, and checks the result on init_task. */
+  static async open(physical: PhysicalMemory, profile: Profile, opts: OpenKernelOptions = {}): Promise<Kernel> {
+    const kaslr = await findKaslr(physical, profile, { ...opts, expectBanner: profile.banner });
+    const space = AddressSpace.fromCr3(physical, kaslr.pageTableRoot, {
+      format: kaslr.pagingLevels === 5 ? X86_64_5LEVEL : X86_64_4LEVEL,
+      keepKptiBit: true,
+      name: 'kernel',
+    });
+    const kernel = new Kernel(profile, physical, kaslr, space);
+    await kernel.#verify(opts);
+    return kernel;
+  }
+
+  async #verify(opts: CallOptions): Promise<void> {
+    const init = await this.read('task_struct', this.symbol('init_task'), opts);
+    const comm = init.chars('comm');
+    if (!comm.startsWith('swapper')) {
+      throw new ValidationError(`init_task.comm is ${JSON.stringify(comm)}, not swapper: the profile does not fit this kernel`, init.address);
+    }
+  }
+
+  get pagingLevels(): 4 | 5 {
+    return this.kaslr.pagingLevels;
+  }
+
+  /** The runtime (slid) address of a symbol. */
+  symbol(name: string): bigint {
+    return this.profile.symbol(name) + this.kaslr.virtualSlide;
+  }
+
+  hasSymbol(name: string): boolean {
+    return this.profile.hasSymbol(name);
+  }
+
+  /** Drops everything derived from memory; call when the VM ran. */
+  invalidate(): void {
+    this.cache.clear();
+    this.space.invalidate();
+  }
+
+  /**
+   * Reads a struct at `address`. With `upTo` (a field path), only the prefix of the struct up to
+   * and including that field is read — enough for the fields a caller needs.
+   */
+  async read(type: string, address: bigint, opts: CallOptions & { upTo?: string; size?: number } = {}): Promise<KObject> {
+    let size = opts.size ?? this.profile.typeSize(type);
+    if (opts.upTo) {
+      const f = this.profile.field(type, opts.upTo);
+      size = f.offset + f.size;
+    }
+    const bytes = await this.space.read(address, size, opts);
+    return new KObject(this.profile, type, address, bytes);
+  }
+
+  /** Reads many structs of one type in one batch (pipelined through the layers below). */
+  async readMany(type: string, addresses: readonly bigint[], opts: CallOptions & { size?: number } = {}): Promise<KObject[]> {
+    const size = opts.size ?? this.profile.typeSize(type);
+    const bufs = await this.space.readMany(addresses.map((address) => ({ address, length: size })), opts);
+    return bufs.map((b, i) => new KObject(this.profile, type, addresses[i], b));
+  }
+
+  /** A u64 at a kernel virtual address. */
+  async readU64(address: bigint, opts?: CallOptions): Promise<bigint> {
+    return this.space.readU64(address, opts);
+  }
+
+  /** Whether `p` is a plausible pointer into the kernel half (not null, canonical, high). */
+  isKernelPointer(p: bigint): boolean {
+    return p >= KERNEL_HALF && p < (1n << 64n) - 4096n;
+  }
+}

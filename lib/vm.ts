@@ -1,0 +1,226 @@
+/**
+ * A VM as vmictl sees it: a live QEMU (QMP, plus the gdbstub when needed) or an ELF dump, its
+ * guest-physical memory through the fastest backend allowed, and the guest kernel found in it.
+ * This is the library's entry point; every command goes through it.
+ */
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { VmiError } from './errors';
+import type { CallOptions } from './util/deadline';
+import { GdbStubBusyError, QmpClient, startGdbStub } from './transport/qmp';
+import { GdbClient } from './transport/gdb';
+import { ElfDumpMemory, GdbstubPhysicalMemory, openProcMem, PageCache, parseMtreeFlat, type PhysicalMemory, type PhysicalRange } from './memory';
+import { Kernel } from './kernel/kernel';
+import { listProfiles, Profile } from './kernel/profile';
+import { listContainers, type ContainerList } from './containers/list';
+import type { CollectOptions } from './containers/collect';
+import type { Container } from './containers/model';
+
+export type MemoryBackendChoice = 'auto' | 'gdbstub' | 'procmem';
+
+export interface VmConnectOptions extends CallOptions {
+  /** QMP socket of a running QEMU (unix:/path or tcp:127.0.0.1:PORT). */
+  qmp?: string;
+  /** gdbstub socket; when absent and needed, one is started through QMP and stopped at close(). */
+  gdb?: string;
+  /** An ELF dump from dump-guest-memory instead of a live VM (read-only). */
+  dump?: string;
+  /** A profile file to use; otherwise the one matching the banner from `profileDirs`. */
+  profile?: string;
+  profileDirs?: string[];
+  memory?: MemoryBackendChoice;
+  /** One-line notices for the user (fallbacks taken). */
+  onNotice?: (message: string) => void;
+}
+
+/** Where profiles are looked for: the project's profiles/, $VMICTL_PROFILES, ~/.config/vmictl/profiles. */
+export function defaultProfileDirs(): string[] {
+  const dirs = [resolve(__dirname, '../../profiles'), resolve(__dirname, '../profiles')];
+  if (process.env.VMICTL_PROFILES) dirs.unshift(...process.env.VMICTL_PROFILES.split(':').filter(Boolean));
+  dirs.push(join(process.env.XDG_CONFIG_HOME ?? join(homedir(), '.config'), 'vmictl', 'profiles'));
+  return dirs;
+}
+
+export class Vm {
+  #gdb: GdbClient | undefined;
+  #gdbStub: { address: string; stop(): Promise<void> } | undefined;
+  #gdbMemory: GdbstubPhysicalMemory | undefined;
+  #memory: PageCache | undefined;
+  #kernel: Promise<Kernel> | undefined;
+  #pausedByUs = false;
+  #closed = false;
+
+  private constructor(
+    readonly options: VmConnectOptions,
+    readonly qmp: QmpClient | undefined,
+    readonly dump: ElfDumpMemory | undefined,
+  ) {}
+
+  static async connect(opts: VmConnectOptions): Promise<Vm> {
+    if (opts.dump) return new Vm(opts, undefined, await ElfDumpMemory.open(opts.dump));
+    if (!opts.qmp) throw new VmiError('EUSAGE', 'no VM given: pass --qmp ADDR (or VMICTL_QMP), or --dump FILE');
+    const qmp = await QmpClient.connect(opts.qmp, { timeout: opts.timeout ?? 15_000, signal: opts.signal });
+    return new Vm(opts, qmp, undefined);
+  }
+
+  get live(): boolean {
+    return this.qmp !== undefined;
+  }
+
+  /** The gdbstub client, connecting (or starting the stub through QMP) on first use. */
+  async gdb(): Promise<GdbClient> {
+    if (this.#gdb) return this.#gdb;
+    if (!this.qmp) throw new VmiError('EUSAGE', 'a dump has no gdbstub: this needs a live VM');
+    await this.pause();
+    let address = this.options.gdb;
+    if (!address) {
+      try {
+        this.#gdbStub = await startGdbStub(this.qmp, { signal: this.options.signal });
+        address = this.#gdbStub.address;
+      } catch (err) {
+        // QEMU serves one gdbstub: reuse the VM's own when it listens where we may go (unix or loopback)
+        const reuse = err instanceof GdbStubBusyError && reusableStub(err.existing);
+        if (!reuse) throw err;
+        this.options.onNotice?.(`using the VM's own gdbstub at ${reuse}`);
+        address = reuse;
+      }
+    }
+    this.#gdb = await GdbClient.connect(address, { timeout: this.options.timeout ?? 15_000, signal: this.options.signal });
+    return this.#gdb;
+  }
+
+  /** Stops the vCPUs so memory holds still; resume() restarts them only if we stopped them. */
+  async pause(): Promise<void> {
+    if (!this.qmp) return;
+    const st = (await this.qmp.execute('query-status')) as { running: boolean };
+    if (st.running) {
+      await this.qmp.execute('stop');
+      this.#pausedByUs = true;
+    }
+  }
+
+  async resume(): Promise<void> {
+    this.#memory?.invalidate();
+    if (this.#kernel) (await this.#kernel.catch(() => undefined))?.invalidate();
+    if (this.qmp && this.#pausedByUs) {
+      this.#pausedByUs = false;
+      await this.qmp.execute('cont');
+    }
+  }
+
+  /** Guest RAM ranges (from QEMU's memory map, or the dump's segments). */
+  async ram(): Promise<PhysicalRange[]> {
+    if (this.dump) return this.dump.segments().map((s) => ({ address: s.physical, length: Number(s.size) }));
+    const regions = parseMtreeFlat(await this.qmp!.hmp('info mtree -f')).filter((r) => r.kind === 'ram');
+    return regions.map((r) => ({ address: r.start, length: Number(r.end - r.start) }));
+  }
+
+  /** Guest-physical memory through the chosen backend, with a page cache valid while paused. */
+  async memory(): Promise<PageCache> {
+    if (this.#memory) return this.#memory;
+    let backend: PhysicalMemory;
+    if (this.dump) backend = this.dump;
+    else {
+      await this.pause();
+      const choice = this.options.memory ?? 'auto';
+      let proc: PhysicalMemory | null = null;
+      if (choice !== 'gdbstub') {
+        const r = await openProcMem(this.qmp!);
+        if (r.memory) proc = r.memory;
+        else if (choice === 'procmem') throw new VmiError('EMEMBACKEND', `the local fast path is not available: ${r.reason}`);
+        else this.options.onNotice?.(`reading guest memory through the gdbstub (local fast path unavailable: ${r.reason})`);
+      }
+      if (proc) backend = proc;
+      else {
+        this.#gdbMemory = await GdbstubPhysicalMemory.open(await this.gdb());
+        backend = this.#gdbMemory;
+      }
+    }
+    this.#memory = new PageCache(backend);
+    return this.#memory;
+  }
+
+  /** The profile: the file given, or the one whose banner matches, found by trying each. */
+  async #profile(memory: PhysicalMemory, ram: PhysicalRange[]): Promise<Kernel> {
+    if (this.options.profile) {
+      const profile = Profile.load(this.options.profile);
+      return Kernel.open(memory, profile, { ram, signal: this.options.signal });
+    }
+    const dirs = this.options.profileDirs ?? defaultProfileDirs();
+    return findKernel(memory, ram, dirs, this.options.signal);
+  }
+
+  /** The guest kernel (KASLR found, profile chosen, init_task checked); cached. */
+  async kernel(): Promise<Kernel> {
+    this.#kernel ??= (async () => {
+      const memory = await this.memory();
+      return this.#profile(memory, await this.ram());
+    })();
+    return this.#kernel;
+  }
+
+  /** Every container (and the host), read from the guest kernel with the VM paused. */
+  async listContainers(opts: CollectOptions = {}): Promise<ContainerList> {
+    const kernel = await this.kernel();
+    return listContainers(kernel, { signal: this.options.signal, ...opts });
+  }
+
+  /** `for await (const c of vm.containers())`: the containers of the VM. */
+  async *containers(opts: CollectOptions = {}): AsyncGenerator<Container> {
+    yield* (await this.listContainers(opts)).containers;
+  }
+
+  /** Disconnects; restarts the VM if we stopped it, and stops a gdbstub we started. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const errors: unknown[] = [];
+    const attempt = async (f: () => Promise<unknown>) => { try { await f(); } catch (e) { errors.push(e); } };
+    if (this.#gdbMemory) await attempt(() => this.#gdbMemory!.close());
+    if (this.#gdb) await attempt(() => this.#gdb!.close());
+    if (this.#gdbStub) await attempt(() => this.#gdbStub!.stop());
+    if (this.qmp) {
+      await attempt(() => this.resume());
+      await attempt(() => this.qmp!.close());
+    }
+    if (this.dump) await attempt(() => this.dump!.close());
+    if (errors.length) throw errors[0];
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/** `unix:/path,server=on` or `tcp:127.0.0.1:1234,...` as a connectable address; null for anything else. */
+function reusableStub(chardev: string): string | null {
+  const spec = chardev.split(',')[0];
+  if (/^unix:\//.test(spec)) return spec;
+  if (/^tcp:(127\.0\.0\.1|localhost):\d+$/.test(spec)) return spec;
+  return null;
+}
+
+/**
+ * Tries the profiles in `dirs` until one finds its own kernel in memory: the banner of the running
+ * kernel is only known once a profile has told where to look for it.
+ */
+async function findKernel(memory: PhysicalMemory, ram: PhysicalRange[], dirs: string[], signal?: AbortSignal): Promise<Kernel> {
+  const candidates = listProfiles(dirs);
+  if (candidates.length === 0) {
+    throw new VmiError('ENOPROFILE', `no kernel profile found in ${dirs.join(', ')} (make one with 'vmictl profile build')`);
+  }
+  const tried: string[] = [];
+  for (const c of candidates) {
+    const profile = Profile.load(c.path);
+    try {
+      return await Kernel.open(memory, profile, { ram, signal });
+    } catch (err) {
+      if (err instanceof VmiError && (err.code === 'EKASLR' || err.code === 'EINVALID')) {
+        tried.push(`${c.path} (${profile.banner ?? 'no banner'})`);
+        continue;
+      }
+      throw err;
+    }
+  }
+  throw new VmiError('EPROFILE', `none of the profiles fits the running kernel; tried: ${tried.join('; ')}`);
+}

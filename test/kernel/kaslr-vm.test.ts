@@ -1,0 +1,77 @@
+/**
+ * KASLR against the real test VM, checked against the guest's own /proc/kallsyms (ground truth):
+ * with the vCPUs stopped in kernel mode, stopped in user mode, and on an ELF dump of the VM.
+ */
+import t from 'tap';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Vm } from '../../lib/vm';
+import { describeVcpus } from '../../lib/vcpus';
+import { readGroundTruth, testVm } from '../helpers/vm';
+
+t.test('KASLR slides from memory alone match /proc/kallsyms', async (t) => {
+  const env = await testVm(t);
+  if (!env) return;
+  const gt = readGroundTruth(env.groundTruthFile);
+  const text = BigInt(gt.kernel.kallsyms._text);
+  const initTask = BigInt(gt.kernel.kallsyms.init_task);
+
+  await t.test('vCPUs stopped in kernel mode (idle)', async (t) => {
+    const vm = await Vm.connect({ qmp: env.qmp, gdb: env.gdb });
+    t.teardown(() => vm.close());
+    const k = await vm.kernel();
+    t.equal(k.symbol('_text'), text, '_text');
+    t.equal(k.symbol('init_task'), initTask, 'init_task');
+    t.equal(k.kaslr.banner, gt.kernel.banner, 'banner');
+    t.not(k.kaslr.virtualSlide, 0n, 'KASLR is on (a zero slide would prove nothing)');
+    const cpus = await describeVcpus(vm);
+    t.equal(cpus.length, 2, 'two vCPUs');
+    t.comment(`vCPU modes: ${cpus.map((c) => c.mode).join(', ')}`);
+  });
+
+  await t.test('a vCPU stopped in user mode (with KPTI its CR3 maps almost no kernel)', async (t) => {
+    const vm = await Vm.connect({ qmp: env.qmp, gdb: env.gdb, memory: 'gdbstub' });
+    t.teardown(() => vm.close());
+    const gdb = await vm.gdb();
+    // catch a syscall entry, take the user return address from rcx, and run to it
+    const entry = BigInt(gt.kernel.kallsyms.entry_SYSCALL_64);
+    await gdb.insertBreakpoint(1, entry);
+    await gdb.continue();
+    let stop = await gdb.waitForStop({ timeout: 60_000 });
+    await gdb.removeBreakpoint(1, entry);
+    const userRip = await gdb.readRegister('rcx', { thread: stop.thread });
+    t.ok(userRip < 0x800000000000n, `syscall returns to user address 0x${userRip.toString(16)}`);
+    await gdb.insertBreakpoint(1, userRip);
+    await gdb.continue();
+    stop = await gdb.waitForStop({ timeout: 60_000 });
+    await gdb.removeBreakpoint(1, userRip);
+    const cs = await gdb.readRegister('cs', { thread: stop.thread });
+    t.equal(cs & 3n, 3n, 'the stopped vCPU is in user mode');
+    const cr3 = await gdb.readRegister('cr3', { thread: stop.thread });
+    if (gt.kernel.pti) t.equal(cr3 & 0x1000n, 0x1000n, `KPTI: the user-mode CR3 0x${cr3.toString(16)} selects the user page table`);
+    else t.comment(`no KPTI in this guest; user-mode CR3 0x${cr3.toString(16)}`);
+    const k = await vm.kernel();
+    t.equal(k.symbol('_text'), text, '_text');
+    t.equal(k.symbol('init_task'), initTask, 'init_task');
+  });
+
+  await t.test('an ELF dump of the VM', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'vmictl-dump-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'vm.elf');
+    const live = await Vm.connect({ qmp: env.qmp });
+    try {
+      await live.qmp!.execute('dump-guest-memory', { paging: false, protocol: `file:${file}` }, { timeout: 120_000 });
+    } finally {
+      await live.close();
+    }
+    const vm = await Vm.connect({ dump: file });
+    t.teardown(() => vm.close());
+    const k = await vm.kernel();
+    t.equal(k.symbol('_text'), text, '_text');
+    t.equal(k.symbol('init_task'), initTask, 'init_task');
+    const cpus = await describeVcpus(vm);
+    t.equal(cpus.length, 2, 'the dump records both vCPUs');
+  });
+});
