@@ -43,7 +43,7 @@ test: build vm
 	env_out=$$(./test-vms/run.sh start $(TEST_RUN)) || exit 1; \
 	set -a; eval "$$env_out"; VMICTL_DBG_VMLINUX=$(CURDIR)/test-vms/build/vmlinux; set +a; \
 	trap './test-vms/run.sh stop $(TEST_RUN)' EXIT; \
-	npx tap --reporter=tap --jobs=2 2>&1 | tee .tap-output.txt; rc=$${PIPESTATUS[0]}; \
+	npx tap --reporter=tap --jobs=1 2>&1 | tee .tap-output.txt; rc=$${PIPESTATUS[0]}; \
 	node .ci/tap-summary.js .tap-output.txt; srs=$$?; \
 	[ $$rc -eq 0 ] && [ $$srs -eq 0 ]
 

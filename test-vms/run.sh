@@ -22,7 +22,7 @@ stop_vm() {
     i=0; while [ -d "/proc/$pid" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
     [ -d "/proc/$pid" ] && kill -9 "$pid" 2>/dev/null || true
   fi
-  rm -f "$run/qemu.pid" "$run/qmp.sock" "$run/gdb.sock" "$run/vm.env"
+  rm -f "$run/qemu.pid" "$run/qmp.sock" "$run/gdb.sock" "$run/control.sock" "$run/vm.env"
 }
 
 case "$cmd" in
@@ -51,6 +51,7 @@ qemu-system-x86_64 \
   -append "console=ttyS0 panic=-1 loglevel=4 ${APPEND-pti=on}" \
   -display none -nodefaults -no-user-config -no-reboot \
   -serial "file:$run/console.log" -serial "file:$run/ground-truth.json" \
+  -chardev "socket,id=control,path=$run/control.sock,server=on,wait=off" -serial chardev:control \
   -qmp "unix:$run/qmp.sock,server=on,wait=off" \
   -gdb "$gdbdev" \
   -device vmcoreinfo \
@@ -77,6 +78,7 @@ cat > "$run/vm.env" <<ENV
 VMICTL_QMP=unix:$run/qmp.sock
 VMICTL_GDB=$gdbaddr
 VMICTL_GROUND_TRUTH=$run/ground-truth.json
+VMICTL_CONTROL=unix:$run/control.sock
 ENV
 echo "run.sh: test VM ready in $(( $(date +%s) - start )) s (pid $(cat "$run/qemu.pid"), $accel)" >&2
 cat "$run/vm.env"

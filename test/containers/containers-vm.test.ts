@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Vm } from '../../lib/vm';
 import type { ContainerList } from '../../lib/containers/list';
 import { NAMESPACE_KINDS } from '../../lib/containers/model';
-import { readGroundTruth, testVm, type GroundTruth } from '../helpers/vm';
+import { guestRun, readGroundTruth, testVm, type GroundTruth } from '../helpers/vm';
 
 function compare(t: Test, gt: GroundTruth, list: ContainerList): void {
   t.equal(list.containers.length, gt.containers.length, 'as many containers as the guest runs');
@@ -62,6 +62,25 @@ t.test('containers read from outside match the ground truth', async (t) => {
     const web = list.containers.find((c) => c.hostname === 'web')!;
     t.same(web.processes[0].cmdline, ['httpd', '-f', '-p', '80', '-h', '/www'], 'httpd command line from its own address space');
     t.equal(web.processes[0].exe, '/bin/busybox', 'executable path inside the container');
+  });
+
+  await t.test('a process started in a container after boot appears on the next ps', async (t) => {
+    if (!env.control) return t.fail('the test VM has no control channel');
+    const started = await guestRun(env, 'runc exec -d ticker /bin/sleep 4242');
+    t.equal(started.status, 0, `runc exec inside the guest: ${started.output.trim()}`);
+    t.teardown(() => guestRun(env, 'for p in $(pidof sleep); do grep -q 4242 /proc/$p/cmdline && kill $p; done; true'));
+    const vm = await Vm.connect({ qmp: env.qmp, gdb: env.gdb });
+    let list: ContainerList;
+    try {
+      list = await vm.listContainers();
+    } finally {
+      await vm.close();
+    }
+    const ticker = list.containers.find((c) => c.hostname === 'ticker')!;
+    const sleeper = ticker.processes.find((p) => p.cmdline?.join(' ') === '/bin/sleep 4242');
+    t.ok(sleeper, 'the new process is listed in its container');
+    const inside = await guestRun(env, 'for p in $(pidof sleep); do grep -q 4242 /proc/$p/cmdline && echo $p; done');
+    t.equal(sleeper?.pid, Number(inside.output.trim()), 'with the host pid the guest gives it');
   });
 
   await t.test('ELF dump of the VM', async (t) => {

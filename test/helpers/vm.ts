@@ -18,6 +18,8 @@ export interface VmEnv {
   qmp: string;
   gdb: string;
   groundTruthFile: string;
+  /** The guest's control shell (a serial port), for tests to act and look inside the guest. */
+  control?: string;
   runDir?: string;
 }
 
@@ -87,9 +89,9 @@ let fileVm: Promise<VmEnv | null> | undefined;
  * number of subtests that ask) and stopped when the file ends.
  */
 export async function testVm(t: TapLike): Promise<VmEnv | null> {
-  const { VMICTL_QMP, VMICTL_GDB, VMICTL_GROUND_TRUTH } = process.env;
+  const { VMICTL_QMP, VMICTL_GDB, VMICTL_GROUND_TRUTH, VMICTL_CONTROL } = process.env;
   if (VMICTL_QMP && VMICTL_GDB && VMICTL_GROUND_TRUTH) {
-    return { qmp: VMICTL_QMP, gdb: VMICTL_GDB, groundTruthFile: VMICTL_GROUND_TRUTH };
+    return { qmp: VMICTL_QMP, gdb: VMICTL_GDB, groundTruthFile: VMICTL_GROUND_TRUTH, control: VMICTL_CONTROL };
   }
   const why = vmUnavailableReason();
   if (why) return bootVm(t);
@@ -104,7 +106,37 @@ export function parseVmEnv(text: string): VmEnv {
     if (!m) throw new Error(`vm.env has no ${k}: ${text}`);
     return m[1];
   };
-  return { qmp: get('VMICTL_QMP'), gdb: get('VMICTL_GDB'), groundTruthFile: get('VMICTL_GROUND_TRUTH') };
+  const control = /^VMICTL_CONTROL=(.*)$/m.exec(text)?.[1];
+  return { qmp: get('VMICTL_QMP'), gdb: get('VMICTL_GDB'), groundTruthFile: get('VMICTL_GROUND_TRUTH'), control };
+}
+
+let controlSeq = 0;
+
+/**
+ * Runs a shell command inside the guest (root namespaces, as root) through its control serial port
+ * and returns its output and exit status. The guest must be running (not paused) to answer.
+ */
+export async function guestRun(env: VmEnv, command: string, timeoutMs = 60_000): Promise<{ output: string; status: number }> {
+  if (!env.control) throw new Error('this VM has no control channel');
+  if (command.includes('\n')) throw new Error('one line only');
+  const { connect } = await import('node:net');
+  const id = `c${process.pid}x${++controlSeq}`;
+  return new Promise((resolve, reject) => {
+    const sock = connect(env.control!.replace(/^unix:/, ''));
+    let buf = '';
+    const timer = setTimeout(() => { sock.destroy(); reject(new Error(`guest command timed out: ${command}`)); }, timeoutMs);
+    sock.on('connect', () => sock.write(`${id} ${command}\n`));
+    sock.on('data', (d) => {
+      buf += d.toString('utf8');
+      const m = new RegExp(`(?:^|\\n)VMICTL-DONE ${id} (\\d+)\\r?\\n`).exec(buf);
+      if (m) {
+        clearTimeout(timer);
+        sock.end();
+        resolve({ output: buf.slice(0, m.index + (m[0].startsWith('\n') ? 1 : 0)), status: Number(m[1]) });
+      }
+    });
+    sock.on('error', (e) => { clearTimeout(timer); reject(e); });
+  });
 }
 
 /** The QEMU command line of the VM behind a QMP unix socket, read from /proc of its process. */
