@@ -399,3 +399,28 @@ t.test('detach of a running target interrupts it first', async (t) => {
   t.equal(client.lastStop?.signal, 2);
   t.equal(client.state, 'closed');
 });
+
+t.test('bulk reads: a caller timeout, an abort, and a stub that stops answering', async (t) => {
+  const { fake, client } = await setup(t, {}, { requestTimeout: 100, staleReplyTimeout: 5000 });
+  fake.phys = true;
+  // the stub stops answering part way through
+  fake.hangMatch = /^m(8000|8800|9000),/;
+  await t.rejects(client.readMemory(0n, 64 * 1024), { name: 'TimeoutError', message: /no reply from the stub/ });
+  fake.releaseHung();
+  t.same(await client.readMemory(0x100n, 16), expected(0x100, 16), 'late replies discarded, next read in step');
+
+  fake.hangMatch = /^m10000,/;
+  await t.rejects(client.readMemory(0n, 128 * 1024, { timeout: 50 }), TimeoutError);
+  fake.releaseHung();
+  t.same(await client.readMemory(0x200n, 16), expected(0x200, 16));
+
+  const ac = new AbortController();
+  fake.hangMatch = /^m4000,/;
+  const aborted = client.readMemoryRanges([{ address: 0n, length: 32 * 1024 }], { signal: ac.signal });
+  setTimeout(() => ac.abort(), 20);
+  await t.rejects(aborted, { name: 'AbortError' });
+  fake.releaseHung();
+  t.same(await client.readMemory(0x300n, 16), expected(0x300, 16));
+  t.ok(client.stats.staleReplies > 0, `${client.stats.staleReplies} stale replies discarded`);
+  await t.rejects(client.readMemory(0n, 16, { signal: AbortSignal.abort() }), { name: 'AbortError' });
+});

@@ -273,8 +273,8 @@ export class GdbConnection extends TypedEmitter<ConnectionEvents> {
       signal: opts.signal,
       onCancel: () => this.#cancel(entry),
     });
-    // Pipelined reads skip this: thousands per bulk read, and their errors name the address.
-    return opts.pipelined ? result : keepCallSite(result, this.request);
+    // Bulk reads skip this: thousands of packets per read, and their errors name the address.
+    return opts.pipelined || opts.group ? result : keepCallSite(result, this.request);
   }
 
   /**

@@ -12,8 +12,8 @@ export interface MemoryRange {
 export interface ReadOptions extends CallOptions {
   /**
    * How many `m` requests may be in flight at once (default: the connection's maxInFlight, 32;
-   * 1 turns pipelining off). With `timeout`, the timeout covers the whole call; without, each
-   * packet gets the connection's request timeout.
+   * 1 turns pipelining off). With `timeout`, the timeout covers the whole call; without, the call
+   * fails when the stub has sent no reply for the connection's request timeout (10 s).
    */
   window?: number;
 }
