@@ -5,7 +5,8 @@
  */
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { VmiError } from './errors';
+import { ProfileMismatchError, VmiError } from './errors';
+import { scanForBanner } from './kernel/kaslr';
 import type { CallOptions } from './util/deadline';
 import { GdbStubBusyError, QmpClient, startGdbStub } from './transport/qmp';
 import { GdbClient } from './transport/gdb';
@@ -142,12 +143,28 @@ export class Vm {
 
   /** The profile: the file given, or the one whose banner matches, found by trying each. */
   async #profile(memory: PhysicalMemory, ram: PhysicalRange[]): Promise<Kernel> {
+    const signal = this.options.signal;
     if (this.options.profile) {
       const profile = Profile.load(this.options.profile);
-      return Kernel.open(memory, profile, { ram, signal: this.options.signal });
+      try {
+        return await Kernel.open(memory, profile, { ram, signal });
+      } catch (err) {
+        if (!(err instanceof VmiError) || err.code !== 'EKASLR') throw err;
+        const running = await scanForBanner(memory, ram, { signal });
+        if (running !== null && running === profile.banner) {
+          throw new VmiError('EPROFILE', `the profile ${profile.source} has the running kernel's banner, but its symbols do not fit this build (${err.message})`);
+        }
+        throw new ProfileMismatchError(profile.banner ?? '(profile has no banner)', running ?? '(no Linux banner found in guest memory)');
+      }
     }
     const dirs = this.options.profileDirs ?? defaultProfileDirs();
-    return findKernel(memory, ram, dirs, this.options.signal);
+    try {
+      return await findKernel(memory, ram, dirs, signal);
+    } catch (err) {
+      if (!(err instanceof VmiError) || (err.code !== 'EPROFILE' && err.code !== 'ENOPROFILE')) throw err;
+      const running = await scanForBanner(memory, ram, { signal });
+      throw new VmiError(err.code, `${err.message}; the guest runs ${JSON.stringify(running ?? 'no recognisable Linux kernel')}`);
+    }
   }
 
   /** The guest kernel (KASLR found, profile chosen, init_task checked); cached. */

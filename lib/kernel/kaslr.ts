@@ -168,3 +168,36 @@ async function confirm(phys: PhysicalMemory, syms: LinkTimeSymbols, base: bigint
     banner,
   };
 }
+
+/**
+ * The running kernel's banner, found without any profile by scanning RAM for "Linux version "
+ * (the banner itself, or its copy at the head of the kernel log). Only used to say which kernel
+ * runs when no profile fits, so a slow scan is acceptable; at most `maxBytes` are read.
+ */
+export async function scanForBanner(phys: PhysicalMemory, ram: readonly PhysicalRange[], opts: CallOptions & { maxBytes?: number } = {}): Promise<string | null> {
+  const CHUNK = 1 << 20;
+  let budget = opts.maxBytes ?? 4 * 1024 * 1024 * 1024;
+  for (const r of ram) {
+    for (let off = 0; off < r.length && budget > 0; off += CHUNK) {
+      const len = Math.min(CHUNK + BANNER_MAX, r.length - off);
+      budget -= len;
+      let buf: Buffer;
+      try {
+        buf = await phys.read(r.address + BigInt(off), len, opts);
+      } catch (err) {
+        if (!(err instanceof VmiError) || ['EABORTED', 'ETIMEDOUT', 'EDISCONNECTED'].includes(err.code)) throw err;
+        continue;
+      }
+      for (let i = buf.indexOf(BANNER_PREFIX); i >= 0 && i < CHUNK; i = buf.indexOf(BANNER_PREFIX, i + 1)) {
+        // a real banner is one line naming the build, "Linux version 6.1.0-56-cloud-amd64 (builder@host)
+        // (gcc ...) #1 SMP ...\n", in linux_banner or the kernel log; copies quoted in files are not
+        const line = buf.subarray(i, i + BANNER_MAX);
+        const end = line.indexOf(0x0a);
+        if (end < 0) continue;
+        const candidate = line.subarray(0, end).toString('latin1');
+        if (/^Linux version \S+ \(.*\) #\d/.test(candidate) && !/["\\\x00-\x1f\x7f-\xff]/.test(candidate)) return candidate;
+      }
+    }
+  }
+  return null;
+}

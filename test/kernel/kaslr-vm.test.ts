@@ -3,10 +3,11 @@
  * with the vCPUs stopped in kernel mode, stopped in user mode, and on an ELF dump of the VM.
  */
 import t from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Vm } from '../../lib/vm';
+import { ProfileMismatchError } from '../../lib/errors';
 import { describeVcpus } from '../../lib/vcpus';
 import { readGroundTruth, testVm } from '../helpers/vm';
 
@@ -54,6 +55,22 @@ t.test('KASLR slides from memory alone match /proc/kallsyms', async (t) => {
     const k = await vm.kernel();
     t.equal(k.symbol('_text'), text, '_text');
     t.equal(k.symbol('init_task'), initTask, 'init_task');
+  });
+
+  await t.test('a profile of another kernel is a clear error naming both banners', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'vmictl-profile-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const doc = JSON.parse(readFileSync(join(__dirname, '../fixtures/isf/small.json'), 'utf8'));
+    delete doc.symbols.linux_banner.constant_data;
+    doc.metadata.linux = { ...doc.metadata.linux, banner: 'Linux version 5.10.0-other (someone@somewhere) (gcc) #1 SMP' };
+    const file = join(dir, 'other.json');
+    writeFileSync(file, JSON.stringify(doc));
+    const vm = await Vm.connect({ qmp: env.qmp, gdb: env.gdb, profile: file });
+    t.teardown(() => vm.close());
+    const err = await vm.kernel().then(() => null, (e: unknown) => e);
+    t.type(err, ProfileMismatchError);
+    t.equal((err as ProfileMismatchError).expected, 'Linux version 5.10.0-other (someone@somewhere) (gcc) #1 SMP', 'names the profile banner');
+    t.equal((err as ProfileMismatchError).found, gt.kernel.banner, 'names the running banner');
   });
 
   await t.test('an ELF dump of the VM', async (t) => {

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { findKaslr, KaslrNotFoundError, type LinkTimeSymbols } from '../../lib/kernel/kaslr';
+import { findKaslr, KaslrNotFoundError, scanForBanner, type LinkTimeSymbols } from '../../lib/kernel/kaslr';
 import { SparseMemory } from '../helpers/sparse-memory';
 import { MiB2, PageTableBuilder } from '../helpers/page-tables';
 
@@ -71,4 +71,11 @@ t.test('no kernel, or a corrupt phys_base, is a clear error', async (t) => {
   const mem = guest(0x7400000n, 0x200000n);
   mem.writeU64(0x7400000n + (LINK.phys_base - LINK._text), 0x123n);
   await t.rejects(findKaslr(mem, syms, { ram: [{ address: 0n, length: 512 * 1024 * 1024 }] }), /impossible virtual slide/);
+});
+
+t.test('scanForBanner names the running kernel without a profile', async (t) => {
+  const mem = guest(0x7400000n, 0x200000n);
+  const found = await scanForBanner(mem, [{ address: 0n, length: 256 * 1024 * 1024 }]);
+  t.equal(found, BANNER);
+  t.equal(await scanForBanner(new SparseMemory(1n << 26n), [{ address: 0n, length: 64 * 1024 * 1024 }]), null);
 });
