@@ -36,6 +36,7 @@ export class Profile {
   readonly #fieldCache = new Map<string, FieldLayout | null>();
   readonly #flat = new Map<string, Map<string, { offset: number; type: TypeRef }>>();
   #banner: string | null | undefined;
+  #constants: Map<string, bigint> | undefined;
 
   constructor(doc: IsfDocument, source = '<profile>') {
     this.doc = doc;
@@ -273,11 +274,21 @@ export class Profile {
       if (v === undefined) throw new MissingSymbolError(constant, `no constant ${constant} in enum ${bareName(enumName)} (profile ${this.source})`);
       return v;
     }
-    for (const name of Object.keys(this.doc.enums)) {
-      const v = own(this.doc.enums[name].constants, constant);
-      if (v !== undefined) return v;
-    }
+    const v = this.#allConstants().get(constant);
+    if (v !== undefined) return v;
     throw new MissingSymbolError(constant, `no enum constant ${constant} in profile ${this.source}`);
+  }
+
+  /** Every enum constant by name, first enum (in profile order) winning; built once. */
+  #allConstants(): Map<string, bigint> {
+    if (!this.#constants) {
+      this.#constants = new Map();
+      for (const name of Object.keys(this.doc.enums)) {
+        const constants = this.doc.enums[name].constants;
+        for (const c of Object.keys(constants)) if (!this.#constants.has(c)) this.#constants.set(c, constants[c]);
+      }
+    }
+    return this.#constants;
   }
 
   hasEnumConstant(enumName: string | undefined, constant: string): boolean {
