@@ -3,7 +3,7 @@
  * kernel's scripts/gdb does it: every step checks `next->prev == cur`, and since the guest is
  * untrusted, every walk also has a cycle check and an upper bound.
  */
-import { ValidationError } from '../../errors';
+import { ValidationError, VmiError } from '../../errors';
 import type { CallOptions } from '../../util/deadline';
 import type { Kernel } from '../kernel';
 
@@ -33,14 +33,30 @@ export async function* listForEach(kernel: Kernel, head: bigint, opts: ListWalkO
     if (opts.onCorruption) { opts.onCorruption(err); return; }
     throw err;
   };
+  // A guest pointer into unmapped memory is corruption like any other (with onCorruption, a
+  // warning and the part before it), but aborts, timeouts and lost connections are not.
+  const unreadable = (err: unknown, at: bigint): void => {
+    if (!opts.onCorruption || !(err instanceof VmiError) || err.code === 'EABORTED' || err.code === 'ETIMEDOUT' || err.code === 'EDISCONNECTED') throw err;
+    fail(`list at 0x${head.toString(16)}: cannot read entry 0x${at.toString(16)}: ${err.message}`, at);
+  };
   let prev = head;
-  let cur = await kernel.readU64(head, opts);
+  let cur: bigint;
+  try {
+    cur = await kernel.readU64(head, opts);
+  } catch (err) {
+    return unreadable(err, head);
+  }
   for (let n = 0; cur !== head; n++) {
     if (n >= max) return fail(`list at 0x${head.toString(16)} has more than ${max} entries`, head);
     if (!kernel.isKernelPointer(cur)) return fail(`list at 0x${head.toString(16)}: bad next pointer 0x${cur.toString(16)}`, prev);
     if (seen.has(cur)) return fail(`list at 0x${head.toString(16)} loops back to 0x${cur.toString(16)} without reaching its head`, cur);
     seen.add(cur);
-    const [next, back] = await Promise.all([kernel.readU64(cur, opts), kernel.readU64(cur + 8n, opts)]);
+    let next: bigint, back: bigint;
+    try {
+      [next, back] = await Promise.all([kernel.readU64(cur, opts), kernel.readU64(cur + 8n, opts)]);
+    } catch (err) {
+      return unreadable(err, cur);
+    }
     if (back !== prev) return fail(`list corrupted: 0x${cur.toString(16)}->prev is 0x${back.toString(16)}, expected 0x${prev.toString(16)}`, cur);
     yield cur;
     prev = cur;
