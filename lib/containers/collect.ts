@@ -69,9 +69,10 @@ export async function collectTasks(kernel: Kernel, opts: CollectOptions = {}): P
     }
   }
 
-  // stage 1: every task_struct, once
+  // stage 1: every task_struct, once, up to the last field used (a task_struct is ~10 KiB, the
+  // fields ps needs sit in its first part)
   const all = groups.flatMap((g) => g.threads);
-  const tasks = await readStructs(kernel, 'task_struct', all, opts);
+  const tasks = await readStructs(kernel, 'task_struct', all, { ...opts, upTo: lastTaskField(kernel) });
   const infos = new Map<bigint, TaskInfo>();
   const ctx = new Context(kernel, opts);
   await Promise.all(all.map(async (addr) => {
@@ -90,6 +91,20 @@ export async function collectTasks(kernel: Kernel, opts: CollectOptions = {}): P
   }
   processes.sort((a, b) => a.pid - b.pid);
   return { processes, warnings };
+}
+
+/** The task_struct field that ends last among those taskInfo() reads. */
+function lastTaskField(kernel: Kernel): string {
+  const p = kernel.profile;
+  const names = ['pid', 'tgid', 'comm', 'flags', 'mm', 'real_parent', 'thread_pid', 'real_cred', 'nsproxy', 'cgroups', 'fs', 'exit_state',
+    p.hasField('task_struct', '__state') ? '__state' : 'state', p.hasField('task_struct', 'start_boottime') ? 'start_boottime' : 'start_time'];
+  let best = names[0];
+  let end = 0;
+  for (const n of names) {
+    const f = p.field('task_struct', n);
+    if (f.offset + f.size > end) { end = f.offset + f.size; best = n; }
+  }
+  return best;
 }
 
 /** Per-collection caches of shared objects (namespaces, creds, cgroups), keyed by address. */
@@ -199,7 +214,10 @@ class Context {
     ];
     // time namespaces arrived in 5.6
     if (k.profile.hasField('nsproxy', 'time_ns')) fields.push(['time', 'time_ns', 'time_namespace']);
-    await Promise.all(fields.map(async ([kind, field, type]) => { info.namespaces[kind] = await this.inum(type, ns.ptr(field)); }));
+    // every read settles before a failure is thrown: a late one must not change info after we return
+    const settled = await Promise.allSettled(fields.map(async ([kind, field, type]) => { info.namespaces[kind] = await this.inum(type, ns.ptr(field)); }));
+    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failed) throw failed.reason;
     const uts = ns.ptr('uts_ns');
     if (k.isKernelPointer(uts)) {
       info.hostname = await this.#cached(this.#strings, `uts@${uts}`, async () => {

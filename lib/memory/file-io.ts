@@ -11,7 +11,14 @@ import type { FileHandle } from 'node:fs/promises';
 
 function readOnce(fh: FileHandle, buf: Buffer, offset: number, length: number, position: bigint): Promise<number> {
   if (position <= BigInt(Number.MAX_SAFE_INTEGER)) {
-    return fh.read(buf, offset, length, Number(position)).then((r) => r.bytesRead);
+    // A synchronous pread: guest RAM (/proc/<tid>/mem) and dumps answer in microseconds, while an
+    // async read costs a trip through libuv's thread pool each, which dominated `ps` (thousands of
+    // page reads per command).
+    try {
+      return Promise.resolve(fs.readSync(fh.fd, buf, offset, length, Number(position)));
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
   return new Promise((resolve, reject) => {
     fs.read(fh.fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n)));

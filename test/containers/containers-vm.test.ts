@@ -66,7 +66,8 @@ t.test('containers read from outside match the ground truth', async (t) => {
 
   await t.test('a process started in a container after boot appears on the next ps', async (t) => {
     if (!env.control) return t.fail('the test VM has no control channel');
-    const started = await guestRun(env, 'runc exec -d ticker /bin/sleep 4242');
+    // runc exec -d returns once runc's init runs; wait (bounded) until it has become the sleep
+    const started = await guestRun(env, "runc exec -d ticker /bin/sleep 4242 && i=0 && while [ $i -lt 100 ] && ! (for p in $(pidof sleep); do tr '\\0' ' ' < /proc/$p/cmdline; echo; done | grep -q '^/bin/sleep 4242'); do sleep 0.1; i=$((i+1)); done");
     t.equal(started.status, 0, `runc exec inside the guest: ${started.output.trim()}`);
     t.teardown(() => guestRun(env, 'for p in $(pidof sleep); do grep -q 4242 /proc/$p/cmdline && kill $p; done; true'));
     const vm = await Vm.connect({ qmp: env.qmp, gdb: env.gdb });
