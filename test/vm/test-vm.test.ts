@@ -57,8 +57,14 @@ t.test('QEMU listens only on unix sockets or 127.0.0.1', async (t) => {
   t.ok(listening.some((s) => s.startsWith('unix:') && s.includes('qmp.sock')), 'QMP is on a unix socket');
   t.ok(argv.includes('-gdb'), 'a gdbstub is configured');
   for (const spec of listening) {
-    if (/^(tcp|telnet|websocket|udp):/.test(spec) || /^socket,/.test(spec) && /host=/.test(spec)) {
-      t.match(spec, /^(tcp|telnet|websocket|udp):127\.0\.0\.1:|host=127\.0\.0\.1/, `${spec} is bound to 127.0.0.1`);
+    if (spec.startsWith('chardev:')) {
+      t.ok(argv.some((a) => a.includes(`id=${spec.slice(8)},`) || a.endsWith(`id=${spec.slice(8)}`)), `${spec} names a chardev defined (and checked) on the command line`);
+    } else if (/^socket,/.test(spec)) {
+      // -chardev socket,...: a unix socket when it has a path, else TCP that must name 127.0.0.1
+      if (/(^|,)path=/.test(spec)) t.pass(`${spec} is a unix socket`);
+      else t.match(spec, /(^|,)host=127\.0\.0\.1(,|$)/, `${spec} is bound to 127.0.0.1`);
+    } else if (/^(tcp|telnet|websocket|udp):/.test(spec)) {
+      t.match(spec, /^(tcp|telnet|websocket|udp):127\.0\.0\.1:/, `${spec} is bound to 127.0.0.1`);
     } else {
       t.match(spec, /^(unix:|file:|none$)/, `${spec} is a unix socket or a file`);
     }
