@@ -48,7 +48,12 @@ test: build vm
 	[ $$rc -eq 0 ] && [ $$srs -eq 0 ]
 
 bench: build vm
-	@echo "nothing to measure yet"
+	@run=$$(mktemp -d "$${TMPDIR:-/tmp}/vmictl-bench.XXXXXX") || exit 1; \
+	trap './test-vms/run.sh stop "$$run"; rm -rf "$$run"' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; trap 'exit 129' HUP; \
+	echo "bench: booting the test VM with $${VMICTL_BENCH_GROUPS:-50} extra container groups of 20 tasks (VMICTL_BENCH_GROUPS=0: the standard VM)"; \
+	env_out=$$(APPEND="pti=on vmictl.bench=$${VMICTL_BENCH_GROUPS:-50}" READY_TIMEOUT=600 ./test-vms/run.sh start "$$run") || exit 1; \
+	set -a; eval "$$env_out"; set +a; \
+	node dist/bench/run.js
 
 clean:
 	rm -rf dist .tap-output.txt

@@ -193,6 +193,9 @@ export class Vm {
     this.#closed = true;
     const errors: unknown[] = [];
     const attempt = async (f: () => Promise<unknown>) => { try { await f(); } catch (e) { errors.push(e); } };
+    const backend = this.#memory?.backend;
+    // the /proc/<tid>/mem backend holds a file descriptor of its own
+    if (backend && backend !== this.#gdbMemory && backend !== this.dump) await attempt(async () => backend.close?.());
     if (this.#gdbMemory) await attempt(() => this.#gdbMemory!.close());
     if (this.#gdb) await attempt(() => this.#gdb!.close());
     if (this.#gdbStub) await attempt(() => this.#gdbStub!.stop());
