@@ -3,6 +3,7 @@ import { registerStatus } from './status';
 import { registerKernel } from './kernel';
 import { registerContainers } from './containers';
 import { registerProfile } from './profile';
+import { registerSyscall } from './syscall';
 
 /** Every command vmictl offers; each module registers one topic on the program. */
-export const commands: Array<(program: Command) => void> = [registerStatus, registerKernel, registerContainers, registerProfile];
+export const commands: Array<(program: Command) => void> = [registerStatus, registerKernel, registerContainers, registerProfile, registerSyscall];

@@ -1,0 +1,82 @@
+/**
+ * Who a stopped vCPU is running, from its registers: the address space (CR3, whose PCID bits and
+ * KPTI user bit are masked off, against the physical address of mm->pgd) and the exact task (the
+ * per-CPU `current_task`, read at the CPU's per-CPU base: GS.base in kernel mode, KERNEL_GS_BASE
+ * in user mode, where `swapgs` has put the user's GS base in front).
+ */
+import { ValidationError } from '../errors';
+import type { CallOptions } from '../util/deadline';
+import { decodeCr3 } from '../memory/x86-64/cr3';
+import type { Kernel } from '../kernel/kernel';
+
+export type Registers = ReadonlyMap<string, bigint>;
+
+/** Privilege level 3: the vCPU is in user mode. */
+export function inUserMode(regs: Registers): boolean {
+  const cs = regs.get('cs');
+  return cs !== undefined && (cs & 3n) === 3n;
+}
+
+/** The top-level page table CR3 points at (kernel half under KPTI), without PCID. */
+export function cr3Root(cr3: bigint): bigint {
+  return decodeCr3(cr3).root;
+}
+
+/** Physical address of the process's page table root (mm->pgd). */
+export async function mmRoot(kernel: Kernel, mm: bigint, opts: CallOptions = {}): Promise<bigint> {
+  const pgd = await kernel.readU64(mm + BigInt(kernel.profile.fieldOffset('mm_struct', 'pgd')), opts);
+  if (!kernel.isKernelPointer(pgd)) throw new ValidationError(`bad mm->pgd 0x${pgd.toString(16)}`, mm);
+  return cr3Root((await kernel.space.translate(pgd, opts)).physical);
+}
+
+/**
+ * Where the `current_task` pointer lies relative to a CPU's per-CPU base; or, for a kernel without
+ * per-CPU sections (!SMP), its absolute address (`absolute`).
+ */
+export function currentTaskSlot(kernel: Kernel): { offset: bigint; absolute: boolean } {
+  const cached = kernel.cache.get('inject.currentTaskSlot') as { offset: bigint; absolute: boolean } | undefined;
+  if (cached) return cached;
+  const p = kernel.profile;
+  let slot: { offset: bigint; absolute: boolean };
+  if (p.hasSymbol('current_task')) {
+    // per-CPU symbols are offsets into the per-CPU area (not moved by KASLR); others are addresses
+    const raw = p.symbol('current_task');
+    slot = raw < 0xffff800000000000n ? { offset: raw, absolute: false } : { offset: kernel.symbol('current_task'), absolute: true };
+  } else if (p.hasSymbol('pcpu_hot')) {
+    // 6.2 moved current_task into struct pcpu_hot
+    slot = { offset: p.symbol('pcpu_hot') + BigInt(p.fieldOffset('pcpu_hot', 'current_task')), absolute: false };
+  } else {
+    throw new ValidationError('the profile has neither current_task nor pcpu_hot: cannot tell which task a vCPU runs');
+  }
+  kernel.cache.set('inject.currentTaskSlot', slot);
+  return slot;
+}
+
+/**
+ * Physical addresses of `current_task` slots by virtual address. The per-CPU areas are mapped once
+ * at boot and never move, so the translation outlives the caches dropped each time the VM runs:
+ * after a stop, finding the current task is one 8-byte read.
+ */
+const SLOT_PHYSICAL = new WeakMap<Kernel, Map<bigint, bigint>>();
+
+/** The task (struct task_struct *) the stopped vCPU whose registers these are is running. */
+export async function currentTask(kernel: Kernel, regs: Registers, opts: CallOptions = {}): Promise<bigint> {
+  const slot = currentTaskSlot(kernel);
+  let at = slot.offset;
+  if (!slot.absolute) {
+    const base = inUserMode(regs) ? regs.get('k_gs_base') : regs.get('gs_base');
+    if (base === undefined || !kernel.isKernelPointer(base)) {
+      throw new ValidationError(`the vCPU's per-CPU base is not a kernel address (${base === undefined ? 'missing' : `0x${base.toString(16)}`})`);
+    }
+    at = base + slot.offset;
+  }
+  let slots = SLOT_PHYSICAL.get(kernel);
+  if (!slots) SLOT_PHYSICAL.set(kernel, (slots = new Map()));
+  let physical = slots.get(at);
+  if (physical === undefined || (at & 7n) !== 0n) {
+    physical = (await kernel.space.translate(at, opts)).physical;
+    if (slots.size < 4096) slots.set(at, physical);
+  }
+  if ((at & 7n) !== 0n) return kernel.readU64(at, opts);
+  return (await kernel.physical.read(physical, 8, opts)).readBigUInt64LE(0);
+}

@@ -1,0 +1,362 @@
+/**
+ * Opening an injection: choose the target processes (a container's, or one by host pid), find
+ * where each of their threads will come back from the syscall it is in (site.ts), put a hardware
+ * breakpoint on at most a couple of those return addresses, and run the VM until one of the
+ * target's own threads hits one. Other processes that run the same code (a static busybox has the
+ * same addresses everywhere) are stepped over untouched.
+ */
+import { setMaxListeners } from 'node:events';
+import { TimeoutError, VmiError } from '../errors';
+import type { Vm } from '../vm';
+import type { Kernel } from '../kernel/kernel';
+import { resolveContainer } from '../containers/resolve';
+import { tasksOf, type Container, type ProcessInfo, type TaskInfo } from '../containers/model';
+import { cr3Root, currentTask, mmRoot } from './cpu';
+import { AcquireTimeoutError, NoInjectableThreadError, type TriedProcess } from './errors';
+import { BreakpointRunner, type Hit } from './runner';
+import { AT_FDCWD, resumeVm, InjectionSession, type TargetThread } from './session';
+import { isSite, NOT_IN_SYSCALL, SYSCALL_INSN, syscallSite, type SyscallSite } from './site';
+import { SYSCALLS_X86_64 } from './syscalls';
+import type { AddressSpace } from '../memory/address-space';
+import type { PhysicalMemory } from '../memory/physical';
+import { InjectionMemory, spaceAt } from './guest-memory';
+
+export type InjectionTargetSpec =
+  /** Any process of the container (id, name, hostname, prefix, or `pid:N`, as resolveContainer takes). */
+  | { container: string }
+  /** The process with this host pid (or the process of the thread with this tid). */
+  | { pid: number }
+  /** A process already looked up (from vm.listContainers()). */
+  | { process: ProcessInfo; container?: string };
+
+export interface InjectionOptions {
+  /** How long to wait for a thread of the target to come back from a syscall, ms (default 10 000). */
+  timeout?: number;
+  /** How long one injected syscall may take, ms (default 10 000). */
+  callTimeout?: number;
+  signal?: AbortSignal;
+  /** Most hardware breakpoints used at once, 1–4 (default 2; KVM has 4 debug registers in all). */
+  maxBreakpoints?: number;
+  /** Journal directory; false for none (default: $XDG_RUNTIME_DIR/vmictl or /tmp/vmictl-<uid>). */
+  journal?: string | false;
+  /**
+   * What to do when no thread of the target comes back from its syscall by itself (a server
+   * blocked in accept): `never` (default: time out), or `freeze`: freeze and thaw the target's
+   * cgroup (v2) through an injection into a root-namespace process, which makes its blocked
+   * syscalls restart transparently, and catch a thread on its way back to the `syscall`
+   * instruction. The only trace is the freeze itself (cgroup.events shows it for a moment).
+   */
+  wake?: 'never' | 'freeze';
+  /** @internal End the session without resuming the VM (a helper session inside another). */
+  leaveStopped?: boolean;
+}
+
+/** How long one round of waiting lasts before the sites are looked up again (processes move on). */
+const ROUND_MS = 2000;
+/** A shorter first round when some process was running in user mode (it will be in a syscall soon). */
+const SHORT_ROUND_MS = 200;
+
+/** After a thaw, the restarted syscalls come at once: a short round, then another thaw. */
+const WOKEN_ROUND_MS = 1500;
+/** Most freeze/thaw cycles per acquisition. */
+const MAX_WAKES = 4;
+/** How long a vCPU caught at a restarted syscall is kept stopped while the thaw finishes. */
+const HOLD_MS = 1500;
+const O_WRONLY_CLOEXEC = 0o1 | 0o2000000;
+
+/** Syscalls that usually wait for something that may never come (children, signals). */
+const LONG_WAITS = new Set(['wait4', 'waitid', 'pause', 'rt_sigsuspend', 'rt_sigtimedwait'].map((n) => SYSCALLS_X86_64[n]));
+/** Syscalls that usually come back by themselves (they are given a timeout). */
+const TIMED_WAITS = new Set(['poll', 'ppoll', 'select', 'pselect6', 'epoll_wait', 'epoll_pwait', 'epoll_pwait2', 'nanosleep', 'clock_nanosleep'].map((n) => SYSCALLS_X86_64[n]));
+
+/** Lower is likelier to return soon: 0 timed waits, 1 anything else, 2 long waits (the best site counts). */
+function score(sites: readonly SyscallSite[]): number {
+  return Math.min(...sites.map((s) => (TIMED_WAITS.has(Number(s.nr)) ? 0 : LONG_WAITS.has(Number(s.nr)) ? 2 : 1)));
+}
+
+interface Candidate {
+  process: ProcessInfo;
+  mm: bigint;
+  root: bigint;
+  space: AddressSpace;
+  sites: SyscallSite[];
+  /** The chosen return addresses at which this process has a `syscall` instruction. */
+  allowed: Set<bigint>;
+  tasks: Map<bigint, TaskInfo>;
+}
+
+/** The processes a spec names, with a label for messages. */
+async function targetProcesses(vm: Vm, target: InjectionTargetSpec, signal?: AbortSignal): Promise<{ processes: ProcessInfo[]; label: string; container?: string; cgroup?: string }> {
+  if ('process' in target) return { processes: [target.process], label: `process ${target.process.pid}`, container: target.container, cgroup: target.process.cgroup };
+  const list = await vm.listContainers({ signal });
+  const all: Container[] = [...list.containers, list.host];
+  if ('container' in target) {
+    const c = resolveContainer(all, target.container);
+    const label = c.name ?? (c.hostname || c.id);
+    return { processes: c.processes, label: `container ${JSON.stringify(label)}`, container: c.id === 'host' ? undefined : label, cgroup: c.id === 'host' ? undefined : c.cgroup };
+  }
+  const pid = target.pid;
+  if (!Number.isInteger(pid) || pid <= 0) throw new VmiError('EUSAGE', `not a pid: ${pid}`);
+  for (const c of all) {
+    for (const p of c.processes) {
+      if (p.pid === pid || tasksOf(p).some((t) => t.pid === pid)) {
+        return { processes: [p], label: `process ${p.pid}`, container: c.id === 'host' ? undefined : c.name ?? (c.hostname || c.id), cgroup: c.id === 'host' ? undefined : p.cgroup };
+      }
+    }
+  }
+  throw new VmiError('ENOPROCESS', `no process with host pid ${pid}`);
+}
+
+/** Finds each process's syscall sites and chooses the return addresses to watch. */
+interface Plan {
+  candidates: Candidate[];
+  watch: bigint[];
+  /** Which watched addresses are return addresses (the others are `syscall` instructions). */
+  returns: Set<bigint>;
+  tried: TriedProcess[];
+  /** Processes skipped only for now (running in user mode). */
+  transient: number;
+}
+
+/**
+ * `restart`: also watch the `syscall` instructions themselves (R − 2), where a thread whose
+ * blocked syscall is being restarted comes back to user mode; one site then takes two breakpoints.
+ */
+async function plan(kernel: Kernel, memory: PhysicalMemory, processes: ProcessInfo[], maxBreakpoints: number, restart = false, rotation = 0): Promise<Plan> {
+  const tried: TriedProcess[] = [];
+  const found: Candidate[] = [];
+  const running: Candidate[] = [];
+  let transient = 0;
+  const mmOffset = BigInt(kernel.profile.fieldOffset('task_struct', 'mm'));
+  for (const p of processes) {
+    if (p.kernelThread) continue;
+    const mm = await kernel.readU64(p.address + mmOffset).catch(() => 0n);
+    if (!kernel.isKernelPointer(mm)) {
+      tried.push({ pid: p.pid, comm: p.comm, skipped: 'no address space (exiting?)' });
+      continue;
+    }
+    const root = await mmRoot(kernel, mm);
+    const space = spaceAt(kernel, memory, root, `pid ${p.pid}`);
+    const sites: SyscallSite[] = [];
+    const reasons: string[] = [];
+    const tasks = new Map<bigint, TaskInfo>();
+    for (const t of tasksOf(p)) {
+      tasks.set(t.address, t);
+      const s = await syscallSite(kernel, t.address, space).catch((e: Error) => ({ task: t.address, reason: e.message }));
+      if (isSite(s)) sites.push(s);
+      else reasons.push(s.reason);
+    }
+    if (sites.length === 0) {
+      // running in user mode right now: it will be in a syscall again soon, maybe at a watched address
+      if (reasons.some((r) => r === NOT_IN_SYSCALL)) {
+        transient++;
+        running.push({ process: p, mm, root, space, sites, allowed: new Set(), tasks });
+      } else tried.push({ pid: p.pid, comm: p.comm, skipped: reasons[0] ?? 'no thread' });
+      continue;
+    }
+    found.push({ process: p, mm, root, space, sites, allowed: new Set(), tasks });
+  }
+  // watch the return addresses of the likeliest processes first (those in a syscall with a
+  // timeout, then any, then those waiting for children or signals); each round takes the next ones
+  const ranked = [...found].sort((a, b) => score(a.sites) - score(b.sites));
+  const order: bigint[] = [];
+  for (const c of ranked) {
+    for (const s of [...c.sites].sort((x, y) => score([x]) - score([y]))) if (!order.includes(s.returnAddress)) order.push(s.returnAddress);
+  }
+  const per = restart ? Math.max(1, Math.floor(Math.max(2, maxBreakpoints) / 2)) : maxBreakpoints;
+  const watch: bigint[] = [];
+  for (let i = 0; i < Math.min(per, order.length); i++) {
+    const r = order[(rotation * per + i) % order.length];
+    if (restart) watch.push(r - 2n, r);
+    else watch.push(r);
+  }
+  const returns = restart ? watch.filter((_, i) => i % 2 === 1) : watch;
+  for (const c of [...found, ...running]) {
+    for (const r of returns) {
+      let ok = c.sites.some((s) => s.returnAddress === r);
+      if (!ok) ok = (await c.space.read(r - 2n, 2).catch(() => null))?.equals(SYSCALL_INSN) ?? false;
+      if (ok) {
+        c.allowed.add(r);
+        if (restart) c.allowed.add(r - 2n);
+      }
+    }
+    if (c.allowed.size > 0) tried.push({ pid: c.process.pid, comm: c.process.comm });
+    else tried.push({ pid: c.process.pid, comm: c.process.comm, skipped: c.sites.length ? 'more return addresses than breakpoints' : NOT_IN_SYSCALL });
+  }
+  return { candidates: [...found, ...running].filter((c) => c.allowed.size > 0), watch, returns: new Set(returns), tried, transient };
+}
+
+/**
+ * Catches a thread of the target and returns a session holding it (the VM stopped). The caller
+ * must end it (`await s.close()`, or `await using`), which restores the thread and resumes the VM.
+ */
+export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: InjectionOptions = {}): Promise<InjectionSession> {
+  if (!vm.live || !vm.qmp) throw new VmiError('EUSAGE', 'syscall injection needs a live VM (QMP and the gdbstub), not a dump');
+  const timeout = opts.timeout ?? 10_000;
+  const maxBreakpoints = Math.min(Math.max(1, Math.floor(opts.maxBreakpoints ?? 2)), 4);
+  // one internal signal for the many concurrent reads (no listener-count warnings on the caller's)
+  const inner = new AbortController();
+  setMaxListeners(0, inner.signal);
+  const onAbort = () => inner.abort(opts.signal?.reason);
+  if (opts.signal?.aborted) onAbort();
+  else opts.signal?.addEventListener('abort', onAbort, { once: true });
+  const signal = inner.signal;
+  const wasRunning = ((await vm.qmp.execute('query-status')) as { running: boolean }).running;
+  await vm.pause();
+  let runner: BreakpointRunner | undefined;
+  try {
+    const kernel = await vm.kernel();
+    const memory = await vm.memory();
+    const gdb = await vm.gdb();
+    runner = new BreakpointRunner(gdb, () => {
+      memory.invalidate();
+      kernel.invalidate();
+    });
+    const { processes, label, container, cgroup } = await targetProcesses(vm, target, signal);
+    const guest = new InjectionMemory(memory, gdb);
+    const started = Date.now();
+    const deadline = started + timeout;
+    const tried = new Map<number, TriedProcess>();
+    let chosen: { c: Candidate; task: TaskInfo } | undefined;
+    let hit: Hit | undefined;
+    let watch: bigint[] = [];
+    let returns = new Set<bigint>();
+    let woken = false;
+    let wakes = 0;
+    // Rounds: find where each process will come back, watch that, and look again after a while
+    // (a process running in user mode now, or one whose syscall never ends, may do better later).
+    for (let round = 0; !hit; round++) {
+      const p = await plan(kernel, guest, processes, maxBreakpoints, woken, woken ? 0 : round);
+      for (const x of p.tried) if (!tried.has(x.pid) || !x.skipped) tried.set(x.pid, x);
+      if (p.candidates.length === 0 && p.transient === 0) throw new NoInjectableThreadError(label, p.tried);
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) throw new AcquireTimeoutError([...tried.values()], timeout);
+      const slice = Math.min(remaining, woken ? WOKEN_ROUND_MS : round === 0 && p.transient > 0 ? SHORT_ROUND_MS : ROUND_MS);
+      const byRoot = new Map(p.candidates.map((c) => [c.root, c]));
+      watch = p.watch;
+      returns = p.returns;
+      for (const r of watch) await runner.insert(r);
+      const accept = async (h: Hit): Promise<boolean> => {
+        const c = byRoot.get(cr3Root(h.regs.get('cr3') ?? 0n));
+        if (!c || !c.allowed.has(h.rip)) return false;
+        const t = c.tasks.get(await currentTask(kernel, h.regs));
+        if (!t) return false;
+        chosen = { c, task: t };
+        return true;
+      };
+      if (woken) {
+        // the thaw restarts the frozen syscalls at once: catch them while the helper still runs
+        const unhold = runner.hold({ accept, maxMs: HOLD_MS });
+        try {
+          await thawCgroup(vm, cgroup!, { timeout: Math.max(1000, deadline - Date.now()), signal, journal: opts.journal });
+        } finally {
+          unhold();
+        }
+      }
+      try {
+        hit = await runner.runUntil(accept, { timeout: slice, signal, what: `catching a thread of ${label}` });
+      } catch (err) {
+        if (!(err instanceof TimeoutError)) throw err;
+        await runner.releaseHeld();
+        await runner.removeAll();
+        if (Date.now() >= deadline) throw new AcquireTimeoutError([...tried.values()], timeout);
+        // nobody came back by itself: freeze the cgroup, and thaw it in the next round (a few tries)
+        woken = false;
+        if (opts.wake === 'freeze' && cgroup && cgroup !== '/' && p.candidates.length > 0 && wakes < MAX_WAKES && deadline - Date.now() > 1000) {
+          wakes++;
+          await freezeCgroup(vm, cgroup, { timeout: Math.max(1000, deadline - Date.now()), signal, journal: opts.journal });
+          woken = true;
+        }
+      }
+    }
+    const acquireMs = Date.now() - started;
+    // caught at the syscall instruction (a restart): its return address is right after it
+    const returnAddress = returns.has(hit.rip) ? hit.rip : hit.rip + 2n;
+    await runner.insert(returnAddress);
+    for (const r of watch) if (r !== returnAddress) await runner.remove(r);
+    const { c, task } = chosen!;
+    const thread: TargetThread = {
+      task: task.address,
+      pid: task.pid,
+      tgid: c.process.tgid,
+      nspid: task.nspids[task.nspids.length - 1] ?? task.pid,
+      comm: task.comm,
+      mm: c.mm,
+      root: c.root,
+      container,
+    };
+    const session = new InjectionSession({ vm, kernel, gdb, runner, space: c.space, kernelSpace: spaceAt(kernel, guest, kernel.kaslr.pageTableRoot, 'kernel') }, thread, hit, returnAddress, {
+      callTimeout: opts.callTimeout,
+      signal,
+      journal: opts.journal,
+      wasRunning,
+      leaveStopped: opts.leaveStopped,
+    }, acquireMs);
+    await session.prepare();
+    session.onEnd(() => opts.signal?.removeEventListener('abort', onAbort));
+    return session;
+  } catch (err) {
+    // nothing of the target was changed yet: remove the breakpoints and let the VM go
+    opts.signal?.removeEventListener('abort', onAbort);
+    await runner?.releaseHeld().catch(() => undefined);
+    await runner?.removeAll();
+    if (!opts.leaveStopped) await resumeVm(vm, wasRunning).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Writes `text` to a file through a helper session (openat, write, close). */
+async function writeFileIn(s: InjectionSession, path: string, text: string): Promise<void> {
+  const fd = await s.openat(AT_FDCWD, path, O_WRONLY_CLOEXEC);
+  try {
+    await s.write(fd, Buffer.from(text));
+  } finally {
+    await s.closeFd(fd);
+  }
+}
+
+function cgroupDir(cgroup: string): string {
+  if (!/^(\/[^/\0]+)+$/.test(cgroup) || cgroup.split('/').includes('..')) throw new VmiError('EINVAL', `not a cgroup path: ${JSON.stringify(cgroup)}`);
+  return `/sys/fs/cgroup${cgroup}`;
+}
+
+interface HelperOptions {
+  timeout: number;
+  signal: AbortSignal;
+  journal?: string | false;
+}
+
+/**
+ * Freezes a cgroup (v2) from a root-namespace process, and waits until it is frozen; the VM is
+ * left stopped. Every task of the cgroup blocked in an interruptible syscall is woken by the
+ * freeze (-ERESTARTSYS) and parks in the freezer; on thaw, with no signal to deliver, it restarts
+ * its syscall: back in user mode at the `syscall` instruction, where the caller catches it.
+ */
+async function freezeCgroup(vm: Vm, cgroup: string, opts: HelperOptions): Promise<void> {
+  const dir = cgroupDir(cgroup);
+  const helper = await openInjection(vm, { container: 'host' }, { ...opts, leaveStopped: true, maxBreakpoints: 1 });
+  try {
+    await writeFileIn(helper, `${dir}/cgroup.freeze`, '1');
+    try {
+      // each injected call lets the VM run a little: the cgroup's tasks reach the freezer meanwhile
+      let frozen = false;
+      for (let i = 0; i < 50 && !frozen; i++) frozen = /^frozen 1$/m.test((await helper.readFile(`${dir}/cgroup.events`, 4096)).toString('latin1'));
+      if (!frozen) throw new VmiError('EINJECT', `${cgroup} did not freeze`);
+    } catch (err) {
+      await writeFileIn(helper, `${dir}/cgroup.freeze`, '0');
+      throw err;
+    }
+  } finally {
+    await helper.end();
+  }
+}
+
+/** Thaws the cgroup frozen by freezeCgroup(); the VM is left stopped. */
+async function thawCgroup(vm: Vm, cgroup: string, opts: HelperOptions): Promise<void> {
+  const helper = await openInjection(vm, { container: 'host' }, { ...opts, leaveStopped: true, maxBreakpoints: 1 });
+  try {
+    await writeFileIn(helper, `${cgroupDir(cgroup)}/cgroup.freeze`, '0');
+  } finally {
+    await helper.end();
+  }
+}

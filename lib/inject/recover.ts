@@ -1,0 +1,208 @@
+/**
+ * `vmictl recover`: finishes injections whose vmictl died (killed, crashed, lost its terminal),
+ * from their journals. For each journal of this VM, with the VM stopped:
+ *
+ * - target gone (no task with that pid at that address): nothing to restore;
+ * - target stopped in user mode on a vCPU at R or R − 2 with the injection's stack pointer: it is
+ *   in the middle of the injection: unmap the scratch mapping, write its registers and stack back;
+ * - target in the kernel with pt_regs.ip = R (or R − 2) and pt_regs.sp = the injection's stack
+ *   pointer: it is inside an injected syscall: catch it when it returns (breakpoint at R), then as
+ *   above; if it does not return in time, rewrite its pt_regs so it goes home by itself;
+ * - anything else: the target was restored already (vmictl died after that): nothing to do.
+ *
+ * In every case the breakpoint at R is removed (QEMU keeps breakpoints after a gdb client goes,
+ * and stops the VM when one is hit with nobody attached), the journal deleted and the VM resumed.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { TimeoutError, VmiError } from '../errors';
+import type { Vm } from '../vm';
+import type { Kernel } from '../kernel/kernel';
+import { findTask } from '../kernel/helpers/task';
+import { cr3Root, currentTask, inUserMode, mmRoot } from './cpu';
+import { errnoOf } from './errno';
+import { InjectionMemory, spaceAt } from './guest-memory';
+import { fromHex, Journal, listJournals, type JournalEntry } from './journal';
+import { BreakpointRunner, type Hit } from './runner';
+import { ARGUMENT_REGISTERS } from './session';
+import { redirectKernelReturn } from './redirect';
+import { userRegisters } from './site';
+import { SYSCALLS_X86_64 } from './syscalls';
+
+export interface RecoverOptions {
+  /** How long to wait for a target inside an injected syscall to come back, ms (default 10 000). */
+  timeout?: number;
+  signal?: AbortSignal;
+  /** Journal directory (default: the engine's). */
+  dir?: string;
+  /** Also take journals whose writer is still alive, or that name another VM. */
+  force?: boolean;
+}
+
+export type RecoverAction = 'restored' | 'target-gone' | 'already-restored' | 'redirected' | 'skipped' | 'failed';
+
+export interface RecoverOutcome {
+  journal: string;
+  pid: number;
+  comm: string;
+  action: RecoverAction;
+  detail: string;
+}
+
+interface Ctx {
+  vm: Vm;
+  kernel: Kernel;
+  runner: BreakpointRunner;
+  guest: InjectionMemory;
+}
+
+/** Whether a host process still runs (a zombie, killed but not yet reaped, does not). */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return true;
+  }
+}
+
+/** Recovers every journal of this VM (those whose writer is gone, unless `force`). */
+export async function recoverAll(vm: Vm, opts: RecoverOptions = {}): Promise<RecoverOutcome[]> {
+  const out: RecoverOutcome[] = [];
+  for (const path of listJournals(opts.dir)) {
+    let entry: JournalEntry;
+    try {
+      entry = Journal.open(path).entry;
+    } catch (err) {
+      out.push({ journal: path, pid: 0, comm: '', action: 'failed', detail: (err as Error).message });
+      continue;
+    }
+    const who = { journal: path, pid: entry.target.pid, comm: entry.target.comm };
+    if (!opts.force && entry.writer !== process.pid && processAlive(entry.writer)) {
+      out.push({ ...who, action: 'skipped', detail: `its vmictl (pid ${entry.writer}) is still running` });
+      continue;
+    }
+    if (!opts.force && entry.qmp && vm.options.qmp && entry.qmp !== vm.options.qmp) {
+      out.push({ ...who, action: 'skipped', detail: `it is for another VM (${entry.qmp})` });
+      continue;
+    }
+    out.push(await recoverInjection(vm, path, opts));
+  }
+  // whatever was found, the guest is meant to run again (a dead vmictl leaves it stopped)
+  await runVm(vm);
+  return out;
+}
+
+/** Resumes the VM, whoever stopped it. */
+async function runVm(vm: Vm): Promise<void> {
+  if (!vm.qmp) return;
+  await vm.resume();
+  const st = (await vm.qmp.execute('query-status')) as { running: boolean };
+  if (!st.running) await vm.qmp.execute('cont');
+}
+
+/** Recovers one injection from its journal file. */
+export async function recoverInjection(vm: Vm, path: string, opts: RecoverOptions = {}): Promise<RecoverOutcome> {
+  if (!vm.live || !vm.qmp) throw new VmiError('EUSAGE', 'recovery needs a live VM');
+  if (!existsSync(path)) throw new VmiError('EJOURNAL', `no journal ${path}`);
+  const journal = Journal.open(path);
+  const e = journal.entry;
+  const who = { journal: path, pid: e.target.pid, comm: e.target.comm };
+  const R = fromHex(e.returnAddress);
+  await vm.pause();
+  const kernel = await vm.kernel();
+  const memory = await vm.memory();
+  const gdb = await vm.gdb();
+  const runner = new BreakpointRunner(gdb, () => {
+    memory.invalidate();
+    kernel.invalidate();
+  });
+  const ctx: Ctx = { vm, kernel, runner, guest: new InjectionMemory(memory, gdb) };
+  // the dead vmictl's breakpoint is still in QEMU (under KVM a second one at the same address fails)
+  await gdb.removeBreakpoint(1, R, 1, { timeout: 10_000 }).catch(() => undefined);
+  let outcome: RecoverOutcome;
+  try {
+    outcome = { ...who, ...(await recoverTarget(ctx, e, opts)) };
+  } catch (err) {
+    outcome = { ...who, action: 'failed', detail: (err as Error).message };
+  }
+  await runner.removeAll();
+  if (outcome.action !== 'failed') journal.remove();
+  await runVm(vm);
+  return outcome;
+}
+
+async function recoverTarget(ctx: Ctx, e: JournalEntry, opts: RecoverOptions): Promise<{ action: RecoverAction; detail: string }> {
+  const { kernel, runner } = ctx;
+  const task = fromHex(e.target.task);
+  const R = fromHex(e.returnAddress);
+  const callSp = fromHex(e.callSp);
+  if ((await findTask(kernel, e.target.pid)) !== task) return { action: 'target-gone', detail: 'the target process exited' };
+  const mm = await kernel.readU64(task + BigInt(kernel.profile.fieldOffset('task_struct', 'mm')));
+  if (!kernel.isKernelPointer(mm)) return { action: 'target-gone', detail: 'the target has no address space any more' };
+  const root = await mmRoot(kernel, mm);
+  const space = spaceAt(kernel, ctx.guest, root, `pid ${e.target.pid}`);
+
+  let parked = await findParked(ctx, task, R, callSp);
+  if (!parked) {
+    const regs = await userRegisters(kernel, task);
+    const ip = regs?.u64('ip');
+    if (!regs || (ip !== R && ip !== R - 2n) || regs.u64('sp') !== callSp) {
+      return { action: 'already-restored', detail: 'the target is not in an injection (it was restored before vmictl ended)' };
+    }
+    // inside an injected syscall: catch it on its way back
+    await runner.insert(R);
+    try {
+      parked = await runner.runUntil((h) => isReturn(ctx, h, task, root, R, callSp), { timeout: opts.timeout ?? 10_000, signal: opts.signal, what: 'waiting for the target to leave an injected syscall' });
+    } catch (err) {
+      if (!(err instanceof TimeoutError)) throw err;
+      const saved = new Map(Object.entries(e.registers).map(([k, v]) => [k, fromHex(v)] as const));
+      await redirectKernelReturn(kernel, spaceAt(kernel, ctx.guest, kernel.kaslr.pageTableRoot, 'kernel'), task, saved, callSp);
+      return { action: 'redirected', detail: 'the target is blocked in an injected syscall: it will go back to its own code when the call ends (with that call\'s result in rax)' };
+    }
+  }
+  // munmap the scratch mapping with one more injected call, then put everything back
+  let detail = 'registers and stack restored';
+  if (e.scratch) {
+    const r = await injectOnce(ctx, parked, task, root, R, callSp, SYSCALLS_X86_64.munmap, [fromHex(e.scratch.address), BigInt(e.scratch.length)], opts);
+    parked = r.hit;
+    if (errnoOf(r.rax)) detail += `; munmap of the scratch mapping failed (errno ${errnoOf(r.rax)})`;
+    else detail += '; scratch mapping unmapped';
+  }
+  const values = new Map<string, bigint>();
+  for (const n of e.restore) values.set(n, fromHex(e.registers[n]));
+  await runner.gdb.writeRegisters(values, { thread: parked.thread, timeout: 10_000 });
+  if (e.stack) await space.write(fromHex(e.stack.address), Buffer.from(e.stack.data, 'hex'));
+  return { action: 'restored', detail };
+}
+
+/** The target stopped in user mode on a vCPU at R or R − 2 with the injection's stack pointer. */
+async function findParked(ctx: Ctx, task: bigint, R: bigint, callSp: bigint): Promise<Hit | null> {
+  const gdb = ctx.runner.gdb;
+  for (const thread of await gdb.threads({ timeout: 10_000 })) {
+    const regs = await gdb.readRegisters({ thread, timeout: 10_000 });
+    const rip = regs.get('rip');
+    if (!inUserMode(regs) || (rip !== R && rip !== R - 2n) || regs.get('rsp') !== callSp) continue;
+    if ((await currentTask(ctx.kernel, regs)) !== task) continue;
+    return { thread, regs, rip: rip!, stop: gdb.lastStop ?? { kind: 'T', swbreak: false, hwbreak: false, registersByNumber: new Map(), registers: new Map(), fields: new Map(), raw: '' } };
+  }
+  return null;
+}
+
+async function isReturn(ctx: Ctx, h: Hit, task: bigint, root: bigint, R: bigint, callSp: bigint): Promise<boolean> {
+  if (h.rip !== R || h.regs.get('rsp') !== callSp || cr3Root(h.regs.get('cr3') ?? 0n) !== root) return false;
+  return (await currentTask(ctx.kernel, h.regs)) === task;
+}
+
+async function injectOnce(ctx: Ctx, at: Hit, task: bigint, root: bigint, R: bigint, callSp: bigint, nr: number, args: bigint[], opts: RecoverOptions): Promise<{ hit: Hit; rax: bigint }> {
+  const regs = new Map<string, bigint>([['rip', R - 2n], ['rax', BigInt(nr)], ['rsp', callSp]]);
+  ARGUMENT_REGISTERS.forEach((n, i) => regs.set(n, BigInt.asUintN(64, args[i] ?? 0n)));
+  await ctx.runner.gdb.writeRegisters(regs, { thread: at.thread, timeout: 10_000 });
+  await ctx.runner.insert(R);
+  const hit = await ctx.runner.runUntil((h) => isReturn(ctx, h, task, root, R, callSp), { timeout: opts.timeout ?? 10_000, what: 'injected munmap' });
+  return { hit, rax: BigInt.asIntN(64, hit.regs.get('rax') ?? 0n) };
+}

@@ -1,0 +1,277 @@
+/**
+ * Running the VM until a breakpoint of ours is hit by the thread we want. Breakpoints are hardware
+ * ones (Z1: under KVM only 4 debug registers exist, so the engine never uses more than a couple;
+ * under TCG they are invisible to the guest). A user-space breakpoint in a static binary is hit by
+ * every process running the same code, so each hit is shown to `accept`; one it refuses is stepped
+ * over — breakpoint removed, that vCPU alone single-stepped, breakpoint back — and the VM resumed.
+ *
+ * Several runners may share one gdbstub (an injection that uses a helper injection in another
+ * process): the breakpoints are counted per address for the whole connection, every runner knows
+ * every breakpoint, and a runner may *hold* hits that another one wants: the vCPU is left stopped
+ * (the others are resumed with vCont) until its owner takes the hit, or for at most `maxMs`.
+ *
+ * Each runner keeps the record of the breakpoints it inserted, so that it can always remove every
+ * one, and tests can check that none is left.
+ */
+import { AbortError, TimeoutError } from '../errors';
+import type { GdbClient, StopReply } from '../transport/gdb';
+import { inUserMode } from './cpu';
+
+export interface Hit {
+  /** The gdb thread (vCPU) that stopped. */
+  thread: string;
+  /** Every register of that vCPU (the `g` packet). */
+  regs: Map<string, bigint>;
+  rip: bigint;
+  stop: StopReply;
+}
+
+export interface RunOptions {
+  /** Milliseconds before a TimeoutError (the VM is stopped again first). */
+  timeout: number;
+  signal?: AbortSignal;
+  /** Names the wait in errors. */
+  what: string;
+}
+
+export interface RunnerStats {
+  /** Stops seen (every hit, ours or not, and other stops). */
+  stops: number;
+  /** Hits by other threads stepped over. */
+  stepOvers: number;
+  /** Stops that were not at a breakpoint of the engine. */
+  otherStops: number;
+  /** Hits kept for another runner. */
+  held: number;
+}
+
+/** Hits a runner keeps for someone else while it runs: see BreakpointRunner.hold(). */
+export interface Hold {
+  accept(hit: Hit): Promise<boolean>;
+  /** How long a held vCPU stays stopped before it is let go (stepped over). */
+  maxMs: number;
+}
+
+interface Held {
+  hit: Hit;
+  since: number;
+  maxMs: number;
+}
+
+/** What runners on one gdbstub connection share. */
+interface Shared {
+  /** Breakpoint address → how many runners inserted it. */
+  breakpoints: Map<bigint, number>;
+  holds: Set<Hold>;
+  /** vCPU → the hit it is held on. */
+  held: Map<string, Held>;
+  threads?: string[];
+}
+
+const SHARED = new WeakMap<GdbClient, Shared>();
+
+function shared(gdb: GdbClient): Shared {
+  let s = SHARED.get(gdb);
+  if (!s) {
+    s = { breakpoints: new Map(), holds: new Set(), held: new Map() };
+    SHARED.set(gdb, s);
+  }
+  return s;
+}
+
+/** Bound on one single-step or interrupt round trip. */
+const CONTROL_TIMEOUT = 10_000;
+
+export class BreakpointRunner {
+  readonly #gdb: GdbClient;
+  readonly #afterStop: () => void;
+  readonly #inserted = new Set<bigint>();
+  readonly #shared: Shared;
+  readonly stats: RunnerStats = { stops: 0, stepOvers: 0, otherStops: 0, held: 0 };
+
+  /** `afterStop` runs after every stop, before registers or memory are looked at (cache invalidation). */
+  constructor(gdb: GdbClient, afterStop: () => void) {
+    this.#gdb = gdb;
+    this.#afterStop = afterStop;
+    this.#shared = shared(gdb);
+  }
+
+  get gdb(): GdbClient {
+    return this.#gdb;
+  }
+
+  /** The addresses of the breakpoints this runner has inserted and not removed. */
+  get breakpoints(): bigint[] {
+    return [...this.#inserted];
+  }
+
+  async insert(address: bigint): Promise<void> {
+    if (this.#inserted.has(address)) return;
+    const n = this.#shared.breakpoints.get(address) ?? 0;
+    if (n === 0) await this.#gdb.insertBreakpoint(1, address, 1, { timeout: CONTROL_TIMEOUT });
+    this.#shared.breakpoints.set(address, n + 1);
+    this.#inserted.add(address);
+  }
+
+  async remove(address: bigint): Promise<void> {
+    if (!this.#inserted.has(address)) return;
+    const n = this.#shared.breakpoints.get(address) ?? 1;
+    if (n <= 1) {
+      await this.#gdb.removeBreakpoint(1, address, 1, { timeout: CONTROL_TIMEOUT });
+      this.#shared.breakpoints.delete(address);
+    } else this.#shared.breakpoints.set(address, n - 1);
+    this.#inserted.delete(address);
+  }
+
+  /** Removes every breakpoint; returns the errors instead of stopping at the first. */
+  async removeAll(): Promise<unknown[]> {
+    const errors: unknown[] = [];
+    for (const a of [...this.#inserted]) {
+      try {
+        await this.remove(a);
+      } catch (err) {
+        errors.push(err);
+      }
+    }
+    return errors;
+  }
+
+  /**
+   * While this is registered, any runner on the same connection that meets a hit `hold.accept`
+   * takes keeps that vCPU stopped instead of stepping it over; the owner picks it up with
+   * runUntil() (held hits are offered to `accept` first). Returns the function that unregisters
+   * (hits held already stay held until taken, released, or expired).
+   */
+  hold(hold: Hold): () => void {
+    this.#shared.holds.add(hold);
+    return () => this.#shared.holds.delete(hold);
+  }
+
+  /** Lets every held vCPU go (stepped over its breakpoint). */
+  async releaseHeld(): Promise<void> {
+    for (const [thread, h] of [...this.#shared.held]) {
+      this.#shared.held.delete(thread);
+      await this.stepOver(thread, h.hit.rip);
+    }
+  }
+
+  /** Stops the VM if it runs (after a timeout or abort while waiting). */
+  async halt(): Promise<void> {
+    if (this.#gdb.state === 'running') {
+      await this.#gdb.interrupt({ timeout: CONTROL_TIMEOUT });
+      this.#afterStop();
+    }
+  }
+
+  /**
+   * Resumes the VM until `accept` takes a hit; returns it with the VM stopped. Hits it refuses are
+   * stepped over (or held, for another runner). On timeout or abort the VM is stopped again and
+   * the TimeoutError/AbortError thrown; `accept` may throw to end the wait too (the VM is stopped).
+   */
+  async runUntil(accept: (hit: Hit) => Promise<boolean>, opts: RunOptions): Promise<Hit> {
+    const deadline = Date.now() + opts.timeout;
+    // a hit held for us while someone else ran the VM
+    for (const [thread, h] of [...this.#shared.held]) {
+      if (await accept(h.hit)) {
+        this.#shared.held.delete(thread);
+        return h.hit;
+      }
+    }
+    for (;;) {
+      if (opts.signal?.aborted) throw new AbortError(opts.what, { cause: opts.signal.reason });
+      await this.#expireHolds();
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) throw new TimeoutError(opts.what, opts.timeout);
+      let wait = remaining;
+      for (const h of this.#shared.held.values()) wait = Math.min(wait, Math.max(1, h.since + h.maxMs - Date.now()));
+      let stop: StopReply;
+      try {
+        await this.#resume();
+        stop = await this.#gdb.waitForStop({ timeout: wait, signal: opts.signal });
+      } catch (err) {
+        await this.halt().catch(() => undefined);
+        if (err instanceof TimeoutError && err.operation === 'wait for stop') {
+          if (wait < remaining) continue; // a hold expires: let it go and carry on
+          throw new TimeoutError(opts.what, opts.timeout);
+        }
+        if (err instanceof AbortError) throw new AbortError(opts.what, { cause: opts.signal?.reason });
+        throw err;
+      }
+      this.#afterStop();
+      this.stats.stops++;
+      const hit = await this.#hitOf(stop);
+      if (!hit) {
+        this.stats.otherStops++;
+        continue;
+      }
+      if (await accept(hit)) return hit;
+      if (await this.#holdFor(hit)) continue;
+      await this.stepOver(hit.thread, hit.rip);
+    }
+  }
+
+  /** Resumes every vCPU but the held ones. */
+  async #resume(): Promise<void> {
+    const held = this.#shared.held;
+    if (held.size === 0) return this.#gdb.continue({ timeout: CONTROL_TIMEOUT });
+    this.#shared.threads ??= await this.#gdb.threads({ timeout: CONTROL_TIMEOUT });
+    const run = this.#shared.threads.filter((t) => !held.has(t));
+    if (run.length === 0) {
+      // nothing left to run: let the oldest held vCPU go
+      const [thread, h] = [...held].sort((a, b) => a[1].since - b[1].since)[0];
+      held.delete(thread);
+      await this.stepOver(thread, h.hit.rip);
+      return this.#resume();
+    }
+    await this.#gdb.vCont(run.map((thread) => ({ action: 'c' as const, thread })), { timeout: CONTROL_TIMEOUT });
+  }
+
+  async #holdFor(hit: Hit): Promise<boolean> {
+    for (const h of this.#shared.holds) {
+      if (await h.accept(hit)) {
+        this.#shared.held.set(hit.thread, { hit, since: Date.now(), maxMs: h.maxMs });
+        this.stats.held++;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  async #expireHolds(): Promise<void> {
+    const now = Date.now();
+    for (const [thread, h] of [...this.#shared.held]) {
+      if (now - h.since < h.maxMs) continue;
+      this.#shared.held.delete(thread);
+      await this.stepOver(thread, h.hit.rip);
+    }
+  }
+
+  /** The stop as a hit on one of the engine's breakpoints in user mode, or null for any other stop. */
+  async #hitOf(stop: StopReply): Promise<Hit | null> {
+    if (stop.kind === 'W' || stop.kind === 'X') throw new AbortError(`the VM ended (${stop.raw})`);
+    const threads = stop.thread ? [stop.thread] : await this.#gdb.threads({ timeout: CONTROL_TIMEOUT });
+    for (const thread of threads) {
+      if (this.#shared.held.has(thread)) continue;
+      const regs = await this.#gdb.readRegisters({ thread, timeout: CONTROL_TIMEOUT });
+      const rip = regs.get('rip');
+      if (rip !== undefined && this.#shared.breakpoints.has(rip) && inUserMode(regs)) return { thread, regs, rip, stop };
+    }
+    return null;
+  }
+
+  /**
+   * Moves a vCPU stopped on a breakpoint at `address` past it: removes the breakpoint (whichever
+   * runner owns it), single-steps only that vCPU, and puts the breakpoint back.
+   */
+  async stepOver(thread: string, address: bigint): Promise<void> {
+    const had = this.#shared.breakpoints.has(address);
+    if (had) await this.#gdb.removeBreakpoint(1, address, 1, { timeout: CONTROL_TIMEOUT });
+    try {
+      await this.#gdb.step(thread, { timeout: CONTROL_TIMEOUT });
+      this.stats.stepOvers++;
+    } finally {
+      this.#afterStop();
+      if (had) await this.#gdb.insertBreakpoint(1, address, 1, { timeout: CONTROL_TIMEOUT });
+    }
+  }
+}

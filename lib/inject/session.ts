@@ -1,0 +1,684 @@
+/**
+ * An injection session: one thread of a guest process, caught in user mode right after one of its
+ * own syscalls returned (at address R, after a `syscall` instruction at R − 2), made to run system
+ * calls for vmictl, and put back exactly as it was.
+ *
+ * Each call: rip ← R − 2, rax ← number, rdi/rsi/rdx/r10/r8/r9 ← arguments, rsp ← below the data
+ * area; the VM runs until the breakpoint at R is hit by this same thread with that same stack
+ * pointer (a signal handler running in between has another one), and rax is the result. Memory
+ * arguments go in the stack below the red zone (only pages already present and writable, through
+ * the process's own page tables), or, for larger ones, in an anonymous mapping made with an
+ * injected mmap(MAP_POPULATE) and unmapped at the end. The registers that belong to the thread
+ * (not the vCPU's CR3, KERNEL_GS_BASE, control registers: the thread may come back on another
+ * vCPU) and the stack bytes are restored at the end, and on every failure path.
+ */
+import { AbortError, CommandError, InjectionError, PageFaultError, TimeoutError, VmiError } from '../errors';
+import type { Vm } from '../vm';
+import type { Kernel } from '../kernel/kernel';
+import type { AddressSpace } from '../memory/address-space';
+import type { GdbClient } from '../transport/gdb';
+import { findTask } from '../kernel/helpers/task';
+import { cr3Root, currentTask, inUserMode } from './cpu';
+import { errnoOf, toSigned64 } from './errno';
+import { SessionClosedError, SyscallError, SyscallTimeoutError, TargetGoneError, type InjectionState } from './errors';
+import { hex, Journal, type JournalEntry } from './journal';
+import type { BreakpointRunner, Hit } from './runner';
+import { redirectKernelReturn } from './redirect';
+import { cString, parseDirents64, parseUtsname, UTSNAME_SIZE, type Dirent64, type Utsname } from './structs';
+import { resolveSyscall, syscallName, SYSCALLS_X86_64 } from './syscalls';
+
+/** Registers of the vCPU rather than of the thread: never written back from a saved state. */
+export const VCPU_REGISTERS: ReadonlySet<string> = new Set(['cr0', 'cr2', 'cr3', 'cr4', 'cr8', 'efer', 'k_gs_base']);
+/** Argument registers of the syscall ABI, in order. */
+export const ARGUMENT_REGISTERS = ['rdi', 'rsi', 'rdx', 'r10', 'r8', 'r9'] as const;
+/** The x86-64 red zone: 128 bytes below rsp that leaf functions use without moving rsp. */
+export const RED_ZONE = 128n;
+/** Most stack (below the red zone) used for data, when that much is present. */
+export const STACK_SCRATCH_MAX = 32 * 1024;
+/** Least stack worth using; below that, everything goes to a mapping. */
+const STACK_SCRATCH_MIN = 256;
+/** Size step of the scratch mapping. */
+const MAP_STEP = 64 * 1024;
+/** Largest buffer one helper call asks for. */
+export const MAX_BUFFER = 16 * 1024 * 1024;
+/** How often a long wait stops the VM to check that the target is still alive (ms). */
+const LIVENESS_INTERVAL = 1000;
+
+const PAGE = 4096n;
+const O_RDONLY = 0;
+const O_DIRECTORY = 0o200000;
+const O_CLOEXEC = 0o2000000;
+/** AT_FDCWD: paths relative to the target's working directory. */
+export const AT_FDCWD = -100;
+const PROT_READ_WRITE = 3n;
+const MAP_PRIVATE_ANONYMOUS_POPULATE = 0x02n | 0x20n | 0x8000n;
+
+/** An argument of syscallWith(): a value, or a buffer passed by address. */
+export type SyscallArgument = bigint | { in: Buffer } | { out: number } | { inout: Buffer };
+
+export interface TargetThread {
+  /** struct task_struct * of the thread caught. */
+  task: bigint;
+  /** Host (init namespace) thread id and process id. */
+  pid: number;
+  tgid: number;
+  /** Its pid in its own pid namespace (the last of its nspids). */
+  nspid: number;
+  comm: string;
+  /** struct mm_struct * */
+  mm: bigint;
+  /** Physical address of its page table (mm->pgd). */
+  root: bigint;
+  /** The container it belongs to, when it was chosen by container. */
+  container?: string;
+}
+
+export interface SessionOptions {
+  /** Per-syscall bound in ms (default 10 000). */
+  callTimeout?: number;
+  signal?: AbortSignal;
+  /** The journal directory; false for no journal. */
+  journal?: string | false;
+  /** Whether the VM ran before the injection (it is left running at the end if so). */
+  wasRunning: boolean;
+  /** Leave the VM stopped at the end (a helper session inside another one). */
+  leaveStopped?: boolean;
+}
+
+export interface SessionStats {
+  syscalls: number;
+  /** Wall time spent in injected syscalls (register writes, run, catch), ms. */
+  syscallMs: number;
+  stepOvers: number;
+  /** Time from the first resume to the thread being caught, ms. */
+  acquireMs: number;
+}
+
+interface StackScratch {
+  low: bigint;
+  high: bigint;
+  saved: Buffer;
+}
+
+export interface Internals {
+  vm: Vm;
+  kernel: Kernel;
+  gdb: GdbClient;
+  runner: BreakpointRunner;
+  /** The target's address space (reads cached, writes coherent). */
+  space: AddressSpace;
+  /** The kernel's, with the same writes. */
+  kernelSpace: AddressSpace;
+}
+
+export class InjectionSession {
+  readonly target: TargetThread;
+  /** The syscall return address (R): injected syscalls run the `syscall` at R − 2 and come back here. */
+  readonly returnAddress: bigint;
+  /** Where the thread was caught: R (its syscall returned) or R − 2 (its syscall is being restarted). */
+  readonly caughtAt: bigint;
+  readonly stats: SessionStats;
+  readonly #in: Internals;
+  readonly #saved: ReadonlyMap<string, bigint>;
+  readonly #opts: SessionOptions;
+  readonly #callTimeout: number;
+  #callSp: bigint;
+  #vcpu: string;
+  /** Every register of #vcpu as last read (at the last catch): the base of the next G packet. */
+  #regs: ReadonlyMap<string, bigint>;
+  /** The thread is known to be stopped in user mode on #vcpu (at R, or at R − 2 not yet run). */
+  #parked = true;
+  #stack: StackScratch | undefined;
+  #map: { address: bigint; length: number } | undefined;
+  #journal: Journal | undefined;
+  #queue: Promise<unknown> = Promise.resolve();
+  #state: 'open' | 'finishing' | 'closed' = 'open';
+  #finishing: Promise<{ state: InjectionState; errors: unknown[] }> | undefined;
+  #leftState: InjectionState | undefined;
+  #onEnd: (() => void)[] = [];
+
+  /** @internal: sessions are made by openInjection(). */
+  constructor(internals: Internals, target: TargetThread, hit: Hit, returnAddress: bigint, opts: SessionOptions, acquireMs: number) {
+    this.#in = internals;
+    this.target = target;
+    this.returnAddress = returnAddress;
+    this.caughtAt = hit.rip;
+    this.#saved = new Map(hit.regs);
+    this.#regs = this.#saved;
+    this.#vcpu = hit.thread;
+    this.#opts = opts;
+    this.#callTimeout = opts.callTimeout ?? 10_000;
+    this.#callSp = (this.savedRegister('rsp') - RED_ZONE) & ~15n;
+    this.stats = { syscalls: 0, syscallMs: 0, stepOvers: 0, acquireMs };
+  }
+
+  /** @internal Runs `f` once the session is over. */
+  onEnd(f: () => void): void {
+    this.#onEnd.push(f);
+  }
+
+  /** A register as the thread had it when caught. */
+  savedRegister(name: string): bigint {
+    const v = this.#saved.get(name);
+    if (v === undefined) throw new VmiError('ENOREG', `the gdbstub gave no register ${name}`);
+    return v;
+  }
+
+  /** rsp while an injected syscall runs: below the data area under the red zone. */
+  get callSp(): bigint {
+    return this.#callSp;
+  }
+
+  /** The vCPU (gdb thread) the target is stopped on. */
+  get vcpu(): string {
+    return this.#vcpu;
+  }
+
+  get closed(): boolean {
+    return this.#state !== 'open';
+  }
+
+  /** What the session left in the guest once it is over (undefined while open). */
+  get leftState(): InjectionState | undefined {
+    return this.#leftState;
+  }
+
+  /** The breakpoints the engine has inserted and not yet removed (none once closed). */
+  get breakpoints(): bigint[] {
+    return this.#in.runner.breakpoints;
+  }
+
+  get journalPath(): string | undefined {
+    return this.#journal?.path;
+  }
+
+  /**
+   * @internal Second step of opening: finds the stack area to use and writes the journal, before
+   * any register is changed.
+   */
+  async prepare(): Promise<void> {
+    const top = this.#callSp;
+    let low = top;
+    const space = this.#in.space;
+    // walk down the pages below the red zone while they are present and writable
+    for (let page = (top - 1n) & ~(PAGE - 1n); top - page <= BigInt(STACK_SCRATCH_MAX); page -= PAGE) {
+      try {
+        const t = await space.translate(page);
+        if (!t.writable || !t.user) break;
+      } catch (err) {
+        if (err instanceof PageFaultError) break;
+        throw err;
+      }
+      low = page;
+    }
+    if (top - low > BigInt(STACK_SCRATCH_MAX)) low = top - BigInt(STACK_SCRATCH_MAX);
+    if (top - low >= BigInt(STACK_SCRATCH_MIN)) {
+      const saved = await space.read(low, Number(top - low));
+      this.#stack = { low, high: top, saved };
+      this.#callSp = low;
+    }
+    if (this.#opts.journal !== false) {
+      const entry: JournalEntry = {
+        version: 1,
+        createdAt: new Date().toISOString(),
+        writer: process.pid,
+        qmp: this.#in.vm.options.qmp,
+        gdb: this.#in.vm.options.gdb,
+        target: { task: hex(this.target.task), pid: this.target.pid, tgid: this.target.tgid, comm: this.target.comm },
+        returnAddress: hex(this.returnAddress),
+        callSp: hex(this.#callSp),
+        vcpu: this.#vcpu,
+        registers: Object.fromEntries([...this.#saved].map(([k, v]) => [k, hex(v)])),
+        restore: this.#restoreNames(),
+        stack: this.#stack ? { address: hex(this.#stack.low), data: this.#stack.saved.toString('hex') } : undefined,
+      };
+      this.#journal = Journal.create(entry, this.#opts.journal);
+    }
+  }
+
+  #restoreNames(): string[] {
+    return [...this.#saved.keys()].filter((n) => !VCPU_REGISTERS.has(n));
+  }
+
+  // ---- raw syscalls ----
+
+  /**
+   * Runs one syscall in the target and returns rax as a signed value (−4095…−1 is −errno). `nr` is
+   * a number or a name from the x86-64 table; arguments are 64-bit (negative values as two's
+   * complement). On any failure (timeout, abort, lost target) the target is restored first and
+   * the session is over.
+   */
+  syscall(nr: number | string, ...args: bigint[]): Promise<bigint> {
+    const n = resolveSyscall(nr);
+    return this.#serial(() => this.#call(n, args));
+  }
+
+  /** Like syscall(), but −errno becomes a SyscallError (with the errno's name). */
+  async call(nr: number | string, ...args: bigint[]): Promise<bigint> {
+    const n = resolveSyscall(nr);
+    return this.#check(syscallName(n) ?? `syscall ${n}`, await this.syscall(n, ...args));
+  }
+
+  /**
+   * A syscall with memory arguments: each argument is a value, or a buffer placed in the target
+   * (`{ in }`: bytes written there, `{ out }`: that many bytes read back after the call, `{ inout }`:
+   * both) and passed as its address. Returns rax (signed) and the `out`/`inout` buffers in order.
+   */
+  syscallWith(nr: number | string, args: readonly SyscallArgument[]): Promise<{ result: bigint; out: Buffer[] }> {
+    const n = resolveSyscall(nr);
+    for (const a of args) {
+      if (typeof a === 'bigint') continue;
+      checkLength('in' in a ? a.in.length : 'out' in a ? a.out : a.inout.length);
+    }
+    return this.#serial(async () => {
+      const mem = args.map((a, i) => ({ a, i })).filter((x) => typeof x.a !== 'bigint') as { a: Exclude<SyscallArgument, bigint>; i: number }[];
+      const addrs = await this.#place(mem.map(({ a }) => ('in' in a ? { size: a.in.length, data: a.in } : 'out' in a ? { size: a.out } : { size: a.inout.length, data: a.inout })));
+      const values = args.map((a) => (typeof a === 'bigint' ? a : 0n));
+      mem.forEach((m, k) => { values[m.i] = addrs[k]; });
+      const result = await this.#call(n, values);
+      const out: Buffer[] = [];
+      for (let k = 0; k < mem.length; k++) {
+        const a = mem[k].a;
+        if ('out' in a) out.push(await this.#readBack(addrs[k], a.out));
+        else if ('inout' in a) out.push(await this.#readBack(addrs[k], a.inout.length));
+      }
+      return { result, out };
+    });
+  }
+
+  #serial<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(work, work);
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * One syscall, with the session lock held. `internal` calls (munmap while finishing) ignore the
+   * abort signal and leave failure handling to the caller.
+   */
+  async #call(nr: number, args: readonly bigint[], internal = false): Promise<bigint> {
+    if (this.#state !== (internal ? 'finishing' : 'open')) throw new SessionClosedError();
+    if (args.length > 6) throw new RangeError(`a syscall takes at most 6 arguments, not ${args.length}`);
+    const signal = internal ? undefined : this.#opts.signal;
+    if (signal?.aborted) {
+      await this.#finishAfterFailure();
+      throw new AbortError('syscall injection', { cause: signal.reason });
+    }
+    if (!this.#parked) throw new InjectionError('the target thread is not stopped where the engine left it', 'unknown');
+    const started = Date.now();
+    const sp = this.#callSp;
+    const regs = new Map<string, bigint>([['rip', this.returnAddress - 2n], ['rax', BigInt(nr)], ['rsp', sp]]);
+    ARGUMENT_REGISTERS.forEach((name, i) => regs.set(name, BigInt.asUintN(64, args[i] ?? 0n)));
+    const name = syscallName(nr) ?? `syscall ${nr}`;
+    try {
+      await this.#writeRegisters(regs);
+    } catch (err) {
+      // the thread has not run: put its registers back as they were (if the stub still answers)
+      if (!internal) await this.#finishAfterFailure();
+      throw err;
+    }
+    this.#parked = false;
+    let hit: Hit;
+    try {
+      hit = await this.#waitReturn(name, sp, this.#callTimeout, signal);
+    } catch (err) {
+      if (internal) throw err;
+      let cause = err;
+      if (!(err instanceof TargetGoneError) && this.#in.gdb.state !== 'closed') {
+        // let the call in flight finish (an abort gives it as long as a call may take)
+        const grace = err instanceof AbortError ? this.#callTimeout : Math.min(this.#callTimeout, 2000);
+        await this.#waitReturn(name, sp, grace).then(
+          (h) => this.#park(h),
+          (e) => { if (e instanceof TargetGoneError) cause = e; },
+        );
+      }
+      const { state } = await this.#finishAfterFailure(cause instanceof TargetGoneError);
+      if (cause instanceof TargetGoneError) throw new TargetGoneError(this.target.pid, state);
+      if (cause instanceof TimeoutError) throw new SyscallTimeoutError(name, this.#callTimeout, state);
+      throw cause;
+    }
+    this.#park(hit);
+    this.stats.syscalls++;
+    this.stats.syscallMs += Date.now() - started;
+    this.stats.stepOvers = this.#in.runner.stats.stepOvers;
+    return toSigned64(hit.regs.get('rax') ?? 0n);
+  }
+
+  #park(hit: Hit): void {
+    this.#vcpu = hit.thread;
+    this.#regs = hit.regs;
+    this.#parked = true;
+  }
+
+  /**
+   * Writes registers on the vCPU the thread is parked on: one `G` packet built from the registers
+   * read at the catch (the vCPU has not run since) with `changes` applied, instead of the client's
+   * read-modify-write (one round trip less per call).
+   */
+  async #writeRegisters(changes: ReadonlyMap<string, bigint>): Promise<void> {
+    const gdb = this.#in.gdb;
+    const layout = gdb.registerLayout;
+    if (layout.registers.some((r) => !this.#regs.has(r.name))) {
+      await gdb.writeRegisters(changes, { thread: this.#vcpu, timeout: 10_000 });
+      return;
+    }
+    const block = Buffer.alloc(layout.size);
+    for (const r of layout.registers) block.set(layout.encodeValue(r, changes.get(r.name) ?? this.#regs.get(r.name)!), r.offset);
+    await gdb.selectThread(this.#vcpu, 'g', { timeout: 10_000 });
+    const reply = await gdb.command(`G${block.toString('hex')}`, { timeout: 10_000 });
+    if (reply !== 'OK') throw new CommandError('G', reply, `writing the registers of vCPU ${this.#vcpu}: ${reply}`);
+    this.#regs = new Map([...this.#regs, ...changes]);
+  }
+
+  /** Whether a hit is our thread coming back from an injected syscall with stack pointer `sp`. */
+  async #isOurReturn(hit: Hit, sp: bigint): Promise<boolean> {
+    const r = hit.regs;
+    if (hit.rip !== this.returnAddress || r.get('rsp') !== sp || !inUserMode(r)) return false;
+    if (cr3Root(r.get('cr3') ?? 0n) !== this.target.root) return false;
+    return (await currentTask(this.#in.kernel, r)) === this.target.task;
+  }
+
+  /**
+   * Runs the VM until the thread returns from the injected syscall. Every LIVENESS_INTERVAL the
+   * VM is stopped to check that the target still exists (it may be killed inside the guest).
+   */
+  async #waitReturn(what: string, sp: bigint, timeout: number, signal?: AbortSignal): Promise<Hit> {
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      const slice = Math.min(LIVENESS_INTERVAL, deadline - Date.now());
+      if (slice <= 0) throw new TimeoutError(`injected ${what}`, timeout);
+      try {
+        return await this.#in.runner.runUntil((h) => this.#isOurReturn(h, sp), { timeout: slice, signal, what: `injected ${what}` });
+      } catch (err) {
+        if (!(err instanceof TimeoutError)) throw err;
+        if (!(await this.#alive())) throw new TargetGoneError(this.target.pid, 'untouched');
+      }
+    }
+  }
+
+  /** Whether the target task still lives (on the task list, not exiting, with its address space). */
+  async #alive(): Promise<boolean> {
+    const kernel = this.#in.kernel;
+    if ((await findTask(kernel, this.target.pid)) !== this.target.task) return false;
+    const p = kernel.profile;
+    const exitState = (await kernel.space.read(this.target.task + BigInt(p.fieldOffset('task_struct', 'exit_state')), 4)).readInt32LE(0);
+    const mm = await kernel.readU64(this.target.task + BigInt(p.fieldOffset('task_struct', 'mm')));
+    return exitState === 0 && mm === this.target.mm;
+  }
+
+  // ---- memory arguments ----
+
+  /**
+   * Places buffers for one call: in the stack area when they fit, else in the scratch mapping
+   * (made or grown by an injected mmap). Returns the address of each; `data` is written there.
+   */
+  async #place(parts: readonly { size: number; data?: Buffer }[]): Promise<bigint[]> {
+    const sizes = parts.map((p) => (p.size + 15) & ~15);
+    const total = sizes.reduce((a, b) => a + b, 0);
+    let base: bigint;
+    if (this.#stack && total <= Number(this.#stack.high - this.#stack.low)) base = this.#stack.low;
+    else base = await this.#mapping(total);
+    const out: bigint[] = [];
+    let at = base;
+    for (let i = 0; i < parts.length; i++) {
+      out.push(at);
+      const d = parts[i].data;
+      if (d && d.length > 0) await this.#in.space.write(at, d);
+      at += BigInt(sizes[i]);
+    }
+    return out;
+  }
+
+  async #mapping(size: number): Promise<bigint> {
+    if (this.#map && this.#map.length >= size) return this.#map.address;
+    if (this.#map) {
+      const old = this.#map;
+      this.#map = undefined;
+      await this.#check('munmap', await this.#call(SYSCALLS_X86_64.munmap, [old.address, BigInt(old.length)]));
+      this.#journal?.update({ scratch: undefined });
+    }
+    const length = Math.ceil(size / MAP_STEP) * MAP_STEP;
+    const r = await this.#call(SYSCALLS_X86_64.mmap, [0n, BigInt(length), PROT_READ_WRITE, MAP_PRIVATE_ANONYMOUS_POPULATE, BigInt.asUintN(64, -1n), 0n]);
+    await this.#check('mmap', r, `(scratch mapping of ${length} bytes)`);
+    this.#map = { address: BigInt.asUintN(64, r), length };
+    this.#journal?.update({ scratch: { address: hex(this.#map.address), length } });
+    return this.#map.address;
+  }
+
+  async #readBack(address: bigint, length: number): Promise<Buffer> {
+    return length > 0 ? this.#in.space.read(address, length) : Buffer.alloc(0);
+  }
+
+  // ---- helpers ----
+
+  /** getpid(): the target's pid as its own pid namespace sees it. */
+  async getpid(): Promise<number> {
+    return Number(await this.call('getpid'));
+  }
+
+  /** uname(): struct new_utsname of the target's UTS namespace. */
+  uname(): Promise<Utsname> {
+    return this.#serial(async () => {
+      const [buf] = await this.#place([{ size: UTSNAME_SIZE }]);
+      this.#check('uname', await this.#call(SYSCALLS_X86_64.uname, [buf]));
+      return parseUtsname(await this.#readBack(buf, UTSNAME_SIZE));
+    });
+  }
+
+  /** openat(dirfd, path, flags, mode) in the target's mount namespace and root; returns the fd. */
+  openat(dirfd: number, path: string, flags = O_RDONLY | O_CLOEXEC, mode = 0): Promise<number> {
+    const p = cString(path);
+    return this.#serial(async () => {
+      const [at] = await this.#place([{ size: p.length, data: p }]);
+      const r = await this.#call(SYSCALLS_X86_64.openat, [BigInt(dirfd), at, BigInt(flags), BigInt(mode)]);
+      return Number(this.#check('openat', r, JSON.stringify(path)));
+    });
+  }
+
+  /** read(fd, n): up to `n` bytes. */
+  read(fd: number, n: number): Promise<Buffer> {
+    checkLength(n);
+    return this.#serial(async () => {
+      const [buf] = await this.#place([{ size: n }]);
+      const got = Number(this.#check('read', await this.#call(SYSCALLS_X86_64.read, [BigInt(fd), buf, BigInt(n)])));
+      return this.#readBack(buf, Math.min(got, n));
+    });
+  }
+
+  /** write(fd, data): returns how many bytes were written. */
+  write(fd: number, data: Buffer): Promise<number> {
+    checkLength(data.length);
+    return this.#serial(async () => {
+      const [buf] = await this.#place([{ size: data.length, data }]);
+      return Number(this.#check('write', await this.#call(SYSCALLS_X86_64.write, [BigInt(fd), buf, BigInt(data.length)])));
+    });
+  }
+
+  /** getdents64(fd, n): the entries that fit in `n` bytes ([] at the end of the directory). */
+  getdents64(fd: number, n = 8192): Promise<Dirent64[]> {
+    checkLength(n);
+    return this.#serial(async () => {
+      const [buf] = await this.#place([{ size: n }]);
+      const got = Number(this.#check('getdents64', await this.#call(SYSCALLS_X86_64.getdents64, [BigInt(fd), buf, BigInt(n)])));
+      return parseDirents64(await this.#readBack(buf, Math.min(got, n)));
+    });
+  }
+
+  /** close(fd) in the target; close() without an fd ends the session (restores the target). */
+  close(fd?: number | bigint): Promise<void> {
+    if (fd === undefined) return this.end();
+    return this.closeFd(fd);
+  }
+
+  async closeFd(fd: number | bigint): Promise<void> {
+    await this.call('close', BigInt(fd));
+  }
+
+  /** The whole of a file (up to `max` bytes), read with openat/read/close. */
+  async readFile(path: string, max = 1 << 20): Promise<Buffer> {
+    const fd = await this.openat(AT_FDCWD, path);
+    try {
+      const parts: Buffer[] = [];
+      let total = 0;
+      while (total < max) {
+        const b = await this.read(fd, Math.min(65536, max - total));
+        if (b.length === 0) break;
+        parts.push(b);
+        total += b.length;
+      }
+      return Buffer.concat(parts);
+    } finally {
+      if (!this.closed) await this.closeFd(fd);
+    }
+  }
+
+  /** The entries of a directory (without . and ..), read with openat/getdents64/close. */
+  async listDirectory(path: string, maxEntries = 100_000): Promise<Dirent64[]> {
+    const fd = await this.openat(AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    try {
+      const out: Dirent64[] = [];
+      for (;;) {
+        const batch = await this.getdents64(fd, 32768);
+        if (batch.length === 0) break;
+        for (const e of batch) if (e.name !== '.' && e.name !== '..') out.push(e);
+        if (out.length > maxEntries) throw new VmiError('ETOOBIG', `${path}: more than ${maxEntries} entries`);
+      }
+      return out;
+    } finally {
+      if (!this.closed) await this.closeFd(fd);
+    }
+  }
+
+  #check(name: string, r: bigint, detail?: string): bigint {
+    const errno = errnoOf(r);
+    if (errno) throw new SyscallError(name, errno, detail);
+    return r;
+  }
+
+  // ---- ending ----
+
+  /** Restores the target exactly and lets the VM run. Idempotent. */
+  async end(): Promise<void> {
+    // after a failure the call that failed reported it already
+    const byFailure = this.#finishing !== undefined;
+    const { state, errors } = await this.#serial(() => this.#finish(false));
+    if (errors.length === 0 || byFailure) return;
+    const e = errors[0];
+    if (e instanceof InjectionError) throw e;
+    throw new InjectionError(`ending the injection: ${(e as Error)?.message ?? String(e)}`, state, { cause: e });
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.end();
+  }
+
+  /** Finishes from inside the lock after a failure; what is left is reported by the caller. */
+  async #finishAfterFailure(targetGone = false): Promise<{ state: InjectionState; errors: unknown[] }> {
+    return this.#finish(targetGone);
+  }
+
+  #finish(targetGone: boolean): Promise<{ state: InjectionState; errors: unknown[] }> {
+    this.#finishing ??= this.#doFinish(targetGone);
+    return this.#finishing;
+  }
+
+  /**
+   * Puts the target back and lets the VM run: unmaps the scratch mapping (one more injected
+   * call), writes the thread's registers back and the stack bytes, removes the breakpoints, removes
+   * the journal (kept when the target could not be restored), resumes the VM.
+   */
+  async #doFinish(targetGone: boolean): Promise<{ state: InjectionState; errors: unknown[] }> {
+    this.#state = 'finishing';
+    const errors: unknown[] = [];
+    let state: InjectionState = 'restored';
+    if (this.#in.gdb.state === 'closed') {
+      // no way to touch the thread: the journal stays for `vmictl recover`
+      state = 'unknown';
+      errors.push(new InjectionError('the gdbstub connection is gone: the target could not be restored', 'unknown'));
+      if (!this.#opts.leaveStopped) await resumeVm(this.#in.vm, this.#opts.wasRunning).catch((e) => errors.push(e));
+      this.#state = 'closed';
+      this.#leftState = state;
+      for (const f of this.#onEnd.splice(0)) f();
+      return { state, errors };
+    }
+    if (targetGone) state = 'untouched';
+    else {
+      try {
+        if (!this.#parked) await this.#findParked();
+        if (this.#parked) {
+          if (this.#map) {
+            const m = this.#map;
+            this.#map = undefined;
+            const r = await this.#call(SYSCALLS_X86_64.munmap, [m.address, BigInt(m.length)], true).catch((e) => { errors.push(e); return 0n; });
+            if (errnoOf(r)) errors.push(new SyscallError('munmap', errnoOf(r), '(scratch mapping)'));
+          }
+          await this.#restoreOnCpu();
+        } else {
+          // blocked inside an injected syscall: send it home when the call ends
+          await redirectKernelReturn(this.#in.kernel, this.#in.kernelSpace, this.target.task, this.#saved, this.#callSp);
+          state = 'in-syscall';
+        }
+        if (this.#stack) await this.#in.space.write(this.#stack.low, this.#stack.saved);
+      } catch (err) {
+        state = 'unknown';
+        errors.push(err);
+      }
+    }
+    errors.push(...(await this.#in.runner.removeAll()));
+    if (state === 'restored' || state === 'untouched' || state === 'in-syscall') {
+      try {
+        this.#journal?.remove();
+      } catch (e) {
+        errors.push(e);
+      }
+    }
+    if (!this.#opts.leaveStopped) await resumeVm(this.#in.vm, this.#opts.wasRunning).catch((e) => errors.push(e));
+    this.#state = 'closed';
+    this.#leftState = state;
+    for (const f of this.#onEnd.splice(0)) f();
+    return { state, errors };
+  }
+
+  /** After a failed wait: is the thread stopped in user mode on some vCPU (at R or R − 2)? */
+  async #findParked(): Promise<void> {
+    const gdb = this.#in.gdb;
+    for (const thread of await gdb.threads({ timeout: 10_000 })) {
+      const regs = await gdb.readRegisters({ thread, timeout: 10_000 });
+      const rip = regs.get('rip');
+      if (!inUserMode(regs) || (rip !== this.returnAddress && rip !== this.returnAddress - 2n)) continue;
+      if ((await currentTask(this.#in.kernel, regs)) !== this.target.task) continue;
+      this.#vcpu = thread;
+      this.#regs = regs;
+      this.#parked = true;
+      return;
+    }
+  }
+
+  /** Writes the thread's saved registers back on the vCPU it is stopped on. */
+  async #restoreOnCpu(): Promise<void> {
+    const regs = await this.#in.gdb.readRegisters({ thread: this.#vcpu, timeout: 10_000 });
+    const ours = inUserMode(regs) && (await currentTask(this.#in.kernel, regs)) === this.target.task;
+    if (!ours) {
+      // someone moved it (another user of the gdbstub): look for it on every vCPU
+      this.#parked = false;
+      await this.#findParked();
+      if (!this.#parked) throw new InjectionError(`the target is on no vCPU in user mode: its registers could not be restored`, 'unknown');
+    }
+    const values = new Map<string, bigint>();
+    for (const n of this.#restoreNames()) values.set(n, this.#saved.get(n)!);
+    await this.#in.gdb.writeRegisters(values, { thread: this.#vcpu, timeout: 10_000 });
+    this.#parked = false;
+  }
+}
+
+function checkLength(n: number): void {
+  if (!Number.isInteger(n) || n < 0 || n > MAX_BUFFER) throw new RangeError(`buffer length must be an integer in [0, ${MAX_BUFFER}], not ${n}`);
+}
+
+/** Lets the VM run again after an injection (if it ran before, whoever had stopped it since). */
+export async function resumeVm(vm: Vm, wasRunning: boolean): Promise<void> {
+  await vm.resume();
+  if (!wasRunning || !vm.qmp) return;
+  const st = (await vm.qmp.execute('query-status')) as { running: boolean };
+  if (!st.running) await vm.qmp.execute('cont');
+}

@@ -1,0 +1,34 @@
+/**
+ * A vmictl that is killed in the middle of an injection, for the recovery tests: it opens a session
+ * in the ticker container, runs a few syscalls, prints `READY <journal>` and then either waits with
+ * the target stopped (`park`) or runs an injected nanosleep of N seconds (`sleep:N`), until killed.
+ * Usage: hold-injection.ts QMP GDB JOURNAL_DIR MODE
+ */
+import { Vm } from '../../../lib/vm';
+import { openInjection } from '../../../lib/inject';
+
+async function main(): Promise<void> {
+  const [qmp, gdb, dir, mode] = process.argv.slice(2);
+  if (!mode) {
+    // run by a test runner that was given the whole directory: not a test
+    process.stdout.write('1..0 # a helper of inject-vm.test.ts, not a test\n');
+    return;
+  }
+  const vm = await Vm.connect({ qmp, gdb });
+  const s = await openInjection(vm, { container: 'ticker' }, { journal: dir, timeout: 30_000, callTimeout: 120_000 });
+  await s.getpid();
+  await s.uname();
+  process.stdout.write(`READY ${s.journalPath}\n`);
+  const sleep = /^sleep:(\d+)$/.exec(mode ?? '');
+  if (sleep) {
+    const ts = Buffer.alloc(16);
+    ts.writeBigInt64LE(BigInt(sleep[1]), 0);
+    await s.syscallWith('nanosleep', [{ in: ts }, 0n]);
+  }
+  await new Promise(() => undefined);
+}
+
+main().catch((err) => {
+  process.stderr.write(`hold-injection: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

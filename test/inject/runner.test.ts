@@ -1,0 +1,134 @@
+/**
+ * The breakpoint runner against a scripted gdbstub on a real socket: hits by other vCPUs are stepped
+ * over (breakpoint out, that vCPU alone stepped, breakpoint back in), stops elsewhere are resumed,
+ * a timeout or an abort stops the VM again, and every breakpoint it inserted is removed.
+ */
+import t, { type Test } from 'tap';
+import { AbortError, TimeoutError } from '../../lib/errors';
+import { GdbClient } from '../../lib/transport/gdb';
+import { BreakpointRunner, type Hit } from '../../lib/inject/runner';
+import { defaultRegisters, FakeGdb, type FakeRegister } from '../helpers/fake-gdb';
+
+const R = 0x47cc80n;
+
+interface Script {
+  fake: FakeGdb;
+  client: GdbClient;
+  /** Registers per vCPU (the fake serves the selected one). */
+  cpus: Record<string, FakeRegister[]>;
+  /** Stop replies to send, one per `c`; none left: stay running. */
+  stops: string[];
+  invalidations: number;
+}
+
+function regs(rip: bigint, cs: bigint): FakeRegister[] {
+  return defaultRegisters().map((r) => (r.name === 'rip' ? { ...r, value: rip } : r.name === 'cs' ? { ...r, value: cs } : { ...r }));
+}
+
+async function setup(t: Test, cpus: Record<string, FakeRegister[]>, stops: string[]): Promise<Script> {
+  const fake = await FakeGdb.start();
+  const s: Script = { fake, client: undefined as unknown as GdbClient, cpus, stops, invalidations: 0 };
+  fake.handler = (packet, stub) => {
+    const sel = /^Hg(.+)$/.exec(packet);
+    if (sel && s.cpus[sel[1]]) stub.registers = s.cpus[sel[1]];
+    if (packet === 'c') {
+      stub.running = true;
+      const next = s.stops.shift();
+      if (next) {
+        setTimeout(() => {
+          stub.running = false;
+          stub.sendPacket(next);
+        }, 5);
+      }
+      return null;
+    }
+    return undefined;
+  };
+  s.client = await GdbClient.connect(fake.address, { timeout: 5000 });
+  t.teardown(async () => {
+    await s.client.close();
+    await fake.stop();
+  });
+  return s;
+}
+
+t.test('a hit by another vCPU is stepped over, then ours is taken', async (t) => {
+  const s = await setup(t, { '01': regs(R, 0x33n), '02': regs(R, 0x33n) }, ['T05thread:02;', 'T05thread:01;']);
+  const runner = new BreakpointRunner(s.client, () => s.invalidations++);
+  await runner.insert(R);
+  t.same(runner.breakpoints, [R]);
+  const seen: string[] = [];
+  const hit: Hit = await runner.runUntil(async (h) => {
+    seen.push(h.thread);
+    return h.thread === '01';
+  }, { timeout: 5000, what: 'test' });
+  t.equal(hit.thread, '01', 'the accepted hit is returned');
+  t.equal(hit.rip, R);
+  t.same(seen, ['02', '01'], 'every hit was shown to accept()');
+  t.equal(runner.stats.stepOvers, 1, 'one step-over');
+  const packets = s.fake.received.filter((p) => /^(Z1|z1|c$|vCont;s)/.test(p));
+  t.same(packets, ['Z1,47cc80,1', 'c', 'z1,47cc80,1', 'vCont;s:02', 'Z1,47cc80,1', 'c'], 'breakpoint out, only vCPU 02 stepped, breakpoint back, resume');
+  t.ok(s.invalidations >= 3, 'caches dropped after every stop');
+  t.same(await runner.removeAll(), []);
+  t.same(runner.breakpoints, [], 'nothing left in the record');
+  t.equal(s.fake.breakpoints.size, 0, 'nothing left in the stub');
+});
+
+t.test('stops that are not at our breakpoint, or in kernel mode, are resumed', async (t) => {
+  const s = await setup(t, { '01': regs(0xffffffff81000000n, 0x10n), '02': regs(R, 0x10n), '03': regs(R, 0x33n) }, ['T02thread:01;', 'T05thread:02;', 'T05thread:03;']);
+  s.fake.threadList = ['01', '02', '03'];
+  const runner = new BreakpointRunner(s.client, () => undefined);
+  await runner.insert(R);
+  const hit = await runner.runUntil(async () => true, { timeout: 5000, what: 'test' });
+  t.equal(hit.thread, '03', 'only the user-mode stop at the breakpoint is a hit');
+  t.equal(runner.stats.otherStops, 2);
+  t.equal(runner.stats.stepOvers, 0);
+  await runner.removeAll();
+});
+
+t.test('a timeout stops the VM again', async (t) => {
+  const s = await setup(t, { '01': regs(R, 0x33n) }, []);
+  const runner = new BreakpointRunner(s.client, () => undefined);
+  await runner.insert(R);
+  const started = Date.now();
+  const err = await runner.runUntil(async () => true, { timeout: 200, what: 'waiting in a test' }).then(() => null, (e: unknown) => e);
+  t.ok(err instanceof TimeoutError, 'TimeoutError');
+  t.match((err as Error).message, /waiting in a test/, 'named after the wait');
+  t.ok(Date.now() - started < 3000, 'in about the time given');
+  t.equal(s.fake.interrupts, 1, 'the VM was interrupted');
+  t.equal(s.client.state, 'stopped', 'and is stopped');
+  await runner.removeAll();
+  t.equal(s.fake.breakpoints.size, 0);
+});
+
+t.test('an abort stops the VM again', async (t) => {
+  const s = await setup(t, { '01': regs(R, 0x33n) }, []);
+  const runner = new BreakpointRunner(s.client, () => undefined);
+  await runner.insert(R);
+  const ac = new AbortController();
+  setTimeout(() => ac.abort(), 50);
+  const err = await runner.runUntil(async () => true, { timeout: 5000, signal: ac.signal, what: 'test' }).then(() => null, (e: unknown) => e);
+  t.ok(err instanceof AbortError, 'AbortError');
+  t.equal(s.fake.interrupts, 1, 'the VM was interrupted');
+  t.equal(s.client.state, 'stopped');
+  const again = await runner.runUntil(async () => true, { timeout: 5000, signal: ac.signal, what: 'test' }).then(() => null, (e: unknown) => e);
+  t.ok(again instanceof AbortError, 'an aborted signal does not resume at all');
+  t.equal(s.fake.received.filter((p) => p === 'c').length, 1, 'no second resume');
+});
+
+t.test('a breakpoint the stub refuses (KVM has 4 debug registers) is not recorded', async (t) => {
+  const fake = await FakeGdb.start({ hwBreakpointLimit: 1 });
+  const client = await GdbClient.connect(fake.address, { timeout: 5000 });
+  t.teardown(async () => {
+    await client.close();
+    await fake.stop();
+  });
+  const runner = new BreakpointRunner(client, () => undefined);
+  await runner.insert(R);
+  await t.rejects(runner.insert(R + 0x100n));
+  t.same(runner.breakpoints, [R], 'only the one inserted');
+  await runner.insert(R);
+  t.equal(fake.received.filter((p) => p.startsWith('Z1')).length, 2, 'inserting the same address twice sends nothing');
+  await runner.removeAll();
+  t.same(runner.breakpoints, []);
+});
