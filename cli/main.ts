@@ -32,9 +32,10 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-// `vmictl ps | head`: a closed pipe ends the output, not the process with a stack trace
+// `vmictl ps | head`: a closed pipe ends the output, never the process. Exiting here would cut an
+// injection short with the guest's thread still hijacked; the command finishes and restores first.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  if (err.code === 'EPIPE') return;
   throw err;
 });
 

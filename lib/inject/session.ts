@@ -1,7 +1,8 @@
 /**
  * An injection session: one thread of a guest process, caught in user mode right after one of its
- * own syscalls returned (at address R, after a `syscall` instruction at R − 2), made to run system
- * calls for vmictl, and put back exactly as it was.
+ * own syscalls returned (at address R, after a `syscall` instruction at R − 2) — or at R − 2 on its
+ * way to restart a syscall (see InjectionOptions.wake) — made to run system calls for vmictl, and
+ * put back exactly as it was.
  *
  * Each call: rip ← R − 2, rax ← number, rdi/rsi/rdx/r10/r8/r9 ← arguments, rsp ← below the data
  * area; the VM runs until the breakpoint at R is hit by this same thread with that same stack
