@@ -4,13 +4,10 @@
  * namespace inodes and cgroup path; and the same from an ELF dump of the VM.
  */
 import t, { type Test } from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Vm } from '../../lib/vm';
 import type { ContainerList } from '../../lib/containers/list';
 import { NAMESPACE_KINDS } from '../../lib/containers/model';
-import { guestRun, readGroundTruth, testVm, type GroundTruth } from '../helpers/vm';
+import { dumpVm, guestRun, readGroundTruth, testVm, type GroundTruth } from '../helpers/vm';
 
 function compare(t: Test, gt: GroundTruth, list: ContainerList): void {
   t.equal(list.containers.length, gt.containers.length, 'as many containers as the guest runs');
@@ -85,15 +82,7 @@ t.test('containers read from outside match the ground truth', async (t) => {
   });
 
   await t.test('ELF dump of the VM', async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'vmictl-dump-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const file = join(dir, 'vm.elf');
-    const live = await Vm.connect({ qmp: env.qmp });
-    try {
-      await live.qmp!.execute('dump-guest-memory', { paging: false, protocol: `file:${file}` }, { timeout: 120_000 });
-    } finally {
-      await live.close();
-    }
+    const file = await dumpVm(t, env);
     const vm = await Vm.connect({ dump: file });
     t.teardown(() => vm.close());
     compare(t, gt, await vm.listContainers());

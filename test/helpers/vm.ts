@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import tap, { type Test } from 'tap';
+import { Vm } from '../../lib/vm';
 
 const run = promisify(execFile);
 export const TEST_VMS = resolve(__dirname, '../../test-vms');
@@ -146,4 +147,21 @@ export function qemuCommandLine(qmpAddress: string): string[] | null {
   if (!existsSync(pidFile)) return null;
   const pid = readFileSync(pidFile, 'utf8').trim();
   return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((s) => s.length > 0);
+}
+
+/**
+ * Writes an ELF dump of the VM (QMP dump-guest-memory) into a temporary directory removed at the
+ * test's end, and returns its path.
+ */
+export async function dumpVm(t: Test, env: VmEnv): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'vmictl-dump-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'vm.elf');
+  const live = await Vm.connect({ qmp: env.qmp });
+  try {
+    await live.qmp!.execute('dump-guest-memory', { paging: false, protocol: `file:${file}` }, { timeout: 120_000 });
+  } finally {
+    await live.close();
+  }
+  return file;
 }

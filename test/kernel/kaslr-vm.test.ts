@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Vm } from '../../lib/vm';
 import { ProfileMismatchError } from '../../lib/errors';
 import { describeVcpus } from '../../lib/vcpus';
-import { readGroundTruth, testVm } from '../helpers/vm';
+import { dumpVm, readGroundTruth, testVm } from '../helpers/vm';
 
 t.test('KASLR slides from memory alone match /proc/kallsyms', async (t) => {
   const env = await testVm(t);
@@ -74,15 +74,7 @@ t.test('KASLR slides from memory alone match /proc/kallsyms', async (t) => {
   });
 
   await t.test('an ELF dump of the VM', async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'vmictl-dump-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const file = join(dir, 'vm.elf');
-    const live = await Vm.connect({ qmp: env.qmp });
-    try {
-      await live.qmp!.execute('dump-guest-memory', { paging: false, protocol: `file:${file}` }, { timeout: 120_000 });
-    } finally {
-      await live.close();
-    }
+    const file = await dumpVm(t, env);
     const vm = await Vm.connect({ dump: file });
     t.teardown(() => vm.close());
     const k = await vm.kernel();
