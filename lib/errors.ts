@@ -128,3 +128,12 @@ export class InjectionError extends VmiError {
     this.state = state;
   }
 }
+
+/**
+ * Whether a failed read must stop the whole operation: the user aborted, the VM did not answer or
+ * went away, or the error is not ours at all (a bug). Any other VmiError is about what guest memory
+ * holds (an unmapped page, a corrupt structure) and may become a warning beside the valid part.
+ */
+export function isFatalReadError(err: unknown): boolean {
+  return !(err instanceof VmiError) || err.code === 'EABORTED' || err.code === 'ETIMEDOUT' || err.code === 'EDISCONNECTED';
+}

@@ -5,7 +5,7 @@
  * task list stops the walk with a warning and the valid part.
  */
 import type { CallOptions } from '../util/deadline';
-import { ValidationError, VmiError } from '../errors';
+import { isFatalReadError, ValidationError } from '../errors';
 import type { Kernel } from '../kernel/kernel';
 import type { KObject } from '../kernel/object';
 import { forEachProcess, forEachThreadOf } from '../kernel/helpers/task';
@@ -32,16 +32,12 @@ export interface CollectResult {
 
 const PF_KTHREAD = 0x00200000n;
 
-function fatal(err: unknown): boolean {
-  return !(err instanceof VmiError) || err.code === 'EABORTED' || err.code === 'ETIMEDOUT' || err.code === 'EDISCONNECTED';
-}
-
 /** Runs `f`; a guest-data error becomes a warning and `fallback`. */
 async function guarded<T>(warnings: string[], what: string, fallback: T, f: () => Promise<T>): Promise<T> {
   try {
     return await f();
   } catch (err) {
-    if (fatal(err)) throw err;
+    if (isFatalReadError(err)) throw err;
     warnings.push(`${what}: ${(err as Error).message}`);
     return fallback;
   }

@@ -9,7 +9,7 @@
  * virtual slide (virt = phys + __START_KERNEL_map − phys_base), and `init_top_pgt` is the kernel's
  * own page table, which we check by translating _text through it.
  */
-import { ValidationError, VmiError } from '../errors';
+import { isFatalReadError, ValidationError, VmiError } from '../errors';
 import type { CallOptions } from '../util/deadline';
 import type { PhysicalMemory, PhysicalRange } from '../memory/physical';
 import { X86PageTable } from '../memory/x86-64/translate';
@@ -121,9 +121,9 @@ async function readEach(phys: PhysicalMemory, ranges: PhysicalRange[], opts: Cal
   try {
     return await phys.readRanges(ranges, opts);
   } catch (err) {
-    if (!(err instanceof VmiError) || err.code === 'EABORTED' || err.code === 'ETIMEDOUT' || err.code === 'EDISCONNECTED') throw err;
+    if (isFatalReadError(err)) throw err;
     return Promise.all(ranges.map((r) => phys.read(r.address, r.length, opts).catch((e) => {
-      if (e instanceof VmiError && (e.code === 'EABORTED' || e.code === 'ETIMEDOUT' || e.code === 'EDISCONNECTED')) throw e;
+      if (e instanceof VmiError && isFatalReadError(e)) throw e;
       return null;
     })));
   }
@@ -185,7 +185,7 @@ export async function scanForBanner(phys: PhysicalMemory, ram: readonly Physical
       try {
         buf = await phys.read(r.address + BigInt(off), len, opts);
       } catch (err) {
-        if (!(err instanceof VmiError) || ['EABORTED', 'ETIMEDOUT', 'EDISCONNECTED'].includes(err.code)) throw err;
+        if (isFatalReadError(err)) throw err;
         continue;
       }
       for (let i = buf.indexOf(BANNER_PREFIX); i >= 0 && i < CHUNK; i = buf.indexOf(BANNER_PREFIX, i + 1)) {

@@ -3,16 +3,12 @@
  * (pipelined below). Guest pointers are untrusted: one bad address must not sink the batch, so on
  * failure the batch is retried address by address and each bad one gets its own error.
  */
-import { ValidationError, VmiError } from '../../errors';
+import { isFatalReadError, ValidationError } from '../../errors';
 import type { CallOptions } from '../../util/deadline';
 import type { Kernel } from '../kernel';
 import type { KObject } from '../object';
 
 export type StructMap = Map<bigint, KObject | Error>;
-
-function fatal(err: unknown): boolean {
-  return !(err instanceof VmiError) || err.code === 'EABORTED' || err.code === 'ETIMEDOUT' || err.code === 'EDISCONNECTED';
-}
 
 /** Reads `type` at every address (or its prefix up to field `upTo`); null and bogus pointers get an error. */
 export async function readStructs(
@@ -35,12 +31,12 @@ export async function readStructs(
     const objs = await kernel.readMany(type, good, { ...opts, size });
     objs.forEach((o) => out.set(o.address, o));
   } catch (err) {
-    if (fatal(err)) throw err;
+    if (isFatalReadError(err)) throw err;
     for (const a of good) {
       try {
         out.set(a, await kernel.read(type, a, { ...opts, size }));
       } catch (e) {
-        if (fatal(e)) throw e;
+        if (isFatalReadError(e)) throw e;
         out.set(a, e as Error);
       }
     }

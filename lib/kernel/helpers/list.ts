@@ -3,7 +3,7 @@
  * kernel's scripts/gdb does it: every step checks `next->prev == cur`, and since the guest is
  * untrusted, every walk also has a cycle check and an upper bound.
  */
-import { ValidationError, VmiError } from '../../errors';
+import { isFatalReadError, ValidationError } from '../../errors';
 import type { CallOptions } from '../../util/deadline';
 import type { Kernel } from '../kernel';
 
@@ -36,8 +36,8 @@ export async function* listForEach(kernel: Kernel, head: bigint, opts: ListWalkO
   // A guest pointer into unmapped memory is corruption like any other (with onCorruption, a
   // warning and the part before it), but aborts, timeouts and lost connections are not.
   const unreadable = (err: unknown, at: bigint): void => {
-    if (!opts.onCorruption || !(err instanceof VmiError) || err.code === 'EABORTED' || err.code === 'ETIMEDOUT' || err.code === 'EDISCONNECTED') throw err;
-    fail(`list at 0x${head.toString(16)}: cannot read entry 0x${at.toString(16)}: ${err.message}`, at);
+    if (!opts.onCorruption || isFatalReadError(err)) throw err;
+    fail(`list at 0x${head.toString(16)}: cannot read entry 0x${at.toString(16)}: ${(err as Error).message}`, at);
   };
   let prev = head;
   let cur: bigint;
