@@ -13,6 +13,8 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import type { Test } from 'tap';
+import { GdbClient, type GdbConnectOptions } from '../../lib/transport/gdb';
 
 export interface FakeRegister {
   name: string;
@@ -545,4 +547,20 @@ export class FakeGdb {
     }
     return true;
   }
+}
+
+/** A fake stub and a client connected to it, both closed when the test ends. */
+export async function connectToFake(t: Test, fakeOpts: FakeGdbOptions = {}, clientOpts: GdbConnectOptions = {}) {
+  const fake = await FakeGdb.start(fakeOpts);
+  const client = await GdbClient.connect(fake.address, { timeout: 5000, ...clientOpts });
+  t.teardown(async () => {
+    await client.close();
+    await fake.stop();
+  });
+  return { fake, client };
+}
+
+/** The bytes the fake's memory holds at [address, address + length). */
+export function expectedPattern(address: number, length: number): Buffer {
+  return Buffer.from(Array.from({ length }, (_, i) => patternByte(address + i)));
 }

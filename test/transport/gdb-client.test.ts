@@ -8,7 +8,6 @@ import {
   GdbArgumentError,
   GdbBreakpointError,
   GdbClient,
-  GdbConnectOptions,
   GdbErrorReply,
   GdbMemoryAccessError,
   GdbMemoryPort,
@@ -16,21 +15,8 @@ import {
   GdbUnsupportedError,
   StopReply,
 } from '../../lib/transport/gdb';
-import { FakeGdb, FakeGdbOptions, patternByte } from '../helpers/fake-gdb';
+import { connectToFake as setup, expectedPattern as expected, FakeGdb } from '../helpers/fake-gdb';
 
-async function setup(t: tap.Test, fakeOpts: FakeGdbOptions = {}, clientOpts: GdbConnectOptions = {}) {
-  const fake = await FakeGdb.start(fakeOpts);
-  const client = await GdbClient.connect(fake.address, { timeout: 5000, ...clientOpts });
-  t.teardown(async () => {
-    await client.close();
-    await fake.stop();
-  });
-  return { fake, client };
-}
-
-function expected(address: number, length: number): Buffer {
-  return Buffer.from(Array.from({ length }, (_, i) => patternByte(address + i)));
-}
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Polls until `cond` holds (2 s at most), so tests do not depend on timing. */

@@ -5,22 +5,9 @@
  */
 import t from 'tap';
 import { AbortError, ConnectionError, DisconnectedError, ProtocolError, TimeoutError } from '../../lib/errors';
-import { GdbClient, GdbConnectOptions, StopReply } from '../../lib/transport/gdb';
-import { FakeGdb, FakeGdbOptions, patternByte } from '../helpers/fake-gdb';
+import { GdbClient, StopReply } from '../../lib/transport/gdb';
+import { connectToFake as setup, expectedPattern as expected, FakeGdb } from '../helpers/fake-gdb';
 
-async function setup(t: tap.Test, fakeOpts: FakeGdbOptions = {}, clientOpts: GdbConnectOptions = {}) {
-  const fake = await FakeGdb.start(fakeOpts);
-  const client = await GdbClient.connect(fake.address, { timeout: 5000, ...clientOpts });
-  t.teardown(async () => {
-    await client.close();
-    await fake.stop();
-  });
-  return { fake, client };
-}
-
-function expected(address: number, length: number): Buffer {
-  return Buffer.from(Array.from({ length }, (_, i) => patternByte(address + i)));
-}
 
 const tick = () => new Promise((r) => setImmediate(r));
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
