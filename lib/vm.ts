@@ -16,6 +16,7 @@ import { listProfiles, Profile } from './kernel/profile';
 import { listContainers, type ContainerList } from './containers/list';
 import type { CollectOptions } from './containers/collect';
 import type { Container } from './containers/model';
+import { openInjection, type InjectionOptions, type InjectionSession, type InjectionTargetSpec } from './inject';
 
 export type MemoryBackendChoice = 'auto' | 'gdbstub' | 'procmem';
 
@@ -185,6 +186,14 @@ export class Vm {
   /** `for await (const c of vm.containers())`: the containers of the VM. */
   async *containers(opts: CollectOptions = {}): AsyncGenerator<Container> {
     yield* (await this.listContainers(opts)).containers;
+  }
+
+  /**
+   * Catches a thread of the target for syscall injection: `await using s = await vm.inject({ container: 'web' })`.
+   * The session holds the VM stopped between calls; ending it restores the thread and resumes the VM.
+   */
+  inject(target: InjectionTargetSpec, opts: InjectionOptions = {}): Promise<InjectionSession> {
+    return openInjection(this, target, { signal: this.options.signal, ...opts });
   }
 
   /** Disconnects; restarts the VM if we stopped it, and stops a gdbstub we started. */

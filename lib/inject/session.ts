@@ -52,6 +52,10 @@ const O_CLOEXEC = 0o2000000;
 /** AT_FDCWD: paths relative to the target's working directory. */
 export const AT_FDCWD = -100;
 const PROT_READ_WRITE = 3n;
+/** getrandom flags: never block, any quality (the bytes are only there to be overwritten). */
+const GRND_NONBLOCK_INSECURE = 0x1n | 0x4n;
+/** A hold that lasts until its owner takes it. */
+const HELD_FOREVER = 2 ** 31;
 const MAP_PRIVATE_ANONYMOUS_POPULATE = 0x02n | 0x20n | 0x8000n;
 
 /** An argument of syscallWith(): a value, or a buffer passed by address. */
@@ -84,6 +88,16 @@ export interface SessionOptions {
   wasRunning: boolean;
   /** Leave the VM stopped at the end (a helper session inside another one). */
   leaveStopped?: boolean;
+}
+
+/** A syscall started with startCall(), still running. */
+export interface PendingCall {
+  /** Whether a hit is the thread coming back from this call. */
+  isReturn(hit: Hit): Promise<boolean>;
+  /** Hands over the return, met by another runner's wait (the VM is stopped there). */
+  take(hit: Hit): void;
+  /** Waits for the return (taken, held, or yet to come), parks the thread there; rax, signed. */
+  wait(): Promise<bigint>;
 }
 
 export interface SessionStats {
@@ -298,6 +312,13 @@ export class InjectionSession {
    * abort signal and leave failure handling to the caller.
    */
   async #call(nr: number, args: readonly bigint[], internal = false): Promise<bigint> {
+    const started = Date.now();
+    const sp = await this.#issue(nr, args, internal);
+    return this.#complete(nr, sp, started, internal);
+  }
+
+  /** Points the parked thread at the gadget with the call's registers; returns the call's rsp. */
+  async #issue(nr: number, args: readonly bigint[], internal: boolean): Promise<bigint> {
     if (this.#state !== (internal ? 'finishing' : 'open')) throw new SessionClosedError();
     if (args.length > 6) throw new RangeError(`a syscall takes at most 6 arguments, not ${args.length}`);
     const signal = internal ? undefined : this.#opts.signal;
@@ -306,11 +327,9 @@ export class InjectionSession {
       throw new AbortError('syscall injection', { cause: signal.reason });
     }
     if (!this.#parked) throw new InjectionError('the target thread is not stopped where the engine left it', 'unknown');
-    const started = Date.now();
     const sp = this.#callSp;
     const regs = new Map<string, bigint>([['rip', this.returnAddress - 2n], ['rax', BigInt(nr)], ['rsp', sp]]);
     ARGUMENT_REGISTERS.forEach((name, i) => regs.set(name, BigInt.asUintN(64, args[i] ?? 0n)));
-    const name = syscallName(nr) ?? `syscall ${nr}`;
     try {
       await this.#writeRegisters(regs);
     } catch (err) {
@@ -319,9 +338,16 @@ export class InjectionSession {
       throw err;
     }
     this.#parked = false;
+    return sp;
+  }
+
+  /** Runs the VM until the issued call returns (or takes `caught`, its return seen by someone else). */
+  async #complete(nr: number, sp: bigint, started: number, internal: boolean, caught?: Hit): Promise<bigint> {
+    const signal = internal ? undefined : this.#opts.signal;
+    const name = syscallName(nr) ?? `syscall ${nr}`;
     let hit: Hit;
     try {
-      hit = await this.#waitReturn(name, sp, this.#callTimeout, signal);
+      hit = caught ?? (await this.#waitReturn(name, sp, this.#callTimeout, signal));
     } catch (err) {
       if (internal) throw err;
       let cause = err;
@@ -343,6 +369,75 @@ export class InjectionSession {
     this.stats.syscallMs += Date.now() - started;
     this.stats.stepOvers = this.#in.runner.stats.stepOvers;
     return toSigned64(hit.regs.get('rax') ?? 0n);
+  }
+
+  /**
+   * @internal Starts a syscall and returns while it runs (a vfork: the thread stays in the kernel
+   * while its child is driven). Its return, when another runner meets it, is held on its vCPU
+   * until wait() takes it; no other call of the session runs before wait() ends.
+   */
+  startCall(nr: number | string, args: readonly bigint[]): Promise<PendingCall> {
+    const n = resolveSyscall(nr);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => { release = r; });
+    const issued = this.#serial(async (): Promise<PendingCall> => {
+      const started = Date.now();
+      let sp: bigint;
+      try {
+        sp = await this.#issue(n, args, false);
+      } catch (err) {
+        release();
+        throw err;
+      }
+      const isReturn = (h: Hit) => this.#isOurReturn(h, sp);
+      const unhold = this.#in.runner.hold({ accept: isReturn, maxMs: HELD_FOREVER });
+      let caught: Hit | undefined;
+      let done: Promise<bigint> | undefined;
+      return {
+        isReturn,
+        take: (h: Hit) => { caught = h; },
+        wait: () => {
+          done ??= (async () => {
+            unhold();
+            try {
+              return await this.#complete(n, sp, started, false, caught);
+            } finally {
+              release();
+            }
+          })();
+          return done;
+        },
+      };
+    });
+    // later calls wait for the pending one to end
+    this.#queue = this.#queue.then(() => gate);
+    return issued;
+  }
+
+  /**
+   * @internal After a fork the scratch pages (stack area, mapping) are copy-on-write, so not
+   * writable through the page tables: the kernel writes them (getrandom), which gives the
+   * process its own writable copies again. Their content is scratch (the stack is put back at the
+   * end from the saved copy).
+   */
+  async remakeScratchWritable(): Promise<void> {
+    const areas: [bigint, number][] = [];
+    if (this.#stack) areas.push([this.#stack.low, Number(this.#stack.high - this.#stack.low)]);
+    if (this.#map) areas.push([this.#map.address, this.#map.length]);
+    for (const [address, length] of areas) {
+      // getrandom may write less than asked (a pending signal): go on from there
+      for (let done = 0; done < length;) {
+        const n = Number(await this.call('getrandom', address + BigInt(done), BigInt(length - done), GRND_NONBLOCK_INSECURE));
+        if (n <= 0) throw new InjectionError(`getrandom wrote nothing at 0x${(address + BigInt(done)).toString(16)}`, 'unknown');
+        done += n;
+      }
+    }
+    this.#in.space.invalidate();
+  }
+
+  /** @internal The engine parts a child process driven from this session shares. */
+  get engine(): Internals & { callTimeout: number; signal?: AbortSignal } {
+    return { ...this.#in, callTimeout: this.#callTimeout, signal: this.#opts.signal };
   }
 
   #park(hit: Hit): void {

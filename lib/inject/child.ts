@@ -1,0 +1,448 @@
+/**
+ * Child processes of a hijacked thread: the thread (an InjectionSession, or a child driven here)
+ * runs clone(CLONE_VFORK | SIGCHLD), without CLONE_VM, so the child gets a copy of the address
+ * space. The child comes back to user mode at the same return address R, with rax = 0 and the
+ * same stack pointer, but in another address space (CR3) and as another task: it is caught there
+ * and driven on its own (setns, chroot, dup3, execve, exit_group…), like a session.
+ *
+ * Why vfork: the caller stays inside the kernel until the child exits or execs, so it never runs
+ * its own code with injected registers while the VM runs for the child, and no vCPU has to be held
+ * for it. Its return, if another wait meets it first, is held on its vCPU until it is taken.
+ *
+ * Memory: after the fork every private page is copy-on-write in both processes, so not writable
+ * through the page tables; the child puts its buffers in a mapping of its own (mmap MAP_POPULATE),
+ * and the caller makes its scratch pages its own again (remakeScratchWritable). A child's child
+ * (CLONE_PARENT for a grandchild reaped by the first caller) inherits that mapping: what it needs
+ * there (execve's strings) is written before the clone.
+ *
+ * No child is left behind: if driving it fails while it is stopped, it is made to exit_group; the
+ * caller reaps it (wait4) or leaves that to the code that asked for it (see forkChild()).
+ */
+import { AbortError, CommandError, InjectionError, TimeoutError } from '../errors';
+import type { Kernel } from '../kernel/kernel';
+import type { AddressSpace } from '../memory/address-space';
+import type { GdbClient } from '../transport/gdb';
+import { findTask } from '../kernel/helpers/task';
+import { cr3Root, currentTask, inUserMode, mmRoot } from './cpu';
+import { errnoOf, toSigned64 } from './errno';
+import { SyscallError, SyscallTimeoutError, TargetGoneError } from './errors';
+import { spaceAt } from './guest-memory';
+import type { BreakpointRunner, Hit } from './runner';
+import type { PendingCall, SyscallArgument } from './session';
+import { cString } from './structs';
+import { resolveSyscall, syscallName, SYSCALLS_X86_64 } from './syscalls';
+
+export const CLONE_VFORK = 0x4000n;
+/** The new process gets the caller's parent: a grandchild that the first caller reaps itself. */
+export const CLONE_PARENT = 0x8000n;
+const SIGCHLD = 17n;
+const ARGUMENT_REGISTERS = ['rdi', 'rsi', 'rdx', 'r10', 'r8', 'r9'] as const;
+const PROT_READ_WRITE = 3n;
+const MAP_PRIVATE_ANONYMOUS_POPULATE = 0x02n | 0x20n | 0x8000n;
+const MAP_STEP = 64 * 1024;
+const LIVENESS_INTERVAL = 1000;
+const HELD_FOREVER = 2 ** 31;
+
+/** What a child shares with the session it comes from. */
+export interface ChildEngine {
+  kernel: Kernel;
+  gdb: GdbClient;
+  runner: BreakpointRunner;
+  /** Any address space of the engine: its physical memory (coherent writes) is used. */
+  space: AddressSpace;
+  callTimeout: number;
+  signal?: AbortSignal;
+}
+
+/** A thread that can run clone for a child: an InjectionSession or a ChildProcess. */
+export interface Forker {
+  readonly returnAddress: bigint;
+  readonly callSp: bigint;
+  readonly target: { task: bigint; pid: number; root: bigint };
+  startCall(nr: number | string, args: readonly bigint[]): Promise<PendingCall>;
+}
+
+export type ChildState = 'parked' | 'running' | 'exited' | 'execed' | 'lost';
+
+export class ChildProcess implements Forker {
+  readonly target: { task: bigint; pid: number; root: bigint; mm: bigint };
+  readonly returnAddress: bigint;
+  readonly callSp: bigint;
+  readonly #engine: ChildEngine;
+  readonly #space: AddressSpace;
+  #vcpu: string;
+  #regs: ReadonlyMap<string, bigint>;
+  #state: ChildState = 'parked';
+  #map: { address: bigint; length: number } | undefined;
+  /** Syscalls run in this child. */
+  syscalls = 0;
+
+  /** @internal: children are made by vfork(). */
+  constructor(engine: ChildEngine, hit: Hit, target: { task: bigint; pid: number; root: bigint; mm: bigint }, returnAddress: bigint, callSp: bigint) {
+    this.#engine = engine;
+    this.target = target;
+    this.returnAddress = returnAddress;
+    this.callSp = callSp;
+    this.#vcpu = hit.thread;
+    this.#regs = hit.regs;
+    this.#space = spaceAt(engine.kernel, engine.space.physical, target.root, `child pid ${target.pid}`);
+  }
+
+  get pid(): number {
+    return this.target.pid;
+  }
+
+  get state(): ChildState {
+    return this.#state;
+  }
+
+  /** The child's address space (reads; writes only to its own mapping). */
+  get space(): AddressSpace {
+    return this.#space;
+  }
+
+  // ---- raw syscalls ----
+
+  /** Runs one syscall in the child; rax, signed (−errno on error). */
+  async syscall(nr: number | string, ...args: bigint[]): Promise<bigint> {
+    const n = resolveSyscall(nr);
+    const sp = await this.#issue(n, args);
+    return this.#complete(n, sp);
+  }
+
+  /** Like syscall(), −errno thrown as a SyscallError. */
+  async call(nr: number | string, ...args: bigint[]): Promise<bigint> {
+    const n = resolveSyscall(nr);
+    return check(syscallName(n) ?? `syscall ${n}`, await this.syscall(n, ...args));
+  }
+
+  /** A syscall with memory arguments (see InjectionSession.syscallWith), placed in the child's own mapping. */
+  async syscallWith(nr: number | string, args: readonly SyscallArgument[]): Promise<{ result: bigint; out: Buffer[] }> {
+    const mem = args.map((a, i) => ({ a, i })).filter((x) => typeof x.a !== 'bigint') as { a: Exclude<SyscallArgument, bigint>; i: number }[];
+    const addrs = await this.place(mem.map(({ a }) => ('in' in a ? a.in : 'out' in a ? a.out : a.inout)));
+    const values = args.map((a) => (typeof a === 'bigint' ? a : 0n));
+    mem.forEach((m, k) => { values[m.i] = addrs[k]; });
+    const result = await this.syscall(nr, ...values);
+    const out: Buffer[] = [];
+    for (let k = 0; k < mem.length; k++) {
+      const a = mem[k].a;
+      const n = 'out' in a ? a.out : 'inout' in a ? a.inout.length : -1;
+      if (n >= 0) out.push(n > 0 ? await this.#space.read(addrs[k], n) : Buffer.alloc(0));
+    }
+    return { result, out };
+  }
+
+  /** openat(dirfd, path, flags, mode) in the child; the fd. */
+  async openat(dirfd: number, path: string, flags: number, mode = 0): Promise<number> {
+    const [at] = await this.place([cString(path)]);
+    return Number(check('openat', await this.syscall('openat', BigInt(dirfd), at, BigInt(flags), BigInt(mode)), JSON.stringify(path)));
+  }
+
+  /** A syscall whose one memory argument is a NUL-terminated path (chdir, chroot…), at position `index`. */
+  async callWithPath(nr: number | string, path: string, args: bigint[] = [], index = 0): Promise<bigint> {
+    const [at] = await this.place([cString(path)]);
+    const values = [...args];
+    values.splice(index, 0, at);
+    const n = resolveSyscall(nr);
+    return check(syscallName(n) ?? `syscall ${n}`, await this.syscall(n, ...values), JSON.stringify(path));
+  }
+
+  async write(fd: number, data: Buffer): Promise<number> {
+    const [at] = await this.place([data]);
+    return Number(check('write', await this.syscall('write', BigInt(fd), at, BigInt(data.length))));
+  }
+
+  /**
+   * Writes buffers (or reserves `number` bytes) in the child's own mapping, 16-byte aligned, and
+   * returns their addresses. The mapping is made (or grown) by an injected mmap. Each placement
+   * starts at the mapping's base: what an earlier one placed is only good until the next.
+   */
+  async place(parts: readonly (Buffer | number)[]): Promise<bigint[]> {
+    const sizes = parts.map((p) => ((typeof p === 'number' ? p : p.length) + 15) & ~15);
+    const base = await this.#mapping(sizes.reduce((a, b) => a + b, 0));
+    const out: bigint[] = [];
+    let at = base;
+    for (let i = 0; i < parts.length; i++) {
+      out.push(at);
+      const p = parts[i];
+      if (typeof p !== 'number' && p.length > 0) await this.#space.write(at, p);
+      at += BigInt(sizes[i]);
+    }
+    return out;
+  }
+
+  async #mapping(size: number): Promise<bigint> {
+    if (this.#map && this.#map.length >= size) return this.#map.address;
+    if (this.#map) {
+      const old = this.#map;
+      this.#map = undefined;
+      await this.call('munmap', old.address, BigInt(old.length));
+    }
+    const length = Math.max(MAP_STEP, Math.ceil(size / MAP_STEP) * MAP_STEP);
+    const r = check('mmap', await this.syscall('mmap', 0n, BigInt(length), PROT_READ_WRITE, MAP_PRIVATE_ANONYMOUS_POPULATE, BigInt.asUintN(64, -1n), 0n), '(child scratch mapping)');
+    this.#map = { address: BigInt.asUintN(64, r), length };
+    return this.#map.address;
+  }
+
+  /**
+   * execve with its strings already in the child's memory (placed before it was forked, see
+   * placeExecve()). On success the child runs the new program and its vfork parent comes back:
+   * `vforkParent` (the caller's pending clone) is handed that return. A failure is thrown as a
+   * SyscallError with the child still parked (the caller ends it).
+   */
+  async execveAt(addrs: ExecveAddresses, vforkParent: PendingCall): Promise<void> {
+    const nr = SYSCALLS_X86_64.execve;
+    const sp = await this.#issue(nr, [addrs.path, addrs.argv, addrs.envp]);
+    let parentBack = false;
+    const hit = await this.#wait('execve', sp, async (h) => {
+      if (await vforkParent.isReturn(h)) return (parentBack = true);
+      return false;
+    });
+    if (parentBack) {
+      vforkParent.take(hit);
+      this.#state = 'execed';
+      return;
+    }
+    this.#park(hit);
+    check('execve', toSigned64(hit.regs.get('rax') ?? 0n), addrs.describe);
+  }
+
+  /**
+   * Places execve's argv and envp (pointer arrays and strings) in the child's mapping once, with
+   * one program path per entry of `paths` (tried in turn by the caller); one placement, so that
+   * the addresses stay valid together.
+   */
+  async placeExecve(paths: readonly string[], argv: readonly string[], env: readonly string[]): Promise<ExecveAddresses[]> {
+    const strings = [...paths, ...argv, ...env].map((x) => cString(x));
+    const arrays = [Buffer.alloc(8 * (argv.length + 1)), Buffer.alloc(8 * (env.length + 1))];
+    // reserve first, then fill in the pointers and write everything
+    const addrs = await this.place([...strings.map((s) => s.length), ...arrays.map((a) => a.length)]);
+    const at = (i: number) => addrs[i];
+    argv.forEach((_, i) => arrays[0].writeBigUInt64LE(at(paths.length + i), 8 * i));
+    env.forEach((_, i) => arrays[1].writeBigUInt64LE(at(paths.length + argv.length + i), 8 * i));
+    const all = [...strings, ...arrays];
+    for (let i = 0; i < all.length; i++) await this.#space.write(addrs[i], all[i]);
+    const argvAt = addrs[strings.length];
+    const envpAt = addrs[strings.length + 1];
+    return paths.map((p, i) => ({ path: at(i), argv: argvAt, envp: envpAt, describe: JSON.stringify(p) }));
+  }
+
+  /**
+   * exit_group(code): the registers are set, and the child exits the next time the VM runs (it
+   * is not waited for: it never comes back).
+   */
+  async exit(code: number): Promise<void> {
+    await this.#issue(SYSCALLS_X86_64.exit_group, [BigInt(code)]);
+    this.#state = 'exited';
+  }
+
+  /** @internal Starts a syscall and returns while it runs (see InjectionSession.startCall). */
+  async startCall(nr: number | string, args: readonly bigint[]): Promise<PendingCall> {
+    const n = resolveSyscall(nr);
+    const sp = await this.#issue(n, args);
+    const isReturn = (h: Hit) => this.#isOurReturn(h, sp);
+    const unhold = this.#engine.runner.hold({ accept: isReturn, maxMs: HELD_FOREVER });
+    let caught: Hit | undefined;
+    let done: Promise<bigint> | undefined;
+    return {
+      isReturn,
+      take: (h) => { caught = h; },
+      wait: () => {
+        done ??= (async () => {
+          unhold();
+          return this.#complete(n, sp, caught);
+        })();
+        return done;
+      },
+    };
+  }
+
+  // ---- the mechanics ----
+
+  async #issue(nr: number, args: readonly bigint[]): Promise<bigint> {
+    if (this.#state !== 'parked') throw new InjectionError(`child ${this.pid} is ${this.#state}: it cannot run a syscall`, 'unknown');
+    if (args.length > 6) throw new RangeError(`a syscall takes at most 6 arguments, not ${args.length}`);
+    if (this.#engine.signal?.aborted) throw new AbortError('syscall injection in a child', { cause: this.#engine.signal.reason });
+    const regs = new Map<string, bigint>([['rip', this.returnAddress - 2n], ['rax', BigInt(nr)], ['rsp', this.callSp]]);
+    ARGUMENT_REGISTERS.forEach((name, i) => regs.set(name, BigInt.asUintN(64, args[i] ?? 0n)));
+    await this.#writeRegisters(regs);
+    this.#state = 'running';
+    return this.callSp;
+  }
+
+  async #complete(nr: number, sp: bigint, caught?: Hit): Promise<bigint> {
+    const hit = caught ?? (await this.#wait(syscallName(nr) ?? `syscall ${nr}`, sp));
+    this.#park(hit);
+    this.syscalls++;
+    return toSigned64(hit.regs.get('rax') ?? 0n);
+  }
+
+  #park(hit: Hit): void {
+    this.#vcpu = hit.thread;
+    this.#regs = hit.regs;
+    this.#state = 'parked';
+  }
+
+  /** One G packet from the registers read at the last catch, with `changes` applied. */
+  async #writeRegisters(changes: ReadonlyMap<string, bigint>): Promise<void> {
+    const gdb = this.#engine.gdb;
+    const layout = gdb.registerLayout;
+    if (layout.registers.some((r) => !this.#regs.has(r.name))) {
+      await gdb.writeRegisters(changes, { thread: this.#vcpu, timeout: 10_000 });
+    } else {
+      const block = Buffer.alloc(layout.size);
+      for (const r of layout.registers) block.set(layout.encodeValue(r, changes.get(r.name) ?? this.#regs.get(r.name)!), r.offset);
+      await gdb.selectThread(this.#vcpu, 'g', { timeout: 10_000 });
+      const reply = await gdb.command(`G${block.toString('hex')}`, { timeout: 10_000 });
+      if (reply !== 'OK') throw new CommandError('G', reply, `writing the registers of vCPU ${this.#vcpu}: ${reply}`);
+    }
+    this.#regs = new Map([...this.#regs, ...changes]);
+  }
+
+  async #isOurReturn(hit: Hit, sp: bigint): Promise<boolean> {
+    const r = hit.regs;
+    if (hit.rip !== this.returnAddress || r.get('rsp') !== sp || !inUserMode(r)) return false;
+    if (cr3Root(r.get('cr3') ?? 0n) !== this.target.root) return false;
+    return (await currentTask(this.#engine.kernel, r)) === this.target.task;
+  }
+
+  /** Runs the VM until the child is back from the call (or `also` takes a hit), checking it lives. */
+  async #wait(what: string, sp: bigint, also?: (h: Hit) => Promise<boolean>): Promise<Hit> {
+    const timeout = this.#engine.callTimeout;
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      const slice = Math.min(LIVENESS_INTERVAL, deadline - Date.now());
+      if (slice <= 0) {
+        this.#state = 'lost';
+        throw new SyscallTimeoutError(`${what} (in child ${this.pid})`, timeout, 'unknown');
+      }
+      try {
+        return await this.#engine.runner.runUntil(async (h) => (await this.#isOurReturn(h, sp)) || (also !== undefined && (await also(h))), {
+          timeout: slice,
+          signal: this.#engine.signal,
+          what: `${what} in child ${this.pid}`,
+        });
+      } catch (err) {
+        if (!(err instanceof TimeoutError)) {
+          this.#state = 'lost';
+          throw err;
+        }
+        if (!(await taskAlive(this.#engine.kernel, this.target))) {
+          this.#state = 'exited';
+          throw new TargetGoneError(this.pid, 'untouched');
+        }
+      }
+    }
+  }
+}
+
+export interface ExecveAddresses {
+  path: bigint;
+  argv: bigint;
+  envp: bigint;
+  describe: string;
+}
+
+function check(name: string, r: bigint, detail?: string): bigint {
+  const errno = errnoOf(r);
+  if (errno) throw new SyscallError(name, errno, detail);
+  return r;
+}
+
+async function taskAlive(kernel: Kernel, t: { task: bigint; pid: number; mm: bigint }): Promise<boolean> {
+  if ((await findTask(kernel, t.pid)) !== t.task) return false;
+  const p = kernel.profile;
+  const exitState = (await kernel.space.read(t.task + BigInt(p.fieldOffset('task_struct', 'exit_state')), 4)).readInt32LE(0);
+  const mm = await kernel.readU64(t.task + BigInt(p.fieldOffset('task_struct', 'mm')));
+  return exitState === 0 && mm === t.mm;
+}
+
+export interface VforkOptions {
+  /** Extra clone flags (CLONE_PARENT). */
+  flags?: bigint;
+  /** Told the child's host pid as soon as it is caught (to clean it up on any path). */
+  onChild?: (pid: number) => void;
+}
+
+/**
+ * Forks a child off `caller` (clone with CLONE_VFORK | SIGCHLD, no CLONE_VM), catches it at its
+ * first user instruction and hands it to `work`, which drives it and must end with the child
+ * exited (child.exit()) or running a new program (child.execveAt(addrs, callerCall)). If `work` fails, or returns
+ * with the child still stopped, the child is made to exit (127 on failure). Then the caller's
+ * clone comes back and its result, the child's pid, is returned (the caller is parked again).
+ *
+ * The child is not reaped here: it is the caller's (or, with CLONE_PARENT, its parent's) child;
+ * reap it with wait4 (see reapChild()).
+ */
+export async function vfork<T>(caller: Forker, engine: ChildEngine, work: (child: ChildProcess, callerCall: PendingCall) => Promise<T>, opts: VforkOptions = {}): Promise<{ pid: number; value: T }> {
+  const kernel = engine.kernel;
+  const p = kernel.profile;
+  const flags = CLONE_VFORK | SIGCHLD | (opts.flags ?? 0n);
+  const parentOff = BigInt(p.fieldOffset('task_struct', 'real_parent'));
+  const expectedParent = flags & CLONE_PARENT ? await kernel.readU64(caller.target.task + parentOff) : caller.target.task;
+  const pending = await caller.startCall('clone', [flags, 0n, 0n, 0n, 0n]);
+  let child: ChildProcess | undefined;
+  let value: T | undefined;
+  let failure: unknown;
+  let failed = false;
+  try {
+    let found: { task: bigint; pid: number; root: bigint; mm: bigint } | undefined;
+    // the child comes back where the caller would, with rax = 0, in a new address space
+    const isChild = async (h: Hit): Promise<boolean> => {
+      const r = h.regs;
+      if (h.rip !== caller.returnAddress || r.get('rsp') !== caller.callSp || r.get('rax') !== 0n || !inUserMode(r)) return false;
+      const root = cr3Root(r.get('cr3') ?? 0n);
+      if (root === caller.target.root) return false;
+      const task = await currentTask(kernel, r);
+      if (task === caller.target.task || (await kernel.readU64(task + parentOff)) !== expectedParent) return false;
+      const mm = await kernel.readU64(task + BigInt(p.fieldOffset('task_struct', 'mm')));
+      if (!kernel.isKernelPointer(mm) || (await mmRoot(kernel, mm)) !== root) return false;
+      const pid = (await kernel.space.read(task + BigInt(p.fieldOffset('task_struct', 'pid')), 4)).readInt32LE(0);
+      found = { task, pid, root, mm };
+      return true;
+    };
+    let callerBack = false;
+    const hit = await engine.runner.runUntil(async (h) => {
+      if (await pending.isReturn(h)) return (callerBack = true);
+      return isChild(h);
+    }, { timeout: engine.callTimeout, signal: engine.signal, what: 'catching the forked child' });
+    if (callerBack) pending.take(hit);
+    else {
+      child = new ChildProcess(engine, hit, found!, caller.returnAddress, caller.callSp);
+      opts.onChild?.(child.pid);
+      value = await work(child, pending);
+    }
+  } catch (err) {
+    failure = err;
+    failed = true;
+  }
+  if (child && child.state === 'parked') {
+    // never leave a forked child stopped in the caller's code: it exits instead
+    await child.exit(failed ? 127 : 0).catch((e: unknown) => { if (!failed) { failure = e; failed = true; } });
+  }
+  let r: bigint;
+  try {
+    r = await pending.wait();
+  } catch (err) {
+    throw failed ? failure : err;
+  }
+  if (failed) throw failure;
+  if (errnoOf(r)) throw new SyscallError('clone', errnoOf(r), '(vfork)');
+  if (!child) throw new InjectionError(`the forked child ${r} ended before it could be caught`, 'restored');
+  return { pid: Number(r), value: value as T };
+}
+
+/** wait4(pid) in `caller` with a status buffer; the wait status (see exitStatus()). */
+export async function reapChild(caller: { syscallWith(nr: number | string, args: readonly SyscallArgument[]): Promise<{ result: bigint; out: Buffer[] }> }, pid: number, options = 0n): Promise<{ pid: number; status: number }> {
+  const { result, out } = await caller.syscallWith('wait4', [BigInt(pid), { out: 4 }, options, 0n]);
+  const r = check('wait4', result, String(pid));
+  return { pid: Number(r), status: out[0].readInt32LE(0) };
+}
+
+/** A wait status as a shell reports it: the exit code, or 128 + the signal that killed it. */
+export function exitStatus(status: number): number {
+  const sig = status & 0x7f;
+  if (sig === 0) return (status >> 8) & 0xff;
+  return 128 + sig;
+}
+
