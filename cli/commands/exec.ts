@@ -1,0 +1,86 @@
+import { setMaxListeners } from 'node:events';
+import { Option, type Command } from 'commander';
+import { connectionOptions, type ConnectionFlags } from '../options';
+import { withVm } from '../session';
+import { VmiError } from '../../lib/errors';
+import { execInContainer } from '../../lib/ops/exec';
+
+interface ExecFlags extends ConnectionFlags {
+  env: string[];
+  workdir?: string;
+  user?: string;
+  interactive?: boolean;
+  timeout: string;
+}
+
+/** `-u UID[:GID]` (numbers only: names would need the container's /etc/passwd). */
+export function parseUser(text: string): { uid: number; gid?: number } {
+  const m = /^(\d{1,10})(?::(\d{1,10}))?$/.exec(text);
+  if (!m) throw new VmiError('EUSAGE', `-u takes UID[:GID] as numbers, not ${JSON.stringify(text)}`);
+  const uid = Number(m[1]);
+  const gid = m[2] === undefined ? undefined : Number(m[2]);
+  if (uid > 0xfffffffe || (gid !== undefined && gid > 0xfffffffe)) throw new VmiError('EUSAGE', `-u: id out of range: ${text}`);
+  return { uid, gid };
+}
+
+/** Writes to a stream, waiting for it to drain; a closed stream (EPIPE) drops the rest. */
+function sink(stream: NodeJS.WriteStream): (data: Buffer) => Promise<void> {
+  let closed = false;
+  return (data) => new Promise<void>((resolve) => {
+    if (closed) return resolve();
+    stream.write(data, (err) => {
+      if (err) closed = true;
+      resolve();
+    });
+  });
+}
+
+/** `vmictl exec CONTAINER -- COMMAND [ARGS...]`. */
+export function registerExec(program: Command): void {
+  connectionOptions(
+    program
+      .command('exec')
+      .description('run a command inside a container (its namespaces, cgroup and root), relaying its output; exits with its status')
+      .argument('<container>', 'id, id prefix, name, hostname, or pid:<host pid>')
+      .argument('<command...>', 'the program (absolute path, or a name looked up in the container\'s PATH) and its arguments; put -- before it'),
+    { dump: false },
+  )
+    .addOption(new Option('-e, --env <K=V>', 'set an environment variable (repeatable)').argParser((v: string, prev: string[]) => [...prev, v]).default([]))
+    .option('-w, --workdir <dir>', 'working directory inside the container (default /)')
+    .option('-u, --user <uid[:gid]>', 'run as this user id (and group id)')
+    .option('-i, --interactive', 'not supported yet: the command\'s stdin is /dev/null')
+    .addOption(new Option('--timeout <ms>', 'how long to wait for a root process of the VM to come back from a syscall').default('20000'))
+    .action(async (container: string, command: string[], flags: ExecFlags) => {
+      if (flags.interactive) throw new VmiError('EUSAGE', '-i is not supported: the command\'s stdin is /dev/null');
+      const user = flags.user === undefined ? undefined : parseUser(flags.user);
+      const status = await withVm(flags, async (vm, signal) => {
+        // SIGTERM and SIGHUP kill the command and clean up too (SIGINT is withVm's)
+        const ac = new AbortController();
+        setMaxListeners(0, ac.signal);
+        const stop = () => ac.abort(new Error('terminated'));
+        process.once('SIGTERM', stop);
+        process.once('SIGHUP', stop);
+        const onVmAbort = () => ac.abort(signal.reason);
+        signal.addEventListener('abort', onVmAbort, { once: true });
+        try {
+          const r = await execInContainer(vm, {
+            container,
+            command,
+            env: flags.env,
+            cwd: flags.workdir,
+            user,
+            stdout: sink(process.stdout),
+            stderr: sink(process.stderr),
+            signal: ac.signal,
+            timeout: Number(flags.timeout),
+          });
+          return r.exitCode;
+        } finally {
+          process.off('SIGTERM', stop);
+          process.off('SIGHUP', stop);
+          signal.removeEventListener('abort', onVmAbort);
+        }
+      });
+      process.exitCode = status;
+    });
+}
