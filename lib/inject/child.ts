@@ -360,8 +360,13 @@ async function taskAlive(kernel: Kernel, t: { task: bigint; pid: number; mm: big
 export interface VforkOptions {
   /** Extra clone flags (CLONE_PARENT). */
   flags?: bigint;
-  /** Told the child's host pid as soon as it is caught (to clean it up on any path). */
+  /** Told the child's host pid as soon as it is caught. */
   onChild?: (pid: number) => void;
+  /**
+   * Told the child's pid as the caller's pid namespace numbers it (what wait4 in the caller takes)
+   * once the caller is back, on success and on failure (to reap the child on every path).
+   */
+  onForked?: (pid: number) => void;
 }
 
 /**
@@ -426,6 +431,7 @@ export async function vfork<T>(caller: Forker, engine: ChildEngine, work: (child
   } catch (err) {
     throw failed ? failure : err;
   }
+  if (r > 0n) opts.onForked?.(Number(r));
   if (failed) throw failure;
   if (errnoOf(r)) throw new SyscallError('clone', errnoOf(r), '(vfork)');
   if (!child) throw new InjectionError(`the forked child ${r} ended before it could be caught`, 'restored');
