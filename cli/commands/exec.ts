@@ -4,6 +4,8 @@ import { connectionOptions, type ConnectionFlags } from '../options';
 import { withVm } from '../session';
 import { VmiError } from '../../lib/errors';
 import { execInContainer } from '../../lib/ops/exec';
+import { SyscallError } from '../../lib/inject/errors';
+import { escapeForTerminal } from '../../lib/util/escape';
 
 interface ExecFlags extends ConnectionFlags {
   env: string[];
@@ -53,7 +55,7 @@ export function registerExec(program: Command): void {
     .action(async (container: string, command: string[], flags: ExecFlags) => {
       if (flags.interactive) throw new VmiError('EUSAGE', '-i is not supported: the command\'s stdin is /dev/null');
       const user = flags.user === undefined ? undefined : parseUser(flags.user);
-      const status = await withVm(flags, async (vm, signal) => {
+      const status = await withVm(flags, async (vm, signal): Promise<number> => {
         // SIGTERM and SIGHUP kill the command and clean up too (SIGINT is withVm's)
         const ac = new AbortController();
         setMaxListeners(0, ac.signal);
@@ -75,6 +77,11 @@ export function registerExec(program: Command): void {
             timeout: Number(flags.timeout),
           });
           return r.exitCode;
+        } catch (err) {
+          // as a shell says it: 127 not found, 126 found but not runnable
+          if (!(err instanceof SyscallError) || err.syscall !== 'execve') throw err;
+          process.stderr.write(`vmictl: ${escapeForTerminal(err.message)}\n`);
+          return err.errnoName === 'ENOENT' || err.errnoName === 'ENOTDIR' ? 127 : 126;
         } finally {
           process.off('SIGTERM', stop);
           process.off('SIGHUP', stop);

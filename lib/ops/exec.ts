@@ -23,6 +23,7 @@ import { resolveContainer } from '../containers/resolve';
 import { openInjection, type InjectionSession } from '../inject';
 import { CLONE_PARENT, exitStatus, reapChild, vfork, type ChildProcess } from '../inject/child';
 import { errnoOf } from '../inject/errno';
+import { SyscallError } from '../inject/errors';
 
 export interface ExecSpec {
   /** id, name, hostname, prefix or pid:N (as resolveContainer takes). */
@@ -190,6 +191,8 @@ class ExecRun {
             if ((err as { errnoName?: string }).errnoName !== 'ENOENT' && (err as { errnoName?: string }).errnoName !== 'ENOTDIR') break;
           }
         }
+        const e = last as { errnoName?: string; errno?: number };
+        if (gc.length > 1 && (e.errnoName === 'ENOENT' || e.errnoName === 'ENOTDIR')) throw new SyscallError('execve', e.errno!, `${JSON.stringify(spec.command[0])} (not found in the container's PATH)`);
         throw last;
       }, { flags: CLONE_PARENT, onChild: (p) => this.unreaped.add((pid = p)) });
       return r;
