@@ -10,9 +10,11 @@
  * openat, read, write, getdents64, close(fd), readFile, listDirectory); close() (or `await using`)
  * restores every register and stack byte, removes the breakpoint and lets the VM run. A journal on
  * the host lets recoverInjection() (`vmictl recover`) finish the job if vmictl dies in between.
+ * vfork() (child.ts) forks a child off a session and drives it on its own (setns, execve…).
  */
 export { openInjection, type InjectionOptions, type InjectionTargetSpec } from './open';
-export { InjectionSession, AT_FDCWD, VCPU_REGISTERS, type TargetThread, type SessionStats, type SyscallArgument } from './session';
+export { InjectionSession, AT_FDCWD, VCPU_REGISTERS, type TargetThread, type SessionStats, type SyscallArgument, type PendingCall } from './session';
+export { ChildProcess, vfork, reapChild, exitStatus, CLONE_PARENT, CLONE_VFORK, type ChildState, type Forker, type VforkOptions, type ExecveAddresses } from './child';
 export { recoverInjection, recoverAll, type RecoverAction, type RecoverOutcome, type RecoverOptions } from './recover';
 export {
   AcquireTimeoutError,
