@@ -4,6 +4,10 @@ import { registerKernel } from './kernel';
 import { registerContainers } from './containers';
 import { registerProfile } from './profile';
 import { registerSyscall } from './syscall';
+import { registerPause } from './pause';
+import { registerKill } from './kill';
+import { registerStop } from './stop';
+import { registerCp } from './cp';
 
 /** Every command vmictl offers; each module registers one topic on the program. */
-export const commands: Array<(program: Command) => void> = [registerStatus, registerKernel, registerContainers, registerProfile, registerSyscall];
+export const commands: Array<(program: Command) => void> = [registerStatus, registerKernel, registerContainers, registerProfile, registerSyscall, registerPause, registerKill, registerStop, registerCp];

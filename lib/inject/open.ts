@@ -27,7 +27,9 @@ export type InjectionTargetSpec =
   /** The process with this host pid (or the process of the thread with this tid). */
   | { pid: number }
   /** A process already looked up (from vm.listContainers()). */
-  | { process: ProcessInfo; container?: string };
+  | { process: ProcessInfo; container?: string }
+  /** Any one of these processes (a helper in the root namespaces, chosen by the caller). */
+  | { processes: ProcessInfo[]; label: string };
 
 export interface InjectionOptions {
   /** How long to wait for a thread of the target to come back from a syscall, ms (default 10 000). */
@@ -87,6 +89,7 @@ interface Candidate {
 
 /** The processes a spec names, with a label for messages. */
 async function targetProcesses(vm: Vm, target: InjectionTargetSpec, signal?: AbortSignal): Promise<{ processes: ProcessInfo[]; label: string; container?: string; cgroup?: string }> {
+  if ('processes' in target) return { processes: target.processes, label: target.label };
   if ('process' in target) return { processes: [target.process], label: `process ${target.process.pid}`, container: target.container, cgroup: target.process.cgroup };
   const list = await vm.listContainers({ signal });
   const all: Container[] = [...list.containers, list.host];
@@ -306,7 +309,7 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
 }
 
 /** Writes `text` to a file through a helper session (openat, write, close). */
-async function writeFileIn(s: InjectionSession, path: string, text: string): Promise<void> {
+export async function writeFileIn(s: InjectionSession, path: string, text: string): Promise<void> {
   const fd = await s.openat(AT_FDCWD, path, O_WRONLY_CLOEXEC);
   try {
     await s.write(fd, Buffer.from(text));
@@ -315,9 +318,20 @@ async function writeFileIn(s: InjectionSession, path: string, text: string): Pro
   }
 }
 
-function cgroupDir(cgroup: string): string {
+/** The directory of a (v2) cgroup under the hierarchy's mount point, refusing `..` and odd paths. */
+export function cgroupDir(cgroup: string, mount = '/sys/fs/cgroup'): string {
   if (!/^(\/[^/\0]+)+$/.test(cgroup) || cgroup.split('/').includes('..')) throw new VmiError('EINVAL', `not a cgroup path: ${JSON.stringify(cgroup)}`);
-  return `/sys/fs/cgroup${cgroup}`;
+  return `${mount === '/' ? '' : mount}${cgroup}`;
+}
+
+/**
+ * Waits (bounded) until cgroup.events of `dir` says `frozen 1` (or `frozen 0` when `frozen` is
+ * false); each injected call lets the VM run a little, so the cgroup's tasks move meanwhile.
+ */
+export async function waitCgroupFrozen(helper: InjectionSession, dir: string, frozen = true, tries = 50): Promise<boolean> {
+  const want = new RegExp(`^frozen ${frozen ? 1 : 0}$`, 'm');
+  for (let i = 0; i < tries; i++) if (want.test((await helper.readFile(`${dir}/cgroup.events`, 4096)).toString('latin1'))) return true;
+  return false;
 }
 
 interface HelperOptions {
@@ -338,10 +352,7 @@ async function freezeCgroup(vm: Vm, cgroup: string, opts: HelperOptions): Promis
   try {
     await writeFileIn(helper, `${dir}/cgroup.freeze`, '1');
     try {
-      // each injected call lets the VM run a little: the cgroup's tasks reach the freezer meanwhile
-      let frozen = false;
-      for (let i = 0; i < 50 && !frozen; i++) frozen = /^frozen 1$/m.test((await helper.readFile(`${dir}/cgroup.events`, 4096)).toString('latin1'));
-      if (!frozen) throw new VmiError('EINJECT', `${cgroup} did not freeze`);
+      if (!(await waitCgroupFrozen(helper, dir))) throw new VmiError('EINJECT', `${cgroup} did not freeze`);
     } catch (err) {
       await writeFileIn(helper, `${dir}/cgroup.freeze`, '0');
       throw err;
