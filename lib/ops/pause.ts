@@ -27,6 +27,8 @@ export interface PauseResult {
   directory?: string;
   /** For the signal method: the host pids stopped or continued. */
   pids?: number[];
+  /** Host pid of the root-namespace process the writes or signals came from. */
+  via: number;
 }
 
 /** Whether a cgroup path holds processes outside the container (itself or below it). */
@@ -110,7 +112,7 @@ async function pauseOrResume(vm: Vm, spec: string, freeze: boolean, opts: Helper
     const mounts = parseCgroupMounts(await helper.readFile('/proc/self/mountinfo', 1 << 20).then((b) => b.toString('utf8')));
     const method = pauseMethod(list, c, mounts);
     const pids = await setFrozen(vm, helper, list, c, method, freeze, opts.signal);
-    return { container: label, method: method.kind, directory: 'dir' in method ? method.dir : undefined, pids };
+    return { container: label, method: method.kind, directory: 'dir' in method ? method.dir : undefined, pids, via: helper.target.tgid };
   } finally {
     await helper.end();
   }

@@ -20,6 +20,8 @@ export interface SignalOutcome {
   /** Already gone (exited, or their pid now belongs to another process: not signalled). */
   gone: number[];
   failed: { pid: number; reason: string }[];
+  /** Host pid of the process the signals were sent from. */
+  via?: number;
 }
 
 function processIn(c: Container, pid: number): ProcessInfo | undefined {
@@ -28,7 +30,7 @@ function processIn(c: Container, pid: number): ProcessInfo | undefined {
 
 /** Sends `sig` to `targets` (processes of container `c` as listed) through `helper`. */
 export async function signalProcesses(vm: Vm, helper: InjectionSession, c: Container, targets: readonly ProcessInfo[], sig: number, signal?: AbortSignal): Promise<SignalOutcome> {
-  const out: SignalOutcome = { signalled: [], gone: [], failed: [] };
+  const out: SignalOutcome = { signalled: [], gone: [], failed: [], via: helper.target.tgid };
   const fds = new Map<number, number>();
   let pidfds = true;
   try {
