@@ -8,7 +8,8 @@
  */
 import t, { type Test } from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
-import { lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import { lstatSync, mkdirSync, mkdtempSync, symlinkSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, sep } from 'node:path';
 import { Vm } from '../../lib/vm';
@@ -129,6 +130,21 @@ t.test('container operations against the test VM', async (t) => {
     await copyFromContainer(vm, 'ticker', '/etc/hostname', back, { ...opts, force: true });
     t.equal(readFileSync(back, 'utf8'), 'ticker\n', '--force replaces it');
     await sh(env, `rm /proc/${pid}/root/tmp/r10`);
+  });
+
+  await t.test('cp from stdin, and cp -r of a local tree into the container', async (t) => {
+    const piece = randomBytes(200_000);
+    await copyToContainer(vm, '-', 'ticker', '/tmp/from-stdin', opts, Readable.from([piece.subarray(0, 1000), piece.subarray(1000)]));
+    t.match(await sh(env, `sha256sum /proc/${pid}/root/tmp/from-stdin`), new RegExp(`^${sha256(piece)} `), 'stdin arrives intact');
+    const tree = mkdtempSync(join(local, 'in-'));
+    mkdirSync(join(tree, 'a', 'b'), { recursive: true });
+    writeFileSync(join(tree, 'a', 'b', 'f'), 'deep\n', { mode: 0o600 });
+    symlinkSync('/etc/passwd', join(tree, 'a', 'pw'));
+    await copyToContainer(vm, tree, 'ticker', '/tmp/intree', { ...opts, recursive: true });
+    const R = `/proc/${pid}/root/tmp/intree`;
+    const seen = await sh(env, `cat ${R}/a/b/f; stat -c %a ${R}/a/b/f; readlink ${R}/a/pw; ls -A ${R}/a/b`);
+    t.equal(seen, 'deep\n600\n/etc/passwd\nf\n', 'tree, mode and symlink as they were, no temporary file');
+    await sh(env, `rm -rf ${R} /proc/${pid}/root/tmp/from-stdin`);
   });
 
   await t.test('paths that try to leave the container root stay inside it', async (t) => {
