@@ -38,7 +38,8 @@ export function registerKill(program: Command): void {
       if (flags.json) process.stdout.write(`${JSON.stringify(r)}\n`);
       else {
         process.stdout.write(describeOutcome(`${escapeForTerminal(r.container)}: ${r.signal.name}`, r.outcome));
-        process.stdout.write(r.remaining.length ? `still running: pids ${r.remaining.join(', ')}\n` : 'no process of it is left\n');
+        const left = r.remaining.length ? `pids ${r.remaining.join(', ')}` : 'none';
+        process.stdout.write(r.signal.number === 9 ? (r.remaining.length ? `still running: ${left}\n` : 'no process of it is left\n') : `its processes now: ${left}\n`);
       }
       if (r.outcome.failed.length || (r.signal.number === 9 && r.remaining.length)) process.exitCode = 1;
     });
