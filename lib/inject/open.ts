@@ -309,7 +309,7 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
 }
 
 /** Writes `text` to a file through a helper session (openat, write, close). */
-async function writeFileIn(s: InjectionSession, path: string, text: string): Promise<void> {
+export async function writeFileIn(s: InjectionSession, path: string, text: string): Promise<void> {
   const fd = await s.openat(AT_FDCWD, path, O_WRONLY_CLOEXEC);
   try {
     await s.write(fd, Buffer.from(text));
@@ -318,9 +318,20 @@ async function writeFileIn(s: InjectionSession, path: string, text: string): Pro
   }
 }
 
-function cgroupDir(cgroup: string): string {
+/** The directory of a (v2) cgroup under the hierarchy's mount point, refusing `..` and odd paths. */
+export function cgroupDir(cgroup: string, mount = '/sys/fs/cgroup'): string {
   if (!/^(\/[^/\0]+)+$/.test(cgroup) || cgroup.split('/').includes('..')) throw new VmiError('EINVAL', `not a cgroup path: ${JSON.stringify(cgroup)}`);
-  return `/sys/fs/cgroup${cgroup}`;
+  return `${mount === '/' ? '' : mount}${cgroup}`;
+}
+
+/**
+ * Waits (bounded) until cgroup.events of `dir` says `frozen 1` (or `frozen 0` when `frozen` is
+ * false); each injected call lets the VM run a little, so the cgroup's tasks move meanwhile.
+ */
+export async function waitCgroupFrozen(helper: InjectionSession, dir: string, frozen = true, tries = 50): Promise<boolean> {
+  const want = new RegExp(`^frozen ${frozen ? 1 : 0}$`, 'm');
+  for (let i = 0; i < tries; i++) if (want.test((await helper.readFile(`${dir}/cgroup.events`, 4096)).toString('latin1'))) return true;
+  return false;
 }
 
 interface HelperOptions {
@@ -341,10 +352,7 @@ async function freezeCgroup(vm: Vm, cgroup: string, opts: HelperOptions): Promis
   try {
     await writeFileIn(helper, `${dir}/cgroup.freeze`, '1');
     try {
-      // each injected call lets the VM run a little: the cgroup's tasks reach the freezer meanwhile
-      let frozen = false;
-      for (let i = 0; i < 50 && !frozen; i++) frozen = /^frozen 1$/m.test((await helper.readFile(`${dir}/cgroup.events`, 4096)).toString('latin1'));
-      if (!frozen) throw new VmiError('EINJECT', `${cgroup} did not freeze`);
+      if (!(await waitCgroupFrozen(helper, dir))) throw new VmiError('EINJECT', `${cgroup} did not freeze`);
     } catch (err) {
       await writeFileIn(helper, `${dir}/cgroup.freeze`, '0');
       throw err;

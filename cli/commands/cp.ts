@@ -1,0 +1,90 @@
+import { Option, type Command } from 'commander';
+import { connectionOptions, type ConnectionFlags } from '../options';
+import { withVm } from '../session';
+import { VmiError } from '../../lib/errors';
+import { escapeForTerminal } from '../../lib/util/escape';
+import { copyFromContainer, copyToContainer, parseCopyOperand, type CopyReport } from '../../lib/ops';
+
+interface CpFlags extends ConnectionFlags {
+  recursive?: boolean;
+  force?: boolean;
+  json?: boolean;
+  progress: boolean;
+  timeout: string;
+}
+
+/** A progress line on stderr, redrawn in place, only when stderr is a terminal. */
+function progressBar(enabled: boolean): { update: (bytes: number, total?: number) => void; done: () => void } {
+  if (!enabled || !process.stderr.isTTY) return { update: () => undefined, done: () => undefined };
+  let last = 0;
+  let drawn = false;
+  return {
+    update(bytes, total) {
+      const now = Date.now();
+      if (now - last < 100 && bytes !== total) return;
+      last = now;
+      drawn = true;
+      const mib = (n: number) => (n / 1048576).toFixed(1);
+      if (total) {
+        const width = 30;
+        const filled = Math.min(width, Math.round((bytes / total) * width));
+        process.stderr.write(`\r[${'#'.repeat(filled)}${' '.repeat(width - filled)}] ${mib(bytes)}/${mib(total)} MiB`);
+      } else process.stderr.write(`\r${mib(bytes)} MiB`);
+    },
+    done() {
+      if (drawn) process.stderr.write('\n');
+    },
+  };
+}
+
+/** Writes to stdout, waiting until each chunk is taken (a closed pipe fails the copy, cleanly). */
+function stdoutSink(chunk: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    process.stdout.write(chunk, (err) => (err ? reject(err) : resolve()));
+  });
+}
+
+function summary(r: CopyReport): string {
+  const parts = [`${r.files} file${r.files === 1 ? '' : 's'}`, `${r.bytes} bytes`];
+  if (r.directories) parts.push(`${r.directories} director${r.directories === 1 ? 'y' : 'ies'}`);
+  if (r.symlinks) parts.push(`${r.symlinks} symlink${r.symlinks === 1 ? '' : 's'}`);
+  let s = `vmictl: copied ${parts.join(', ')}${r.resolvedInRoot === false ? ' (no openat2 in this kernel: paths resolved by the process root only)' : ''}\n`;
+  for (const x of r.skipped) s += `vmictl: skipped ${escapeForTerminal(x.path)}: ${escapeForTerminal(x.reason)}\n`;
+  for (const x of r.errors) s += `vmictl: failed ${escapeForTerminal(x.path)}: ${escapeForTerminal(x.reason)}\n`;
+  return s;
+}
+
+/** `vmictl cp [-r] [--force] SRC DST`, one of them CONTAINER:PATH. */
+export function registerCp(program: Command): void {
+  connectionOptions(
+    program
+      .command('cp')
+      .description('copy files between a container and the host (CONTAINER:PATH; - is stdin or stdout for one file)')
+      .argument('<source>', 'CONTAINER:PATH, a local path, or - (stdin)')
+      .argument('<destination>', 'CONTAINER:PATH, a local path, or - (stdout)'),
+    { dump: false },
+  )
+    .option('-r, --recursive', 'copy directories')
+    .option('-f, --force', 'replace existing local files when copying out of a container (files in a container are always replaced)')
+    .option('--no-progress', 'no progress bar (it is only drawn when stderr is a terminal)')
+    .option('--json', 'print the report as JSON')
+    .addOption(new Option('--timeout <ms>', 'how long to wait for a thread of the container').default('20000'))
+    .action(async (source: string, destination: string, flags: CpFlags) => {
+      const from = parseCopyOperand(source);
+      const to = parseCopyOperand(destination);
+      if ((from === null) === (to === null)) throw new VmiError('EUSAGE', 'exactly one of source and destination must be CONTAINER:PATH');
+      const bar = progressBar(flags.progress && !(to === null && destination === '-'));
+      const opts = { recursive: flags.recursive, force: flags.force, timeout: Number(flags.timeout), onProgress: bar.update };
+      let report: CopyReport;
+      try {
+        report = await withVm(flags, (vm, signal) => (from
+          ? copyFromContainer(vm, from.container, from.path, destination, { ...opts, signal }, stdoutSink)
+          : copyToContainer(vm, source, to!.container, to!.path, { ...opts, signal }, process.stdin)));
+      } finally {
+        bar.done();
+      }
+      if (flags.json) (destination === "-" ? process.stderr : process.stdout).write(`${JSON.stringify(report)}\n`);
+      else process.stderr.write(summary(report));
+      if (report.errors.length) process.exitCode = 1;
+    });
+}

@@ -1,0 +1,77 @@
+/**
+ * What both directions of `cp` share: options, the report of what was copied and what was not,
+ * and opening the container process whose mount namespace and root the paths are resolved in.
+ */
+import type { Vm } from '../vm';
+import { VmiError } from '../errors';
+import { openInjection, InjectionError, type InjectionSession } from '../inject';
+import { GuestFs } from './guest-fs';
+
+/** Bytes per injected read or write (through the session's scratch mapping). */
+export const CHUNK = 1 << 20;
+/** Deepest directory nesting copied with -r. */
+export const MAX_DEPTH = 128;
+/** Most entries copied with -r in all. */
+export const MAX_ENTRIES = 1_000_000;
+
+export interface CopyOptions {
+  recursive?: boolean;
+  /** Out of a container: replace existing local files. */
+  force?: boolean;
+  /** Called after each chunk with the bytes copied so far (and the total when known). */
+  onProgress?: (bytes: number, total?: number) => void;
+  /** How long to wait for a thread of the container, ms (default 20 000). */
+  timeout?: number;
+  callTimeout?: number;
+  signal?: AbortSignal;
+  journal?: string | false;
+}
+
+export interface CopyReport {
+  files: number;
+  directories: number;
+  symlinks: number;
+  bytes: number;
+  /** Entries not copied on purpose (devices, fifos, sockets, unsafe names), with why. */
+  skipped: { path: string; reason: string }[];
+  /** Entries that failed (permission, a local name that exists). */
+  errors: { path: string; reason: string }[];
+  /** Whether guest paths were resolved with openat2(RESOLVE_IN_ROOT). */
+  resolvedInRoot?: boolean;
+  /** The host pid of the container process the copy ran in. */
+  via?: number;
+}
+
+export function emptyReport(): CopyReport {
+  return { files: 0, directories: 0, symlinks: 0, bytes: 0, skipped: [], errors: [] };
+}
+
+/**
+ * Runs `work` with a GuestFs in a process of the container; every fd it opened is closed and the
+ * process restored afterwards, whatever happens.
+ */
+export async function inContainer<T>(vm: Vm, container: string, opts: CopyOptions, work: (fs: GuestFs, s: InjectionSession) => Promise<T>): Promise<T> {
+  const s = await openInjection(vm, { container }, { timeout: opts.timeout ?? 20_000, callTimeout: opts.callTimeout, signal: opts.signal, journal: opts.journal, wake: 'freeze' });
+  const fs = new GuestFs(s);
+  let failure: unknown;
+  try {
+    return await work(fs, s);
+  } catch (err) {
+    failure = err;
+    throw err;
+  } finally {
+    let closeError: unknown;
+    if (!s.closed) await fs.closeAll().catch((e) => { closeError = e; });
+    await s.end().catch((e) => { closeError ??= e; });
+    if (closeError && !failure) throw closeError instanceof InjectionError ? closeError : new InjectionError(`ending the copy: ${(closeError as Error).message}`, s.leftState ?? 'unknown', { cause: closeError });
+  }
+}
+
+/** Whether an error concerns one entry (go on with the next) rather than the engine failing. */
+export function isPerEntry(err: unknown): boolean {
+  if (err instanceof InjectionError) return false;
+  const e = err as { code?: string; syscall?: string };
+  if (e?.code === 'ESYSCALL' || e?.code === 'EEXIST' || e?.code === 'EBADDIRENT' || e?.code === 'ENAMETOOLONG') return true;
+  // a local file system error (Node's carry the syscall that failed)
+  return typeof e?.syscall === 'string' && !(err instanceof VmiError);
+}

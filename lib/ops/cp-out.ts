@@ -1,0 +1,167 @@
+/**
+ * `cp CONTAINER:PATH LOCAL`: a file or (with -r) a tree out of a container, read by a process of
+ * the container (its mount namespace and root) under an fd of its root (guest-fs.ts), and written
+ * on the host only below the destination the user named (names.ts, local-writer.ts): each guest
+ * name must be one safe component, directories are entered by fd with O_NOFOLLOW, symlinks are
+ * recreated as symlinks (never followed), devices, fifos and sockets are reported, not copied.
+ * Existing local files are not replaced unless `force`.
+ */
+import { chmodSync, lstatSync } from 'node:fs';
+import type { Vm } from '../vm';
+import { VmiError } from '../errors';
+import { CHUNK, emptyReport, inContainer, isPerEntry, MAX_DEPTH, MAX_ENTRIES, type CopyOptions, type CopyReport } from './copy-common';
+import { fileKind, GuestFs, O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK, O_RDONLY, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './guest-fs';
+import { createLocalDirectory, createLocalFile, createLocalSymlink } from './local-writer';
+import { joinInside, lastComponent, printableName, unsafeComponent } from './names';
+
+/** DT_* of getdents64. */
+const DT_DIR = 4;
+const DT_REG = 8;
+const DT_LNK = 10;
+const DT_UNKNOWN = 0;
+
+/** Where bytes out of a single file go when the destination is `-`. */
+export type Sink = (chunk: Buffer) => Promise<void>;
+
+function isDirectory(p: Buffer | string): boolean {
+  try {
+    return lstatSync(p).isDirectory() || (typeof p === 'string' && lstatSync(`${p}/.`).isDirectory());
+  } catch {
+    return false;
+  }
+}
+
+/** Copies the open regular file `fd` to `write`, chunk by chunk. */
+async function pump(fs: GuestFs, fd: number, write: (b: Buffer) => Promise<void> | void, report: CopyReport, total: number | undefined, opts: CopyOptions): Promise<void> {
+  for (;;) {
+    const b = await fs.read(fd, CHUNK);
+    if (b.length === 0) return;
+    await write(b);
+    report.bytes += b.length;
+    opts.onProgress?.(report.bytes, total);
+  }
+}
+
+async function copyFileOut(fs: GuestFs, fd: number, mode: number, local: Buffer, report: CopyReport, total: number | undefined, opts: CopyOptions): Promise<void> {
+  const f = createLocalFile(local, opts.force ?? false);
+  try {
+    await pump(fs, fd, (b) => f.write(b), report, total, opts);
+  } catch (err) {
+    f.abort();
+    throw err;
+  }
+  f.commit(mode);
+  report.files++;
+}
+
+interface Walk {
+  fs: GuestFs;
+  report: CopyReport;
+  opts: CopyOptions;
+  entries: number;
+}
+
+/** Copies the entries of the open guest directory `dirfd` into the local directory `local`. */
+async function walk(w: Walk, dirfd: number, local: Buffer, shown: string, depth: number): Promise<void> {
+  const { fs, report } = w;
+  const list = await fs.entries(dirfd);
+  for (const e of list) {
+    const path = `${shown}/${printableName(e.name)}`;
+    if (++w.entries > MAX_ENTRIES) throw new VmiError('ETOOBIG', `more than ${MAX_ENTRIES} entries: stopped at ${path}`);
+    const unsafe = unsafeComponent(e.name);
+    if (unsafe) {
+      report.skipped.push({ path, reason: unsafe });
+      continue;
+    }
+    const target = joinInside(local, [e.name]);
+    try {
+      let type = e.type;
+      if (type === DT_UNKNOWN) {
+        const st = await fs.lstatAt(dirfd, e.name);
+        type = (st.mode & S_IFMT) === S_IFDIR ? DT_DIR : (st.mode & S_IFMT) === S_IFREG ? DT_REG : (st.mode & S_IFMT) === S_IFLNK ? DT_LNK : -1;
+      }
+      if (type === DT_LNK) {
+        createLocalSymlink(target, await fs.readlinkAt(dirfd, e.name), w.opts.force ?? false);
+        report.symlinks++;
+      } else if (type === DT_DIR) {
+        if (depth + 1 > MAX_DEPTH) {
+          report.skipped.push({ path, reason: `deeper than ${MAX_DEPTH} levels` });
+          continue;
+        }
+        // O_NOFOLLOW: a directory swapped for a symlink since getdents64 is refused, not entered
+        const sub = await fs.openAt(dirfd, e.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+        try {
+          const st = await fs.fstat(sub);
+          const made = createLocalDirectory(target, w.opts.force ?? false);
+          report.directories++;
+          await walk(w, sub, target, path, depth + 1);
+          if (made) chmodSync(target, st.mode & 0o777);
+        } finally {
+          await fs.close(sub);
+        }
+      } else if (type === DT_REG) {
+        const fd = await fs.openAt(dirfd, e.name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+        try {
+          const st = await fs.fstat(fd);
+          if ((st.mode & S_IFMT) !== S_IFREG) report.skipped.push({ path, reason: `${fileKind(st.mode)}: not copied` });
+          else await copyFileOut(fs, fd, st.mode, target, report, undefined, w.opts);
+        } finally {
+          await fs.close(fd);
+        }
+      } else {
+        const st = await fs.lstatAt(dirfd, e.name).catch(() => undefined);
+        report.skipped.push({ path, reason: `${st ? fileKind(st.mode) : `type ${e.type}`}: not copied` });
+      }
+    } catch (err) {
+      if (!isPerEntry(err)) throw err;
+      report.errors.push({ path, reason: (err as Error).message });
+    }
+  }
+}
+
+/**
+ * Copies `path` of the container to `local` (a file or directory of the host; `-` with `sink` for
+ * the content of a single file). A directory needs `recursive`; it lands in `local` when that does
+ * not exist yet, else in `local/<its name>`.
+ */
+export async function copyFromContainer(vm: Vm, container: string, path: string, local: string, opts: CopyOptions = {}, sink?: Sink): Promise<CopyReport> {
+  if (local === '-' && !sink) throw new VmiError('EUSAGE', 'copying to - needs somewhere to write');
+  const report = emptyReport();
+  return inContainer(vm, container, opts, async (fs, s) => {
+    report.via = s.target.tgid;
+    const fd = await fs.resolve(path, O_RDONLY | O_NONBLOCK);
+    report.resolvedInRoot = fs.inRootResolution;
+    const st = await fs.fstat(fd);
+    const kind = st.mode & S_IFMT;
+    const total = st.size > 0n && st.size < BigInt(Number.MAX_SAFE_INTEGER) ? Number(st.size) : undefined;
+    if (kind === S_IFREG) {
+      if (local === '-') {
+        await pump(fs, fd, sink!, report, total, opts);
+        report.files++;
+        return report;
+      }
+      let dest: Buffer = Buffer.from(local);
+      if (isDirectory(local)) {
+        const name = lastComponent(path);
+        if (!name) throw new VmiError('EUSAGE', `${JSON.stringify(path)} has no file name to copy to`);
+        dest = joinInside(local, [Buffer.from(name)]);
+      }
+      await copyFileOut(fs, fd, st.mode, dest, report, total, opts);
+      return report;
+    }
+    if (kind !== S_IFDIR) throw new VmiError('EUSAGE', `${JSON.stringify(path)} is a ${fileKind(st.mode)}: only files and directories are copied`);
+    if (!opts.recursive) throw new VmiError('EUSAGE', `${JSON.stringify(path)} is a directory (use -r)`);
+    if (local === '-') throw new VmiError('EUSAGE', 'a directory cannot be copied to -');
+    let dest: Buffer = Buffer.from(local);
+    if (isDirectory(local)) {
+      const name = lastComponent(path);
+      if (!name) throw new VmiError('EUSAGE', `copying the container's / needs a destination that does not exist yet`);
+      dest = joinInside(local, [Buffer.from(name)]);
+    }
+    const made = createLocalDirectory(dest, opts.force ?? false);
+    report.directories++;
+    await walk({ fs, report, opts, entries: 0 }, fd, dest, path.replace(/\/+$/, ''), 0);
+    if (made) chmodSync(dest, st.mode & 0o777);
+    return report;
+  });
+}

@@ -1,0 +1,20 @@
+/**
+ * Container management from the hypervisor with docker's verbs, by syscall injection only:
+ * pause/unpause (cgroup freezer, or SIGSTOP/SIGCONT), kill/stop (signals from a root-namespace
+ * helper, checked against the task list), cp (files and trees in and out, resolved inside the
+ * container's root, written all or nothing, never outside the local destination).
+ */
+export { OperationError, ContainerStateError, WouldOverwriteError } from './errors';
+export { parseSignal, signalName, SIGNALS, type Signal } from './signals';
+export { openRootHelper, helperCandidates, type HelperOptions } from './helper';
+export { parseCgroupMounts, cgroupPathUnder, unescapeMountField, type CgroupMount, type CgroupMounts } from './mounts';
+export { pauseContainer, unpauseContainer, pauseMethod, type PauseMethod, type PauseResult } from './pause';
+export { killContainer, stopContainer, type KillOptions, type KillResult, type StopOptions, type StopResult } from './kill';
+export { signalProcesses, type SignalOutcome } from './signal';
+export { snapshot, findContainer, stillAlive, containerLabel } from './snapshot';
+export { GuestFs, parseRawDirents, parseStat, fileKind, type GuestStat, type RawDirent } from './guest-fs';
+export { unsafeComponent, joinInside, printableName, lastComponent, parseCopyOperand, NAME_MAX } from './names';
+export { copyFromContainer, type Sink } from './cp-out';
+export { copyToContainer, rechunk, type Source } from './cp-in';
+export { CHUNK, type CopyOptions, type CopyReport } from './copy-common';
+// exec (another helper's lib/ops/exec.ts): export * from './exec'; once that file exists

@@ -1,0 +1,125 @@
+/**
+ * Writing what comes out of a container onto the host, all or nothing per file: data goes to a
+ * temporary file created with O_EXCL next to the final name (never through an existing name or
+ * symlink), and only when complete is it given its name — link() when nothing may be
+ * overwritten (it fails if the name exists, atomically), rename() with --force (which replaces a
+ * symlink itself, never what it points to). On failure the temporary file is removed.
+ */
+import { closeSync, fchmodSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, renameSync, rmSync, symlinkSync, unlinkSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { dirname } from 'node:path';
+import { WouldOverwriteError } from './errors';
+
+/** A temporary name in the same directory as `final` (so that rename and link stay on one filesystem). */
+function tempBeside(final: Buffer): Buffer {
+  const dir = dirname(final.toString('latin1'));
+  return Buffer.concat([Buffer.from(dir, 'latin1'), Buffer.from(`/.vmictl-cp-${randomBytes(6).toString('hex')}.tmp`)]);
+}
+
+function exists(p: Buffer): boolean {
+  try {
+    lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function display(p: Buffer): string {
+  return p.toString('utf8');
+}
+
+export interface LocalFile {
+  write(data: Buffer): void;
+  /** Gives the file its final name with `mode` (permission bits only). */
+  commit(mode: number): void;
+  /** Removes the temporary file (after a failure). */
+  abort(): void;
+}
+
+/** Starts a local file that becomes `final` on commit; `force` allows replacing an existing one. */
+export function createLocalFile(final: Buffer, force: boolean): LocalFile {
+  if (!force && exists(final)) throw new WouldOverwriteError(display(final));
+  const tmp = tempBeside(final);
+  const fd = openSync(tmp, 'wx', 0o600);
+  let open = true;
+  const closeFd = () => {
+    if (open) {
+      open = false;
+      closeSync(fd);
+    }
+  };
+  return {
+    write(data: Buffer) {
+      for (let at = 0; at < data.length;) at += writeSync(fd, data, at, data.length - at);
+    },
+    commit(mode: number) {
+      try {
+        fchmodSync(fd, mode & 0o777);
+        fsyncSync(fd);
+        closeFd();
+        if (force) renameSync(tmp, final);
+        else {
+          try {
+            linkSync(tmp, final);
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new WouldOverwriteError(display(final));
+            throw err;
+          }
+          unlinkSync(tmp);
+        }
+      } catch (err) {
+        this.abort();
+        throw err;
+      }
+    },
+    abort() {
+      try {
+        closeFd();
+      } finally {
+        rmSync(tmp, { force: true });
+      }
+    },
+  };
+}
+
+/** A symlink `final` → `target` (bytes as they were); never follows anything. */
+export function createLocalSymlink(final: Buffer, target: Buffer, force: boolean): void {
+  if (!force) {
+    try {
+      symlinkSync(target, final);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new WouldOverwriteError(display(final));
+      throw err;
+    }
+    return;
+  }
+  const tmp = tempBeside(final);
+  symlinkSync(target, tmp);
+  try {
+    renameSync(tmp, final);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+}
+
+/**
+ * A directory `path` to write into: made new (0700 while the copy fills it), or, with `force`, an
+ * existing real directory (a symlink or a file in its place is removed first, so the copy never
+ * goes through a link). Returns whether it was made.
+ */
+export function createLocalDirectory(path: Buffer, force: boolean): boolean {
+  try {
+    mkdirSync(path, { mode: 0o700 });
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    if (!force) throw new WouldOverwriteError(display(path));
+    const st = lstatSync(path);
+    if (st.isDirectory()) return false;
+    unlinkSync(path);
+    mkdirSync(path, { mode: 0o700 });
+    return true;
+  }
+}
