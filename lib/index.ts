@@ -1,4 +1,4 @@
 /** vmictl's public API: a VM (live or a dump) and what can be done with it. */
 export { Vm, type VmConnectOptions } from './vm';
 export * from './inject';
-export { execInContainer, type ExecSpec, type ExecResult } from './ops/exec';
+export * from './ops';

@@ -17,6 +17,7 @@
  * descriptors and restores the helper, so nothing is left in the guest.
  */
 import { VmiError } from '../errors';
+import { helperCandidates } from './helper';
 import type { Vm } from '../vm';
 import type { Container, NamespaceKind, ProcessInfo } from '../containers/model';
 import { resolveContainer } from '../containers/resolve';
@@ -82,14 +83,6 @@ const WNOHANG = 1n;
 const SIGKILL = 9n;
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
-/** Root-namespace processes running as root, in the order they are worth trying. */
-export function helperCandidates(host: Container): ProcessInfo[] {
-  const same = (p: ProcessInfo) => (Object.keys(host.namespaces) as NamespaceKind[]).every((k) => !host.namespaces[k] || p.namespaces[k] === host.namespaces[k]);
-  const ok = host.processes.filter((p) => !p.kernelThread && p.euid === 0 && p.uid === 0 && same(p) && p.state !== 'Z');
-  // init last: a fork off init makes children that init's own SIGCHLD handling may reap
-  return [...ok.filter((p) => p.pid !== 1), ...ok.filter((p) => p.pid === 1)];
-}
-
 function parseEnv(lines: string[]): Map<string, string> {
   const m = new Map<string, string>();
   for (const l of lines) {
@@ -115,7 +108,7 @@ export async function execInContainer(vm: Vm, spec: ExecSpec): Promise<ExecResul
   const c = resolveContainer(list.containers, spec.container);
   const init = c.processes.find((p) => p.pid === c.initPid);
   if (!init) throw new VmiError('ENOPROCESS', `container ${c.name ?? c.id} has no init process (${c.initPid})`);
-  const helpers = spec.helperPid ? list.host.processes.filter((p) => p.pid === spec.helperPid) : helperCandidates(list.host);
+  const helpers = spec.helperPid ? list.host.processes.filter((p) => p.pid === spec.helperPid) : helperCandidates(list);
   if (helpers.length === 0) throw new VmiError('ENOPROCESS', spec.helperPid ? `no root-namespace process ${spec.helperPid}` : 'no root-namespace process running as root to run the exec from');
   const joins = NS_ORDER.filter((k) => init.namespaces[k] !== 0 && init.namespaces[k] !== helpers[0].namespaces[k]);
   // the helper is left to its own signal handling: an abort is dealt with here, between calls

@@ -17,4 +17,4 @@ export { unsafeComponent, joinInside, printableName, lastComponent, parseCopyOpe
 export { copyFromContainer, type Sink } from './cp-out';
 export { copyToContainer, rechunk, type Source } from './cp-in';
 export { CHUNK, type CopyOptions, type CopyReport } from './copy-common';
-// exec (another helper's lib/ops/exec.ts): export * from './exec'; once that file exists
+export { execInContainer, type ExecSpec, type ExecResult } from './exec';
