@@ -4,6 +4,7 @@ import { registerKernel } from './kernel';
 import { registerContainers } from './containers';
 import { registerProfile } from './profile';
 import { registerSyscall } from './syscall';
+import { registerCheck } from './check';
 
 /** Every command vmictl offers; each module registers one topic on the program. */
-export const commands: Array<(program: Command) => void> = [registerStatus, registerKernel, registerContainers, registerProfile, registerSyscall];
+export const commands: Array<(program: Command) => void> = [registerStatus, registerKernel, registerContainers, registerProfile, registerSyscall, registerCheck];
