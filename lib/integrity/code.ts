@@ -85,7 +85,9 @@ export async function checkText(kernel: Kernel, base: KernelBaseline, watched: r
   const text = base.image.section('.text')!;
   const want = base.image.relocatedSection('.text', slide);
   const out: Finding[] = [];
-  const inWatched = (a: bigint) => watched.some((r) => a >= r.address && a < r.address + BigInt(r.size));
+  // a change in any system call handler is an inline hook too, watched or not
+  const inWatched = (a: bigint) => watched.some((r) => a >= r.address && a < r.address + BigInt(r.size)) ||
+    /^(__x64_sys_|__ia32_sys_|__do_sys_|__se_sys_|__x64_compat_sys_)/.test(base.image.functionContaining(a)?.name ?? '');
   for (let off = 0; off < text.size; off += TEXT_CHUNK) {
     // overlap chunks by a little so that a patch site on a boundary is seen whole
     const end = Math.min(text.size, off + TEXT_CHUNK + 64);

@@ -78,6 +78,9 @@ export async function protectFor(vm: Vm, syscalls: readonly string[], opts: Prot
   const base = KernelBaseline.load(vmlinuxPath(opts.vmlinux));
   return stopped(vm, async () => {
     const kernel = await vm.kernel();
+    // the VM may have run since these were filled (stopped() restarts it without telling the Vm)
+    (await vm.memory()).invalidate();
+    kernel.invalidate();
     const slide = kernel.kaslr.virtualSlide;
     const regions = base.regionsFor(syscalls);
     const numbers = syscalls.map((s) => SYSCALLS_X86_64[s]).filter((n) => n !== undefined);
