@@ -46,7 +46,7 @@ function pointsAt(base: KernelBaseline, runtime: bigint, slide: bigint): string 
   return `points outside the kernel image (${runtime >= 0xffffffffa0000000n ? 'module space' : 'not kernel text'})`;
 }
 
-function differenceToFinding(base: KernelBaseline, d: CodeDifference, slide: bigint, kind: Finding['kind']): Finding {
+export function differenceToFinding(base: KernelBaseline, d: CodeDifference, slide: bigint, kind: Finding['kind']): Finding {
   const jump = relativeTarget(d.found, d.address);
   return {
     kind,

@@ -17,7 +17,7 @@ import type { Kernel } from '../kernel/kernel';
 import { SYSCALLS_X86_64 } from '../inject/syscalls';
 import { InjectionMemory } from '../inject/guest-memory';
 import { KernelBaseline, vmlinuxPath } from './baseline';
-import { checkSyscallTable, compareRegions, readRegions } from './code';
+import { checkSyscallTable, compareRegions, differenceToFinding, readRegions } from './code';
 import type { Finding } from './finding';
 
 /** The 5-byte NOP ftrace writes over `call __fentry__` at boot (ftrace_nop_replace). */
@@ -108,7 +108,7 @@ export async function protectFor(vm: Vm, syscalls: readonly string[], opts: Prot
         ? Buffer.from(found[i].subarray(from, from + good.length))
         : await kernel.space.read(start + slide, good.length, opts);
       patches.push({ address: start + slide, good, guest });
-      findings.push({ kind: 'inline-hook', address: diff.address + slide, symbol: base.describe(diff.address), expected: diff.expected.toString('hex'), found: diff.found.toString('hex') });
+      findings.push(differenceToFinding(base, diff, slide, 'inline-hook'));
     }
     if (patches.length > 0) await writePatches(vm, kernel, patches, 'good', opts);
     let released = opts.repair === true || patches.length === 0;
