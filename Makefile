@@ -7,6 +7,8 @@
 #   make bench  the benchmarks against a freshly booted test VM
 SHELL := /bin/bash
 DEBS := qemu-system-x86 qemu-utils busybox-static runc dwarves cpio gzip xz-utils gcc clang libc6-dev gdb python3 socat ca-certificates
+# the integrity tests' rootkit module is built with the test kernel's own compiler and kbuild tools
+DEBS += gcc-12 make binutils libelf1
 TEST_RUN := $(CURDIR)/test-vms/run-test
 DEMO_RUN := $(CURDIR)/test-vms/run
 

@@ -10,6 +10,7 @@
  *   memory     physical reads and KASLR search per backend (gdbstub, /proc/<tid>/mem, ELF dump)
  *   ps         vm.listContainers() per backend, `vmictl ps` end to end, and gdb walking the task list
  *   inject     injected getpid chain, thread acquisition, against the gdbstub floor (bench/inject.ts)
+ *   integrity  protectFor() before one operation and a full `vmictl check`, per backend (bench/integrity.ts)
  *
  * `make bench` boots the test VM in its bench mode (kernel argument vmictl.bench=N, N container-like
  * groups of 20 tasks each; VMICTL_BENCH_GROUPS, default 50) so that ps is measured on ~1100 tasks.
@@ -27,6 +28,7 @@ import { closeVm, makeDump, runMemoryBench, setRunning, vmRunning } from './memo
 import { runChild, runProfileBench } from './profile';
 import { runPsBench } from './ps';
 import { runInjectBench } from './inject';
+import { runIntegrityBench } from './integrity';
 
 /** One measured figure, as the summary prints it. */
 export interface Figure {
@@ -45,7 +47,7 @@ export interface Figure {
 /** Where each phase writes its human-readable lines. */
 export type Log = (line: string) => void;
 
-const PHASES = ['transport', 'profile', 'memory', 'ps', 'inject'] as const;
+const PHASES = ['transport', 'profile', 'memory', 'ps', 'integrity', 'inject'] as const;
 type Phase = (typeof PHASES)[number];
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -205,6 +207,7 @@ async function main(): Promise<number> {
     await phase('ps', () => runPsBench({ qmp, gdb, dump: haveDump ? dumpPath : undefined, vmlinux, slide: g.virtualSlide, log }));
   }
   removeDump();
+  await phase('integrity', () => runIntegrityBench({ qmp, gdb, vmlinux, log }));
 
   if (guest) await phase('inject', () => runInjectBench({ qmp, gdb, log }));
 

@@ -9,6 +9,7 @@ import { registerPause } from './pause';
 import { registerKill } from './kill';
 import { registerStop } from './stop';
 import { registerCp } from './cp';
+import { registerCheck } from './check';
 
 /** Every command vmictl offers; each module registers one topic on the program. */
-export const commands: Array<(program: Command) => void> = [registerStatus, registerKernel, registerContainers, registerProfile, registerSyscall, registerExec, registerPause, registerKill, registerStop, registerCp];
+export const commands: Array<(program: Command) => void> = [registerStatus, registerKernel, registerContainers, registerProfile, registerSyscall, registerExec, registerPause, registerKill, registerStop, registerCp, registerCheck];

@@ -49,6 +49,11 @@ export interface InjectionOptions {
    * instruction. The only trace is the freeze itself (cgroup.events shows it for a moment).
    */
   wake?: 'never' | 'freeze';
+  /**
+   * Called with the VM stopped before a thread is caught (e.g. lib/integrity's protectFor): its
+   * `release()` runs when the session has ended.
+   */
+  protect?: (vm: Vm) => Promise<{ release(): Promise<void> }>;
   /** @internal End the session without resuming the VM (a helper session inside another). */
   leaveStopped?: boolean;
 }
@@ -207,6 +212,7 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
   const wasRunning = ((await vm.qmp.execute('query-status')) as { running: boolean }).running;
   await vm.pause();
   let runner: BreakpointRunner | undefined;
+  const guard = await opts.protect?.(vm);
   try {
     const kernel = await vm.kernel();
     const memory = await vm.memory();
@@ -297,6 +303,10 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
     }, acquireMs);
     await session.prepare();
     session.onEnd(() => opts.signal?.removeEventListener('abort', onAbort));
+    if (guard) {
+      const end = session.end.bind(session);
+      session.end = async () => { try { await end(); } finally { await guard.release(); } };
+    }
     return session;
   } catch (err) {
     // nothing of the target was changed yet: remove the breakpoints and let the VM go
@@ -304,6 +314,7 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
     await runner?.releaseHeld().catch(() => undefined);
     await runner?.removeAll();
     if (!opts.leaveStopped) await resumeVm(vm, wasRunning).catch(() => undefined);
+    await guard?.release().catch(() => undefined);
     throw err;
   }
 }

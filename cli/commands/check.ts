@@ -1,0 +1,51 @@
+import { Option, type Command } from 'commander';
+import { connectionOptions, type ConnectionFlags } from '../options';
+import { withVm } from '../session';
+import { escapeForTerminal } from '../../lib/util/escape';
+import { checkKernel } from '../../lib/integrity/check';
+import { findingToJson } from '../../lib/integrity/finding';
+
+interface CheckFlags extends ConnectionFlags {
+  json?: boolean;
+  vmlinux?: string;
+  baseline?: string;
+  record?: boolean;
+  syscalls?: string;
+  text?: boolean;
+}
+
+/** `vmictl check`: kernel integrity (hooks, inline patches, IDT, hidden processes and modules). */
+export function registerCheck(program: Command): void {
+  connectionOptions(program.command('check').description('check the guest kernel against its vmlinux: syscall table, inline hooks, .text, IDT, hidden processes and modules'))
+    .option('--json', 'print JSON')
+    .addOption(new Option('--vmlinux <file>', "the guest kernel's vmlinux with relocations (linux-image-*-dbg)").env('VMICTL_VMLINUX'))
+    .option('--baseline <file>', 'a baseline recorded from this boot: compared with when the file exists, recorded when not')
+    .option('--record', 'with --baseline: record it again now (a moment you trust)')
+    .option('--syscalls <list>', 'comma-separated system calls whose code paths are watched (default: those vmictl injects)')
+    .option('--no-text', 'compare only the watched functions, not all of .text')
+    .action(async (flags: CheckFlags) => {
+      await withVm(flags, async (vm, signal) => {
+        const report = await checkKernel(vm, {
+          signal,
+          vmlinux: flags.vmlinux,
+          baseline: flags.baseline,
+          record: flags.record,
+          wholeText: flags.text,
+          syscalls: flags.syscalls?.split(',').map((s) => s.trim()).filter(Boolean),
+        });
+        if (report.findings.length > 0) process.exitCode = 1;
+        if (flags.json) {
+          process.stdout.write(JSON.stringify({ findings: report.findings.map(findingToJson), checked: report.checked, recorded: report.recorded, ms: report.ms }, null, 2) + '\n');
+          return;
+        }
+        const c = report.checked;
+        const lines = report.findings.map((f) => {
+          const o = findingToJson(f);
+          return `${o.kind.padEnd(15)} ${o.address}  ${escapeForTerminal(o.symbol)}\n${' '.repeat(16)}expected ${escapeForTerminal(o.expected)}\n${' '.repeat(16)}found    ${escapeForTerminal(o.found)}${o.detail ? `\n${' '.repeat(16)}${escapeForTerminal(o.detail)}` : ''}`;
+        });
+        lines.push(`${report.findings.length} finding(s); checked ${c.syscallTableEntries} sys_call_table entries, ${c.functions} watched functions, ${c.textBytes} bytes of code (${c.patchSites} patch sites), ${c.idtGates} IDT gates, the pid IDR and the module tree, in ${report.ms} ms`);
+        if (report.recorded) lines.push(`baseline recorded in ${escapeForTerminal(report.recorded)}`);
+        process.stdout.write(lines.join('\n') + '\n');
+      });
+    });
+}

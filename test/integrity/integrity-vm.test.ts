@@ -1,0 +1,164 @@
+/**
+ * Kernel integrity against the real test VM: a clean kernel gives no finding on two boots (two
+ * KASLR slides); tampering done from outside through the gdbstub is found (sys_call_table entry,
+ * first bytes of a handler) and so is a recorded-baseline difference; the test rootkit
+ * (test-vms/rootkit, loaded with insmod) has its four hooks/hidings reported; and an injection
+ * protected with protectFor sees a clean kernel while the hooks are back afterwards (or gone,
+ * with repair).
+ */
+import t, { type Test } from 'tap';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Vm } from '../../lib/vm';
+import { checkKernel, protectFor, type Finding } from '../../lib/integrity';
+import { InjectionMemory } from '../../lib/inject/guest-memory';
+import { openInjection } from '../../lib/inject';
+import { bootVm, guestRun, skipWithReason, testVm, type VmEnv } from '../helpers/vm';
+
+const VMLINUX = process.env.VMICTL_DBG_VMLINUX ?? resolve(__dirname, '../../test-vms/build/vmlinux');
+const tmp = mkdtempSync(join(tmpdir(), 'vmictl-integrity-'));
+t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
+
+async function withVm<T>(env: VmEnv, fn: (vm: Vm) => Promise<T>): Promise<T> {
+  const vm = await Vm.connect({ qmp: env.qmp, gdb: env.gdb });
+  try {
+    return await fn(vm);
+  } finally {
+    await vm.close();
+  }
+}
+
+const summary = (fs: Finding[]) => fs.map((f) => `${f.kind} ${f.symbol}`).join('; ');
+
+/** Writes kernel memory at a virtual address from outside (physical write through the gdbstub). */
+async function poke(vm: Vm, va: bigint, data: Buffer): Promise<Buffer> {
+  await vm.pause();
+  const kernel = await vm.kernel();
+  const old = await kernel.space.read(va, data.length);
+  const mem = new InjectionMemory(await vm.memory(), await vm.gdb());
+  await mem.write((await kernel.space.translate(va)).physical, data);
+  kernel.invalidate();
+  return old;
+}
+
+async function guestPid(env: VmEnv, cmd: string): Promise<number> {
+  const r = await guestRun(env, `${cmd} </dev/null >/dev/null 2>&1 & echo $!`);
+  return Number(r.output.trim().split('\n').pop());
+}
+
+if (!existsSync(VMLINUX)) {
+  skipWithReason(t, `no vmlinux with relocations at ${VMLINUX} (make -C test-vms profile)`);
+} else {
+  let firstSlide = -1n;
+
+  t.test('a clean kernel: no finding; tampering from outside is found, and a recorded baseline sees it', async (t: Test) => {
+    // the shared VM under `make test`; run by hand, a private one stopped before the second boot
+    const env = process.env.VMICTL_QMP ? await testVm(t) : await bootVm(t, { env: { READY_TIMEOUT: '600' } });
+    if (!env) return;
+    const baseline = join(tmp, 'baseline.json');
+    await withVm(env, async (vm) => {
+      const clean = await checkKernel(vm, { vmlinux: VMLINUX, baseline });
+      firstSlide = (await vm.kernel()).kaslr.virtualSlide;
+      t.same(summary(clean.findings), '', `clean VM (slide 0x${firstSlide.toString(16)}): no finding over ${clean.checked.textBytes} bytes of text and ${clean.checked.patchSites} patch sites`);
+      t.equal(clean.recorded, baseline, 'the baseline was recorded');
+    });
+    await withVm(env, async (vm) => {
+      const kernel = await vm.kernel();
+      const nr = 170; // sethostname: nothing in the test VM calls it
+      const entry = kernel.symbol('sys_call_table') + BigInt(nr * 8);
+      const other = Buffer.alloc(8);
+      other.writeBigUInt64LE(kernel.symbol('__x64_sys_getppid'));
+      const handler = kernel.symbol('__x64_sys_sethostname');
+      const oldEntry = await poke(vm, entry, other);
+      const oldCode = await poke(vm, handler, Buffer.from([0xe9, 0x00, 0x00, 0x00, 0x00]));
+      try {
+        const r = await checkKernel(vm, { vmlinux: VMLINUX, baseline });
+        const table = r.findings.find((f) => f.kind === 'syscall-table');
+        t.ok(table && table.address === entry && table.found === `0x${kernel.symbol('__x64_sys_getppid').toString(16)}`, `the changed sys_call_table entry is reported: ${table?.symbol} expected ${table?.expected} found ${table?.found}`);
+        const hook = r.findings.find((f) => f.kind === 'inline-hook' && f.address === handler);
+        t.ok(hook, `the patched handler is reported as an inline hook: ${hook?.symbol} expected ${hook?.expected} found ${hook?.found}`);
+        t.ok(r.findings.some((f) => f.kind === 'baseline' && f.symbol.startsWith('sys_call_table')), 'the recorded baseline sees the table change');
+        t.ok(r.findings.some((f) => f.kind === 'baseline' && f.symbol.startsWith('.text page')), 'the recorded baseline sees the text change');
+      } finally {
+        await poke(vm, handler, oldCode);
+        await poke(vm, entry, oldEntry);
+      }
+      const after = await checkKernel(vm, { vmlinux: VMLINUX, baseline });
+      t.same(summary(after.findings), '', 'put back: clean again, also against the recorded baseline');
+    });
+  });
+
+  t.test('the test rootkit on a second boot', async (t: Test) => {
+    const env = await bootVm(t, { env: { READY_TIMEOUT: '600' } });
+    if (!env) return;
+    await withVm(env, async (vm) => {
+      const clean = await checkKernel(vm, { vmlinux: VMLINUX });
+      const slide = (await vm.kernel()).kaslr.virtualSlide;
+      t.same(summary(clean.findings), '', `second boot, clean (slide 0x${slide.toString(16)}${slide === firstSlide ? ', by chance the same as the first' : ', another slide than the first'}): no finding`);
+    });
+    const has = await guestRun(env, 'test -f /usr/lib/vmictl/vmictl_rk.ko');
+    if (has.status !== 0) {
+      t.fail('the test VM image has no rootkit module (make -C test-vms image)');
+      return;
+    }
+    const victim = await guestPid(env, 'sleep 100000');
+    const hidden = await guestPid(env, 'sleep 100001');
+    const loop = await guestPid(env, 'sh -c "while true; do usleep 50000; done"');
+    await guestRun(env, 'echo top > /tmp/secret.txt; echo denied > /tmp/denied.txt');
+    const ins = await guestRun(env, `insmod /usr/lib/vmictl/vmictl_rk.ko drop_kill_pid=${victim} hide_name=secret.txt deny_path=/tmp/denied.txt unlink_pid=${hidden} hide_module=1`);
+    t.equal(ins.status, 0, `insmod: ${ins.output.trim()}`);
+    // the hooks work inside the guest
+    const k = await guestRun(env, `kill -TERM ${victim}; sleep 1; test -d /proc/${victim} && echo alive`);
+    t.match(k.output, /alive/, 'kill to the protected pid is dropped in the guest');
+    t.notMatch((await guestRun(env, 'ls /tmp')).output, /secret\.txt/, 'ls does not show the hidden file');
+    t.not((await guestRun(env, 'cat /tmp/denied.txt')).status, 0, 'opening the denied path fails');
+    t.notMatch((await guestRun(env, 'cat /proc/modules')).output, /vmictl_rk/, 'the module is not in /proc/modules');
+
+    await withVm(env, async (vm) => {
+      const r = await checkKernel(vm, { vmlinux: VMLINUX });
+      t.comment(summary(r.findings));
+      for (const name of ['kill', 'getdents64', 'openat']) {
+        t.ok(r.findings.some((f) => f.kind === 'syscall-table' && f.symbol.includes(`(${name})`)), `sys_call_table hook of ${name} reported`);
+        t.ok(r.findings.some((f) => f.kind === 'inline-hook' && f.symbol === `__x64_sys_${name}`), `inline hook of __x64_sys_${name} reported`);
+      }
+      t.ok(r.findings.some((f) => f.kind === 'hidden-process' && f.symbol.startsWith(`pid ${hidden} `)), `the unlinked process ${hidden} is reported`);
+      t.ok(r.findings.some((f) => f.kind === 'hidden-module' && f.symbol === 'vmictl_rk'), 'the hidden module is reported');
+      t.notOk(r.findings.some((f) => f.kind === 'idt' || f.kind === 'text'), 'nothing else is reported');
+    });
+
+    const SYSCALLS = ['kill', 'getdents64', 'openat', 'read', 'write', 'close', 'mmap', 'munmap', 'getpid'];
+    await withVm(env, async (vm) => {
+      let found: Finding[] = [];
+      const s = await openInjection(vm, { pid: loop }, { journal: false, timeout: 60_000, callTimeout: 30_000, protect: async (v) => { const p = await protectFor(v, SYSCALLS, { vmlinux: VMLINUX }); found = p.findings; return p; } });
+      try {
+        t.ok(found.length >= 6, `protectFor found the hooks on the operation's path: ${summary(found)}`);
+        const names = (await s.listDirectory('/tmp')).map((d) => d.name);
+        t.ok(names.includes('secret.txt'), 'the injected getdents64 lists the hidden file');
+        t.equal((await s.readFile('/tmp/denied.txt')).toString(), 'denied\n', 'the injected openat opens the denied path');
+        await s.call('kill', BigInt(victim), 15n);
+      } finally {
+        await s.end();
+      }
+    });
+    const gone = await guestRun(env, `sleep 1; test -d /proc/${victim} && echo alive || echo gone`);
+    t.match(gone.output, /gone/, 'the injected kill reached the protected process');
+    t.notMatch((await guestRun(env, 'ls /tmp')).output, /secret\.txt/, 'afterwards the guest is as it was: the file is hidden again');
+    await withVm(env, async (vm) => {
+      const r = await checkKernel(vm, { vmlinux: VMLINUX, wholeText: false });
+      t.ok(r.findings.filter((f) => f.kind === 'inline-hook').length >= 3, 'the hooks are back in place');
+    });
+
+    await withVm(env, async (vm) => {
+      const p = await protectFor(vm, SYSCALLS, { vmlinux: VMLINUX, repair: true });
+      t.ok(p.findings.length >= 6, 'repair: the hooks are found');
+      await p.release();
+    });
+    t.match((await guestRun(env, 'ls /tmp')).output, /secret\.txt/, 'after repair the guest lists the file');
+    t.equal((await guestRun(env, 'cat /tmp/denied.txt')).status, 0, 'after repair the guest opens the path');
+    await withVm(env, async (vm) => {
+      const r = await checkKernel(vm, { vmlinux: VMLINUX });
+      t.same(r.findings.filter((f) => f.kind === 'inline-hook' || f.kind === 'syscall-table' || f.kind === 'text').map((f) => f.symbol), [], 'after repair no hook is left (the hidden process and module stay hidden)');
+    });
+  });
+}
