@@ -10,6 +10,7 @@ import type { PhysicalMemory, PhysicalRange } from '../../memory/physical';
 import { parseBtf } from '../btf/parse';
 import { btfToModel } from '../btf/model';
 import { findKallsyms, type GuestKallsyms } from '../kallsyms/scan';
+import { START_KERNEL_MAP } from '../kaslr';
 import { modelToIsf } from './build';
 import { ISF_FORMAT, dict, type IsfDocument, type IsfSymbol } from './isf';
 import { normalizeBanner } from './profile';
@@ -40,6 +41,14 @@ export class NoBtfError extends VmiError {
   }
 }
 
+/**
+ * The link-time address of a decoded symbol: kernel-image addresses move with KASLR, absolute ones
+ * (per-CPU offsets such as `cpu_number`, stored as themselves) do not.
+ */
+export function linkTime(ks: GuestKallsyms, address: bigint): bigint {
+  return address >= START_KERNEL_MAP ? address - ks.virtualSlide : address;
+}
+
 /** Builds the profile of the kernel running in `phys`; see the file comment. */
 export async function buildProfileFromMemory(phys: PhysicalMemory, ram: readonly PhysicalRange[], opts: CallOptions = {}): Promise<MemoryProfile> {
   const t0 = process.hrtime.bigint();
@@ -61,7 +70,7 @@ export async function buildProfileFromMemory(phys: PhysicalMemory, ram: readonly
   const symbols = dict<IsfSymbol>();
   for (const [name, e] of ks.byName) {
     const v = model.variables.get(name);
-    symbols[name] = { address: e.address - ks.virtualSlide, type: v ? v.type : { kind: 'base', name: 'void' } };
+    symbols[name] = { address: linkTime(ks, e.address), type: v ? v.type : { kind: 'base', name: 'void' } };
   }
   const bannerBytes = await phys.read(physOf(ks.byName.get('linux_banner')!.address), 1024, opts);
   const nul = bannerBytes.indexOf(0);
