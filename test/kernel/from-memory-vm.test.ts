@@ -44,6 +44,17 @@ class RecordingProfile extends Profile {
   }
 }
 
+/**
+ * Fields lib/ names outside the ps path (injection, operations, feature tests), from
+ * `grep -rhoE "(fieldOffset|field|hasField|firstField)\('...', '...'\)" lib`.
+ */
+const NAMED_IN_LIB = [
+  'file.f_path', 'fs_struct.root', 'mm_struct.pgd', 'mount.mnt', 'pcpu_hot.current_task', 'pid.numbers', 'signal_struct.thread_head',
+  'task_struct.exit_state', 'task_struct.mm', 'task_struct.pid', 'task_struct.signal', 'task_struct.stack', 'task_struct.tasks',
+  'task_struct.tgid', 'task_struct.thread_group', 'upid.nr', 'upid.ns', 'uts_namespace.name.nodename', 'nsproxy.time_ns',
+  'task_struct.__state', 'task_struct.start_boottime', 'task_struct.thread_node',
+];
+
 /** A type descriptor with anonymous struct names left out (their hash covers whole nested layouts). */
 function shape(ty: TypeRef): unknown {
   return JSON.parse(JSON.stringify(ty, (k, v) => (k === 'name' && typeof v === 'string' && v.startsWith('unnamed_') ? 'unnamed' : v)));
@@ -90,7 +101,12 @@ t.test('profiles from guest memory', async (t) => {
     // what vmictl asks: everything a ps/top/inspect does, recorded on the DWARF profile
     const kernel = await Kernel.open(memory, dwarf, { ram: await vm.ram() });
     await listContainers(kernel);
-    t.ok(dwarf.asked.size > 30, `${dwarf.asked.size} fields and types asked`);
+    t.ok(dwarf.asked.size > 30, `${dwarf.asked.size} fields and types asked by ps`);
+    for (const f of NAMED_IN_LIB) {
+      const dot = f.indexOf('.');
+      const key = `${f.slice(0, dot)}\0${f.slice(dot + 1)}`;
+      if (!dwarf.asked.has(key)) dwarf.asked.set(key, dwarf.hasField(f.slice(0, dot), f.slice(dot + 1)) ? 'field' : 'has');
+    }
     for (const [key, how] of dwarf.asked) {
       const [struct, path] = key.split('\0');
       if (how === 'size') {
