@@ -5,7 +5,7 @@
  * ps/top/inspect with no profile directory (the automatic profile) match the ground truth.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import t from 'tap';
@@ -17,7 +17,7 @@ import { buildProfileFromMemory, linkTime } from '../../lib/kernel/profile/from-
 import { listProfiles, Profile, type FieldLayout } from '../../lib/kernel/profile';
 import type { TypeRef } from '../../lib/kernel/profile/isf';
 import { compareWithGroundTruth } from '../helpers/ground-truth-compare';
-import { readGroundTruth, testVm } from '../helpers/vm';
+import { readGroundTruth, skipWithReason, testVm } from '../helpers/vm';
 
 const VMLINUX = process.env.VMICTL_DBG_VMLINUX ?? resolve(__dirname, '../../test-vms/build/vmlinux');
 const PROFILES = resolve(__dirname, '../../profiles');
@@ -76,7 +76,10 @@ t.test('profiles from guest memory', async (t) => {
       t.equal(ks.byName.get(name)?.address, BigInt(addr), `${name} at its /proc/kallsyms address`);
     }
     t.equal(ks.kaslr.banner, gt.kernel.banner, 'the kernel image is found with them');
-    if (!existsSync(VMLINUX)) return t.comment(`no debug vmlinux at ${VMLINUX}: the symbol table comparison is left out`);
+    // the debug vmlinux (make vm) is the 6.1 test kernel's; another kernel of the matrix has none
+    if (!existsSync(VMLINUX) || !realpathSync(VMLINUX).includes(gt.kernel.release)) {
+      return t.comment(`no debug vmlinux of ${gt.kernel.release} at ${VMLINUX}: the symbol table comparison is left out`);
+    }
     const nm = execFileSync('nm', [VMLINUX], { maxBuffer: 256 * 1024 * 1024, encoding: 'latin1' });
     const linked = new Set<string>();
     const textLine = /^([0-9a-f]{16}) T _text$/m.exec(nm);
@@ -91,7 +94,11 @@ t.test('profiles from guest memory', async (t) => {
   });
 
   await t.test('the BTF layout of every field vmictl reads equals the DWARF one', async (t) => {
-    if (!dwarfFile) return t.fail(`no DWARF profile for ${gt.kernel.banner} in ${PROFILES} (make vm)`);
+    if (!dwarfFile) {
+      // DWARF profiles are made for the 6.1 test kernel only (make vm); the others run on BTF alone
+      if (gt.kernel.release.startsWith('6.1.')) return t.fail(`no DWARF profile for ${gt.kernel.banner} in ${PROFILES} (make vm)`);
+      return skipWithReason(t, `no DWARF profile of ${gt.kernel.release} to compare with`);
+    }
     const dwarf = new RecordingProfile(Profile.load(dwarfFile).doc, dwarfFile);
     const vm = await Vm.connect({ qmp: env.qmp, gdb: env.gdb });
     t.teardown(() => vm.close());
