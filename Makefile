@@ -70,6 +70,13 @@ bench: build vm
 	env_out=$$(APPEND="pti=on vmictl.bench=$${VMICTL_BENCH_GROUPS:-50}" READY_TIMEOUT=600 ./test-vms/run.sh start "$$run") || exit 1; \
 	set -a; eval "$$env_out"; set +a; \
 	node dist/bench/run.js
+	@if [ -f test-vms/build-trixie/initrd.cpio.gz ]; then \
+	  run=$$(mktemp -d); cache=$$(mktemp -d); trap './test-vms/run.sh stop "$$run"; rm -rf "$$run" "$$cache"' EXIT; \
+	  env_out=$$(IMAGE_DIR=$(CURDIR)/test-vms/build-trixie ./test-vms/run.sh start "$$run") || exit 1; \
+	  set -a; eval "$$env_out"; XDG_CACHE_HOME=$$cache; set +a; \
+	  echo "bench: the Debian 13 kernel (6.12, make test-trixie builds it): the automatic profile"; \
+	  VMICTL_BENCH_ONLY=auto-profile node dist/bench/run.js; \
+	fi
 
 clean:
 	rm -rf dist .tap-output.txt
