@@ -5,7 +5,7 @@
  */
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ProfileMismatchError, VmiError } from './errors';
+import { isFatalReadError, ProfileMismatchError, VmiError } from './errors';
 import { scanForBanner } from './kernel/kaslr';
 import type { CallOptions } from './util/deadline';
 import { GdbStubBusyError, QmpClient, startGdbStub } from './transport/qmp';
@@ -171,7 +171,12 @@ export class Vm {
       if (!(err instanceof VmiError) || (err.code !== 'EPROFILE' && err.code !== 'ENOPROFILE')) throw err;
       if (cache) {
         // no file fits: the kernel's own kallsyms and BTF make the profile
-        return autoProfileKernel(memory, ram, cache, { signal, onNotice: this.options.onNotice });
+        try {
+          return await autoProfileKernel(memory, ram, cache, { signal, onNotice: this.options.onNotice });
+        } catch (autoErr) {
+          if (isFatalReadError(autoErr)) throw autoErr;
+          err.message += `; building one from guest memory failed too: ${autoErr.message}`;
+        }
       }
       const running = await scanForBanner(memory, ram, { signal });
       throw new VmiError(err.code, `${err.message}; the guest runs ${JSON.stringify(running ?? 'no recognisable Linux kernel')}`);

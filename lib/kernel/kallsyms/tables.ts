@@ -214,6 +214,17 @@ function sortedness(addrs: bigint[]): number {
  * are not a complete, consistent set.
  */
 export function decodeKallsyms(w: Buffer, ix: number): KallsymsTables | null {
+  if (!Number.isInteger(ix) || ix < 0 || ix + 512 > w.length) return null;
+  try {
+    return decodeAt(w, ix);
+  } catch (err) {
+    // a length or offset that points outside the window: not a real table
+    if (err instanceof RangeError) return null;
+    throw err;
+  }
+}
+
+function decodeAt(w: Buffer, ix: number): KallsymsTables | null {
   const table = tokenTableBefore(w, ix);
   if (!table) return null;
   let found: { mk: { start: number; markers: number[] }; nm: { numSymsAt: number; names: number; count: number } } | undefined;
