@@ -175,7 +175,7 @@ export class Vm {
           return await autoProfileKernel(memory, ram, cache, { signal, onNotice: this.options.onNotice });
         } catch (autoErr) {
           if (isFatalReadError(autoErr)) throw autoErr;
-          err.message += `; building one from guest memory failed too: ${autoErr.message}`;
+          err.message += `; building one from guest memory failed too: ${(autoErr as Error).message}`;
         }
       }
       const running = await scanForBanner(memory, ram, { signal });
