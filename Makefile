@@ -3,7 +3,8 @@
 #   make build  compile TypeScript into dist/
 #   make vm     build the test VM image (test-vms/)
 #   make demo   all of the above, boot the test VM and run the main job against it
-#   make test   all of the above, then every test (TAP), with the shared test VM booted and stopped
+#   make test   all of the above, then every test (TAP), with the shared test VM booted and stopped,
+#               then a subset on the Debian 13 kernel (make test-trixie)
 #   make bench  the benchmarks against a freshly booted test VM
 SHELL := /bin/bash
 DEBS := qemu-system-x86 qemu-utils busybox-static runc dwarves cpio gzip xz-utils gcc clang libc6-dev gdb python3 socat ca-certificates
@@ -12,7 +13,7 @@ DEBS += gcc-12 make binutils libelf1
 TEST_RUN := $(CURDIR)/test-vms/run-test
 DEMO_RUN := $(CURDIR)/test-vms/run
 
-.PHONY: setup build vm demo test bench clean stop
+.PHONY: setup build vm demo test test-trixie bench clean stop
 setup:
 	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -48,6 +49,21 @@ test: build vm
 	npx tap --reporter=tap --jobs=1 2>&1 | tee .tap-output.txt; rc=$${PIPESTATUS[0]}; \
 	node .ci/tap-summary.js .tap-output.txt; srs=$$?; \
 	[ $$rc -eq 0 ] && [ $$srs -eq 0 ]
+	@$(MAKE) --no-print-directory test-trixie
+
+# The second kernel of the matrix (Debian 13, 6.12): a subset of the VM tests, with no profile file
+# for it anywhere, so vmictl builds its profile from guest memory (cached in a temporary dir).
+TRIXIE_TESTS := test/kernel/from-memory-vm.test.ts test/kernel/kaslr-vm.test.ts test/containers/containers-vm.test.ts test/inject/inject-vm.test.ts
+test-trixie: build
+	@$(MAKE) --no-print-directory -C test-vms image KERNEL=trixie
+	@rm -f .tap-output-trixie.txt; cache=$$(mktemp -d); \
+	env_out=$$(IMAGE_DIR=$(CURDIR)/test-vms/build-trixie ./test-vms/run.sh start $(TEST_RUN)-trixie) || exit 1; \
+	set -a; eval "$$env_out"; XDG_CACHE_HOME=$$cache; set +a; \
+	trap './test-vms/run.sh stop $(TEST_RUN)-trixie; rm -rf '"$$cache" EXIT; \
+	echo "== the same tests on the Debian 13 kernel (6.12), with no profile file"; \
+	npx tap --reporter=tap --jobs=1 $(TRIXIE_TESTS) 2>&1 | tee .tap-output-trixie.txt; rc=$${PIPESTATUS[0]}; \
+	node .ci/tap-summary.js .tap-output-trixie.txt; srs=$$?; \
+	[ $$rc -eq 0 ] && [ $$srs -eq 0 ]
 
 bench: build vm
 	@run=$$(mktemp -d "$${TMPDIR:-/tmp}/vmictl-bench.XXXXXX") || exit 1; \
@@ -56,6 +72,13 @@ bench: build vm
 	env_out=$$(APPEND="pti=on vmictl.bench=$${VMICTL_BENCH_GROUPS:-50}" READY_TIMEOUT=600 ./test-vms/run.sh start "$$run") || exit 1; \
 	set -a; eval "$$env_out"; set +a; \
 	node dist/bench/run.js
+	@if [ -f test-vms/build-trixie/initrd.cpio.gz ]; then \
+	  run=$$(mktemp -d); cache=$$(mktemp -d); trap './test-vms/run.sh stop "$$run"; rm -rf "$$run" "$$cache"' EXIT; \
+	  env_out=$$(IMAGE_DIR=$(CURDIR)/test-vms/build-trixie ./test-vms/run.sh start "$$run") || exit 1; \
+	  set -a; eval "$$env_out"; XDG_CACHE_HOME=$$cache; set +a; \
+	  echo "bench: the Debian 13 kernel (6.12, make test-trixie builds it): the automatic profile"; \
+	  VMICTL_BENCH_ONLY=auto-profile node dist/bench/run.js; \
+	fi
 
 clean:
 	rm -rf dist .tap-output.txt

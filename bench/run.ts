@@ -11,6 +11,7 @@
  *   ps         vm.listContainers() per backend, `vmictl ps` end to end, and gdb walking the task list
  *   inject     injected getpid chain, thread acquisition, against the gdbstub floor (bench/inject.ts)
  *   integrity  protectFor() before one operation and a full `vmictl check`, per backend (bench/integrity.ts)
+ *   auto-profile  building the profile from guest memory (kallsyms + BTF), and ps with it vs DWARF
  *
  * `make bench` boots the test VM in its bench mode (kernel argument vmictl.bench=N, N container-like
  * groups of 20 tasks each; VMICTL_BENCH_GROUPS, default 50) so that ps is measured on ~1100 tasks.
@@ -29,6 +30,7 @@ import { runChild, runProfileBench } from './profile';
 import { runPsBench } from './ps';
 import { runInjectBench } from './inject';
 import { runIntegrityBench } from './integrity';
+import { runAutoProfileBench } from './auto-profile';
 
 /** One measured figure, as the summary prints it. */
 export interface Figure {
@@ -47,7 +49,7 @@ export interface Figure {
 /** Where each phase writes its human-readable lines. */
 export type Log = (line: string) => void;
 
-const PHASES = ['transport', 'profile', 'memory', 'ps', 'integrity', 'inject'] as const;
+const PHASES = ['transport', 'profile', 'memory', 'ps', 'integrity', 'inject', 'auto-profile'] as const;
 type Phase = (typeof PHASES)[number];
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -210,6 +212,8 @@ async function main(): Promise<number> {
   await phase('integrity', () => runIntegrityBench({ qmp, gdb, vmlinux, log }));
 
   if (guest) await phase('inject', () => runInjectBench({ qmp, gdb, log }));
+
+  await phase('auto-profile', () => runAutoProfileBench({ qmp, gdb, profileDirs: [path.join(ROOT, 'profiles')], log }));
 
   log('\n== summary');
   for (const f of figures) log(summaryLine(f));

@@ -5,7 +5,7 @@
  */
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ProfileMismatchError, VmiError } from './errors';
+import { isFatalReadError, ProfileMismatchError, VmiError } from './errors';
 import { scanForBanner } from './kernel/kaslr';
 import type { CallOptions } from './util/deadline';
 import { GdbStubBusyError, QmpClient, startGdbStub } from './transport/qmp';
@@ -14,6 +14,7 @@ import { ElfDumpMemory, GdbstubPhysicalMemory, openProcMem, PageCache, parseMtre
 import { Kernel } from './kernel/kernel';
 import { listProfiles, Profile } from './kernel/profile';
 import { listContainers, type ContainerList } from './containers/list';
+import { autoProfileKernel, defaultProfileCache } from './kernel/profile/auto';
 import type { CollectOptions } from './containers/collect';
 import type { Container } from './containers/model';
 import { openInjection, type InjectionOptions, type InjectionSession, type InjectionTargetSpec } from './inject';
@@ -31,6 +32,11 @@ export interface VmConnectOptions extends CallOptions {
   profile?: string;
   profileDirs?: string[];
   memory?: MemoryBackendChoice;
+  /**
+   * Where profiles built from guest memory are cached (default $XDG_CACHE_HOME/vmictl or
+   * ~/.cache/vmictl); false: neither use nor build one.
+   */
+  profileCache?: string | false;
   /** One-line notices for the user (fallbacks taken). */
   onNotice?: (message: string) => void;
 }
@@ -143,7 +149,7 @@ export class Vm {
   }
 
   /** The profile: the file given, or the one whose banner matches, found by trying each. */
-  async #profile(memory: PhysicalMemory, ram: PhysicalRange[]): Promise<Kernel> {
+  async #profile(memory: PageCache, ram: PhysicalRange[]): Promise<Kernel> {
     const signal = this.options.signal;
     if (this.options.profile) {
       const profile = Profile.load(this.options.profile);
@@ -159,10 +165,20 @@ export class Vm {
       }
     }
     const dirs = this.options.profileDirs ?? defaultProfileDirs();
+    const cache = this.options.profileCache ?? defaultProfileCache();
     try {
-      return await findKernel(memory, ram, dirs, signal);
+      return await findKernel(memory, ram, cache ? [...dirs, cache] : dirs, signal);
     } catch (err) {
       if (!(err instanceof VmiError) || (err.code !== 'EPROFILE' && err.code !== 'ENOPROFILE')) throw err;
+      if (cache) {
+        // no file fits: the kernel's own kallsyms and BTF make the profile
+        try {
+          return await autoProfileKernel(memory, ram, cache, { signal, onNotice: this.options.onNotice });
+        } catch (autoErr) {
+          if (isFatalReadError(autoErr)) throw autoErr;
+          err.message += `; building one from guest memory failed too: ${(autoErr as Error).message}`;
+        }
+      }
       const running = await scanForBanner(memory, ram, { signal });
       throw new VmiError(err.code, `${err.message}; the guest runs ${JSON.stringify(running ?? 'no recognisable Linux kernel')}`);
     }

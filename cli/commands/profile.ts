@@ -2,10 +2,14 @@ import * as fs from 'node:fs';
 import { Command } from 'commander';
 import { VmiError } from '../../lib/errors';
 import { buildProfile, writeProfile, Profile } from '../../lib/kernel/profile';
+import { buildProfileFromMemory } from '../../lib/kernel/profile/from-memory';
+import { connectionOptions, type ConnectionFlags } from '../options';
+import { withVm } from '../session';
 import { escapeForTerminal } from '../../lib/util/escape';
 
-interface BuildFlags {
-  vmlinux: string;
+interface BuildFlags extends ConnectionFlags {
+  vmlinux?: string;
+  fromVm?: boolean;
   systemMap?: string;
   output: string;
   hash: boolean;
@@ -52,21 +56,39 @@ function progressBar(label: string): { update(done: number, total: number): void
 export function registerProfile(program: Command): void {
   const profile = program.command('profile').description('kernel profiles (struct layouts and symbols, Volatility ISF JSON)');
 
-  profile
+  const build = profile
     .command('build')
-    .description('build a profile from a debug vmlinux (DWARF types, .symtab or System.map symbols, linux_banner)')
-    .requiredOption('--vmlinux <file>', 'vmlinux with debug info (e.g. from the linux-image-*-dbg package)')
+    .description('build a profile from a debug vmlinux (DWARF types, .symtab or System.map symbols, linux_banner), or from a running VM (--from-vm: its kallsyms and BTF)')
+    .option('--vmlinux <file>', 'vmlinux with debug info (e.g. from the linux-image-*-dbg package)')
+    .option('--from-vm', 'read the symbols (kallsyms) and types (BTF) from the guest kernel in the VM (--qmp or --dump)')
     .option('--system-map <file>', 'System.map whose addresses override the ELF symbol table')
     .requiredOption('-o, --output <file>', 'profile to write (.json, or .json.gz for gzip)')
-    .option('--no-hash', 'do not record sha256 hashes of the inputs in the metadata')
-    .action((flags: BuildFlags) => {
+    .option('--no-hash', 'do not record sha256 hashes of the inputs in the metadata');
+  connectionOptions(build).action(async (flags: BuildFlags) => {
+      if (flags.fromVm) {
+        if (flags.vmlinux) throw new VmiError('EUSAGE', '--from-vm and --vmlinux exclude each other');
+        await withVm(flags, async (vm, signal) => {
+          const memory = await vm.memory();
+          const built = await buildProfileFromMemory(memory.backend, await vm.ram(), { signal });
+          const bytes = writeProfile(built.doc, flags.output);
+          const s = built.stats;
+          process.stderr.write(`banner: ${escapeForTerminal(s.banner)}\n`);
+          process.stdout.write(
+            `wrote ${escapeForTerminal(flags.output)} (${mib(bytes)}): ${s.userTypes} structs/unions, ${s.enums} enums, ${s.symbols} symbols ` +
+              `from guest memory (kallsyms in ${s.seconds.kallsyms.toFixed(1)} s, ${s.btfTypes} BTF types in ${s.seconds.btf.toFixed(1)} s), ` +
+              `KASLR slide 0x${s.virtualSlide.toString(16)}\n`,
+          );
+        });
+        return;
+      }
+      if (!flags.vmlinux) throw new VmiError('EUSAGE', 'give --vmlinux FILE, or --from-vm with a VM');
       if (!fs.existsSync(flags.vmlinux)) throw new VmiError('ENOENT', `no such file: ${flags.vmlinux}`);
       const bar = progressBar('reading .debug_info');
       let peak = peakRss();
       let result;
       try {
         result = buildProfile({
-          vmlinux: flags.vmlinux,
+          vmlinux: flags.vmlinux!,
           systemMap: flags.systemMap,
           noHash: !flags.hash,
           onProgress: (done, total) => {

@@ -558,13 +558,13 @@ function isCLanguage(lang: number): boolean {
 }
 
 /** Content hash naming an anonymous struct/union: same layout → same name in every unit. */
-function hashStruct(info: UserTypeInfo): string {
+export function hashStruct(info: UserTypeInfo): string {
   let s = `${info.kind} ${info.size} {`;
   for (const [name, f] of info.fields) s += `${name}@${f.offset}:${JSON.stringify(f.type)};`;
   return createHash('sha1').update(s + '}').digest('hex').slice(0, 16);
 }
 
-function hashEnum(info: EnumInfo): string {
+export function hashEnum(info: EnumInfo): string {
   let s = `enum ${info.size} {`;
   for (const [name, v] of info.constants) s += `${name}=${v};`;
   return createHash('sha1').update(s + '}').digest('hex').slice(0, 16);
