@@ -7,8 +7,9 @@ import type { Harness } from '../engine';
 import { gdbPackets, gdbStopReply, gdbTargetXml } from './gdb';
 import { qmpStream } from './qmp';
 import { profileIsf } from './profile';
+import { dwarfElf, dwarfSections } from './dwarf';
 
-export const HARNESSES: Harness[] = [gdbPackets, gdbStopReply, gdbTargetXml, qmpStream, profileIsf];
+export const HARNESSES: Harness[] = [gdbPackets, gdbStopReply, gdbTargetXml, qmpStream, profileIsf, dwarfSections, dwarfElf];
 
 export function harnessByName(name: string): Harness | undefined {
   return HARNESSES.find((h) => h.name === name);
