@@ -111,7 +111,7 @@ export class Vm {
 
   /** Guest RAM ranges (from QEMU's memory map, or the dump's segments). */
   async ram(): Promise<PhysicalRange[]> {
-    if (this.dump) return this.dump.segments().map((s) => ({ address: s.physical, length: Number(s.size) }));
+    if (this.dump) return this.dump.ram();
     const regions = parseMtreeFlat(await this.qmp!.hmp('info mtree -f')).filter((r) => r.kind === 'ram');
     return regions.map((r) => ({ address: r.start, length: Number(r.end - r.start) }));
   }

@@ -8,8 +8,9 @@ import { gdbPackets, gdbStopReply, gdbTargetXml } from './gdb';
 import { qmpStream } from './qmp';
 import { profileIsf } from './profile';
 import { dwarfElf, dwarfSections } from './dwarf';
+import { elfDump } from './elf-dump';
 
-export const HARNESSES: Harness[] = [gdbPackets, gdbStopReply, gdbTargetXml, qmpStream, profileIsf, dwarfSections, dwarfElf];
+export const HARNESSES: Harness[] = [gdbPackets, gdbStopReply, gdbTargetXml, qmpStream, profileIsf, dwarfSections, dwarfElf, elfDump];
 
 export function harnessByName(name: string): Harness | undefined {
   return HARNESSES.find((h) => h.name === name);
