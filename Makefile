@@ -5,12 +5,13 @@
 #   make demo   all of the above, boot the test VM and run the main job against it
 #   make test   all of the above, then every test (TAP), with the shared test VM booted and stopped
 #   make bench  the benchmarks against a freshly booted test VM
+#   make fuzz   every fuzz harness for FUZZ_TIME seconds each (default 60; or FUZZ_RUNS inputs; FUZZ=name for one)
 SHELL := /bin/bash
 DEBS := qemu-system-x86 qemu-utils busybox-static runc dwarves cpio gzip xz-utils gcc clang libc6-dev gdb python3 socat ca-certificates
 TEST_RUN := $(CURDIR)/test-vms/run-test
 DEMO_RUN := $(CURDIR)/test-vms/run
 
-.PHONY: setup build vm demo test bench clean stop
+.PHONY: setup build vm demo test bench clean stop fuzz
 setup:
 	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -54,6 +55,9 @@ bench: build vm
 	env_out=$$(APPEND="pti=on vmictl.bench=$${VMICTL_BENCH_GROUPS:-50}" READY_TIMEOUT=600 ./test-vms/run.sh start "$$run") || exit 1; \
 	set -a; eval "$$env_out"; set +a; \
 	node dist/bench/run.js
+
+fuzz: build
+	FUZZ_TIME=$${FUZZ_TIME:-60} node --expose-gc dist/test/fuzz/run.js $(FUZZ)
 
 clean:
 	rm -rf dist .tap-output.txt

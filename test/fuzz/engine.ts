@@ -20,6 +20,16 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { VmiError } from '../../lib/errors';
 
+/**
+ * A path in the source tree (fixtures, corpus), whether this runs from test/fuzz as TypeScript or
+ * compiled from dist/test/fuzz: the nearest directory upwards that has package.json.
+ */
+export function sourcePath(...parts: string[]): string {
+  let dir = __dirname;
+  while (!fs.existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return path.join(dir, ...parts);
+}
+
 /** Deterministic PRNG (sfc32): the same seed gives the same inputs, so a run can be replayed. */
 export class Rng {
   #a: number;

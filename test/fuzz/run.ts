@@ -4,8 +4,7 @@
  * under test/fuzz/findings/<harness>/ for replay (copy it to test/fuzz/corpus/<harness>/ to make it
  * a regression test). Exits 1 when anything was found.
  */
-import * as path from 'node:path';
-import { fuzz } from './engine';
+import { fuzz, sourcePath } from './engine';
 import { HARNESSES } from './harnesses';
 
 async function main(): Promise<number> {
@@ -19,8 +18,7 @@ async function main(): Promise<number> {
   const seconds = Number(process.env.FUZZ_TIME ?? 60);
   const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 0x7fffffff);
   // findings go next to the sources, not into dist/ (this file also runs compiled)
-  const root = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../..' : '../..');
-  const findingsDir = process.env.FUZZ_FINDINGS ?? path.join(root, 'test', 'fuzz', 'findings');
+  const findingsDir = process.env.FUZZ_FINDINGS ?? sourcePath('test', 'fuzz', 'findings');
   process.stdout.write(`fuzz: seed ${seed} (FUZZ_SEED=${seed} replays this run), ${runs !== undefined ? `${runs} inputs` : `${seconds} s`} per harness\n`);
   let total = 0;
   for (const h of selected) {

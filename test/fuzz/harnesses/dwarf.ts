@@ -8,9 +8,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ElfFile, extractTypes, readDwarf, readDwarfSections, type DwarfSections } from '../../../lib/kernel/dwarf';
-import type { Harness } from '../engine';
+import { sourcePath, type Harness } from '../engine';
 
-const SOURCE = path.join(__dirname, '..', 'fixtures', 'dwarf-small.c');
+const SOURCE = sourcePath('test', 'fuzz', 'fixtures', 'dwarf-small.c');
 const SECTION_KEYS: Array<keyof DwarfSections> = ['info', 'abbrev', 'str', 'lineStr', 'strOffsets', 'addr', 'types'];
 
 let built: Map<string, Buffer> | undefined;

@@ -9,8 +9,9 @@ import { qmpStream } from './qmp';
 import { profileIsf } from './profile';
 import { dwarfElf, dwarfSections } from './dwarf';
 import { elfDump } from './elf-dump';
+import { kernelWalkers } from './kernel';
 
-export const HARNESSES: Harness[] = [gdbPackets, gdbStopReply, gdbTargetXml, qmpStream, profileIsf, dwarfSections, dwarfElf, elfDump];
+export const HARNESSES: Harness[] = [gdbPackets, gdbStopReply, gdbTargetXml, qmpStream, profileIsf, dwarfSections, dwarfElf, elfDump, kernelWalkers];
 
 export function harnessByName(name: string): Harness | undefined {
   return HARNESSES.find((h) => h.name === name);

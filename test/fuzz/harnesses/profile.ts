@@ -6,13 +6,12 @@
  * read lengths and addresses.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { VmiError } from '../../../lib/errors';
 import { Profile, bannerOfProfileText, serializeProfile } from '../../../lib/kernel/profile';
 import { syntheticProfile } from '../../helpers/synthetic-kernel';
-import type { Harness } from '../engine';
+import { sourcePath, type Harness } from '../engine';
 
-const FIXTURE = path.join(__dirname, '..', '..', 'fixtures', 'isf', 'small.json');
+const FIXTURE = sourcePath('test', 'fixtures', 'isf', 'small.json');
 
 function safe(what: string, n: number): void {
   if (!Number.isSafeInteger(n) || n < 0) throw new Error(`profile lookup gave an unusable ${what}: ${n}`);
