@@ -12,6 +12,7 @@ import { GdbStubBusyError, QmpClient, startGdbStub } from './transport/qmp';
 import { GdbClient } from './transport/gdb';
 import { ElfDumpMemory, GdbstubPhysicalMemory, openProcMem, PageCache, parseMtreeFlat, type PhysicalMemory, type PhysicalRange } from './memory';
 import { Kernel } from './kernel/kernel';
+import { ReadBudgetMemory } from './memory/read-budget';
 import { listProfiles, Profile } from './kernel/profile';
 import { listContainers, type ContainerList } from './containers/list';
 import type { CollectOptions } from './containers/collect';
@@ -32,7 +33,12 @@ export interface VmConnectOptions extends CallOptions {
   memory?: MemoryBackendChoice;
   /** One-line notices for the user (fallbacks taken). */
   onNotice?: (message: string) => void;
+  /** Most guest memory read from the backend over the Vm's life (bytes); LimitExceededError beyond. */
+  maxReadBytes?: number;
 }
+
+/** 8 GiB: far above what a command needs on a real guest, but a bound on a hostile one. */
+export const DEFAULT_MAX_READ_BYTES = 8 * 1024 ** 3;
 
 /** Where profiles are looked for: the project's profiles/, $VMICTL_PROFILES, ~/.config/vmictl/profiles. */
 export function defaultProfileDirs(): string[] {
@@ -47,6 +53,7 @@ export class Vm {
   #gdbStub: { address: string; stop(): Promise<void> } | undefined;
   #gdbMemory: GdbstubPhysicalMemory | undefined;
   #memory: PageCache | undefined;
+  #rawBackend: PhysicalMemory | undefined;
   #kernel: Promise<Kernel> | undefined;
   #pausedByUs = false;
   #closed = false;
@@ -137,7 +144,8 @@ export class Vm {
         backend = this.#gdbMemory;
       }
     }
-    this.#memory = new PageCache(backend);
+    this.#rawBackend = backend;
+    this.#memory = new PageCache(new ReadBudgetMemory(backend, this.options.maxReadBytes ?? DEFAULT_MAX_READ_BYTES));
     return this.#memory;
   }
 
@@ -193,7 +201,7 @@ export class Vm {
     this.#closed = true;
     const errors: unknown[] = [];
     const attempt = async (f: () => Promise<unknown>) => { try { await f(); } catch (e) { errors.push(e); } };
-    const backend = this.#memory?.backend;
+    const backend = this.#rawBackend;
     // the /proc/<tid>/mem backend holds a file descriptor of its own
     if (backend && backend !== this.#gdbMemory && backend !== this.dump) await attempt(async () => backend.close?.());
     if (this.#gdbMemory) await attempt(() => this.#gdbMemory!.close());
