@@ -6,6 +6,7 @@
 #   make test   all of the above, then every test (TAP), with the shared test VM booted and stopped,
 #               then a subset on the Debian 13 kernel (make test-trixie)
 #   make bench  the benchmarks against a freshly booted test VM
+#   make fuzz   every fuzz harness for FUZZ_TIME seconds each (default 60; or FUZZ_RUNS inputs; FUZZ=name for one)
 SHELL := /bin/bash
 DEBS := qemu-system-x86 qemu-utils busybox-static runc dwarves cpio gzip xz-utils gcc clang libc6-dev gdb python3 socat ca-certificates
 # the integrity tests' rootkit module is built with the test kernel's own compiler and kbuild tools
@@ -13,7 +14,7 @@ DEBS += gcc-12 make binutils libelf1
 TEST_RUN := $(CURDIR)/test-vms/run-test
 DEMO_RUN := $(CURDIR)/test-vms/run
 
-.PHONY: setup build vm demo test test-trixie bench clean stop
+.PHONY: setup build vm demo test test-trixie bench clean stop fuzz
 setup:
 	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -79,6 +80,9 @@ bench: build vm
 	  echo "bench: the Debian 13 kernel (6.12, make test-trixie builds it): the automatic profile"; \
 	  VMICTL_BENCH_ONLY=auto-profile node dist/bench/run.js; \
 	fi
+
+fuzz: build
+	FUZZ_TIME=$${FUZZ_TIME:-60} node --expose-gc dist/test/fuzz/run.js $(FUZZ)
 
 clean:
 	rm -rf dist .tap-output.txt

@@ -1,4 +1,5 @@
 import { Option, type Command } from 'commander';
+import { VmiError } from '../lib/errors';
 import type { MemoryBackendChoice } from '../lib/vm';
 
 export interface ConnectionFlags {
@@ -7,6 +8,20 @@ export interface ConnectionFlags {
   profile?: string;
   dump?: string;
   memory?: MemoryBackendChoice;
+  /** --max-read: MiB of guest memory one command may read. */
+  maxRead?: string;
+  /** --time-limit: seconds one command may take. */
+  timeLimit?: string;
+}
+
+/** A flag's value as a positive number, or a usage error naming the flag. */
+export function positiveNumber(text: string | undefined, flag: string, opts: { integer?: boolean } = {}): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0 || (opts.integer && !Number.isSafeInteger(n))) {
+    throw new VmiError('EUSAGE', `${flag} needs a positive ${opts.integer ? 'integer' : 'number'}, not ${JSON.stringify(text)}`);
+  }
+  return n;
 }
 
 /** The flags every command that reaches a VM takes, with their environment fallbacks. */
@@ -15,7 +30,9 @@ export function connectionOptions(cmd: Command, opts: { dump?: boolean } = {}): 
     .addOption(new Option('--qmp <addr>', 'QMP socket (unix:/path or tcp:127.0.0.1:PORT)').env('VMICTL_QMP'))
     .addOption(new Option('--gdb <addr>', 'gdbstub socket; default: started through QMP').env('VMICTL_GDB'))
     .addOption(new Option('--profile <file>', 'kernel profile (ISF JSON); default: the one matching the banner'))
-    .addOption(new Option('--memory <backend>', 'guest memory access').choices(['auto', 'gdbstub', 'procmem']).default('auto'));
+    .addOption(new Option('--memory <backend>', 'guest memory access').choices(['auto', 'gdbstub', 'procmem']).default('auto'))
+    .addOption(new Option('--max-read <MiB>', 'most guest memory one command reads (a hostile guest can make walks endless)').default('8192'))
+    .addOption(new Option('--time-limit <seconds>', 'longest one command may take').default('600'));
   if (opts.dump !== false) cmd.addOption(new Option('--dump <file>', 'read an ELF dump (dump-guest-memory) instead of a live VM'));
   return cmd;
 }

@@ -1,6 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import { Vm } from '../lib/vm';
-import type { ConnectionFlags } from './options';
+import { positiveNumber, type ConnectionFlags } from './options';
+import { LimitExceededError } from '../lib/errors';
 import { escapeForTerminal } from '../lib/util/escape';
 
 /**
@@ -9,12 +10,32 @@ import { escapeForTerminal } from '../lib/util/escape';
  * killing the process, so the VM is never left stopped.
  */
 export async function withVm<T>(flags: ConnectionFlags, fn: (vm: Vm, signal: AbortSignal) => Promise<T>): Promise<T> {
+  const maxReadMiB = positiveNumber(flags.maxRead, '--max-read');
+  const seconds = positiveNumber(flags.timeLimit, '--time-limit');
   const controller = new AbortController();
   // every concurrent guest read listens on the one signal
   setMaxListeners(0, controller.signal);
   const onSigint = () => controller.abort(new Error('interrupted'));
   process.once('SIGINT', onSigint);
+  // the time limit ends the work the way Ctrl-C does (an injection puts its thread back first)
+  const limit = seconds === undefined ? undefined : new LimitExceededError('time taken by this command', seconds, '--time-limit', ' s');
+  const timer = limit && setTimeout(() => controller.abort(limit), seconds! * 1000);
+  timer?.unref();
+  try {
+    return await run(flags, controller, maxReadMiB, fn);
+  } catch (err) {
+    // whatever gave way first (an AbortError, usually), the limit is what the user can act on
+    if (limit && controller.signal.reason === limit) throw limit;
+    throw err;
+  } finally {
+    if (timer) clearTimeout(timer);
+    process.off('SIGINT', onSigint);
+  }
+}
+
+async function run<T>(flags: ConnectionFlags, controller: AbortController, maxReadMiB: number | undefined, fn: (vm: Vm, signal: AbortSignal) => Promise<T>): Promise<T> {
   const vm = await Vm.connect({
+    maxReadBytes: maxReadMiB === undefined ? undefined : Math.floor(maxReadMiB * 2 ** 20),
     qmp: flags.dump ? undefined : flags.qmp,
     gdb: flags.gdb,
     dump: flags.dump,
@@ -26,7 +47,6 @@ export async function withVm<T>(flags: ConnectionFlags, fn: (vm: Vm, signal: Abo
   try {
     return await fn(vm, controller.signal);
   } finally {
-    process.off('SIGINT', onSigint);
     await vm.close();
   }
 }

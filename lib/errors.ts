@@ -130,10 +130,26 @@ export class InjectionError extends VmiError {
 }
 
 /**
+ * A bound the user can raise was reached (guest memory read per command, time per command): the
+ * guest may be hostile, or just big. `flag` is the command-line option that raises it.
+ */
+export class LimitExceededError extends VmiError {
+  readonly limit: string;
+  readonly flag: string;
+  readonly value: number;
+  constructor(limit: string, value: number, flag: string, unit = '') {
+    super('ELIMIT', `${limit}: the limit of ${value}${unit} was reached (raise it with ${flag})`);
+    this.limit = limit;
+    this.value = value;
+    this.flag = flag;
+  }
+}
+
+/**
  * Whether a failed read must stop the whole operation: the user aborted, the VM did not answer or
- * went away, or the error is not ours at all (a bug). Any other VmiError is about what guest memory
+ * went away, a limit was reached, or the error is not ours at all (a bug). Any other VmiError is about what guest memory
  * holds (an unmapped page, a corrupt structure) and may become a warning beside the valid part.
  */
 export function isFatalReadError(err: unknown): boolean {
-  return !(err instanceof VmiError) || err.code === 'EABORTED' || err.code === 'ETIMEDOUT' || err.code === 'EDISCONNECTED';
+  return !(err instanceof VmiError) || err.code === 'EABORTED' || err.code === 'ETIMEDOUT' || err.code === 'EDISCONNECTED' || err.code === 'ELIMIT';
 }

@@ -12,6 +12,7 @@ import { GdbStubBusyError, QmpClient, startGdbStub } from './transport/qmp';
 import { GdbClient } from './transport/gdb';
 import { ElfDumpMemory, GdbstubPhysicalMemory, openProcMem, PageCache, parseMtreeFlat, type PhysicalMemory, type PhysicalRange } from './memory';
 import { Kernel } from './kernel/kernel';
+import { ReadBudgetMemory } from './memory/read-budget';
 import { listProfiles, Profile } from './kernel/profile';
 import { listContainers, type ContainerList } from './containers/list';
 import { autoProfileKernel, defaultProfileCache } from './kernel/profile/auto';
@@ -39,7 +40,12 @@ export interface VmConnectOptions extends CallOptions {
   profileCache?: string | false;
   /** One-line notices for the user (fallbacks taken). */
   onNotice?: (message: string) => void;
+  /** Most guest memory read from the backend over the Vm's life (bytes); LimitExceededError beyond. */
+  maxReadBytes?: number;
 }
+
+/** 8 GiB: far above what a command needs on a real guest, but a bound on a hostile one. */
+export const DEFAULT_MAX_READ_BYTES = 8 * 1024 ** 3;
 
 /** Where profiles are looked for: the project's profiles/, $VMICTL_PROFILES, ~/.config/vmictl/profiles. */
 export function defaultProfileDirs(): string[] {
@@ -54,6 +60,7 @@ export class Vm {
   #gdbStub: { address: string; stop(): Promise<void> } | undefined;
   #gdbMemory: GdbstubPhysicalMemory | undefined;
   #memory: PageCache | undefined;
+  #rawBackend: PhysicalMemory | undefined;
   #kernel: Promise<Kernel> | undefined;
   #pausedByUs = false;
   #closed = false;
@@ -118,7 +125,7 @@ export class Vm {
 
   /** Guest RAM ranges (from QEMU's memory map, or the dump's segments). */
   async ram(): Promise<PhysicalRange[]> {
-    if (this.dump) return this.dump.segments().map((s) => ({ address: s.physical, length: Number(s.size) }));
+    if (this.dump) return this.dump.ram();
     const regions = parseMtreeFlat(await this.qmp!.hmp('info mtree -f')).filter((r) => r.kind === 'ram');
     return regions.map((r) => ({ address: r.start, length: Number(r.end - r.start) }));
   }
@@ -144,7 +151,8 @@ export class Vm {
         backend = this.#gdbMemory;
       }
     }
-    this.#memory = new PageCache(backend);
+    this.#rawBackend = backend;
+    this.#memory = new PageCache(new ReadBudgetMemory(backend, this.options.maxReadBytes ?? DEFAULT_MAX_READ_BYTES));
     return this.#memory;
   }
 
@@ -218,7 +226,7 @@ export class Vm {
     this.#closed = true;
     const errors: unknown[] = [];
     const attempt = async (f: () => Promise<unknown>) => { try { await f(); } catch (e) { errors.push(e); } };
-    const backend = this.#memory?.backend;
+    const backend = this.#rawBackend;
     // the /proc/<tid>/mem backend holds a file descriptor of its own
     if (backend && backend !== this.#gdbMemory && backend !== this.dump) await attempt(async () => backend.close?.());
     if (this.#gdbMemory) await attempt(() => this.#gdbMemory!.close());

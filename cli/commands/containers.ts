@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import { connectionOptions, type ConnectionFlags } from '../options';
+import { connectionOptions, positiveNumber, type ConnectionFlags } from '../options';
 import { withVm } from '../session';
 import { renderInspect, renderPs, renderTop } from '../render/containers';
 import { resolveContainer } from '../../lib/containers/resolve';
@@ -20,7 +20,10 @@ function limits(cmd: Command): Command {
 }
 
 async function read(vm: Vm, flags: ListFlags): Promise<ContainerList> {
-  const list = await vm.listContainers({ maxTasks: Number(flags.maxTasks), maxCmdline: Number(flags.maxCmdline) });
+  const list = await vm.listContainers({
+    maxTasks: positiveNumber(flags.maxTasks, '--max-tasks', { integer: true }),
+    maxCmdline: positiveNumber(flags.maxCmdline, '--max-cmdline', { integer: true }),
+  });
   for (const w of list.warnings.slice(0, 20)) process.stderr.write(`vmictl: warning: ${escapeForTerminal(w)}\n`);
   if (list.warnings.length > 20) process.stderr.write(`vmictl: warning: ${list.warnings.length - 20} more warnings\n`);
   return list;

@@ -3,6 +3,7 @@ import { connectionOptions, type ConnectionFlags } from '../options';
 import { withVm } from '../session';
 import { escapeForTerminal } from '../../lib/util/escape';
 import { describeVcpus, type VcpuState } from '../../lib/vcpus';
+import { jsonText } from '../render/containers';
 
 const hex = (v: bigint) => `0x${v.toString(16)}`;
 
@@ -31,7 +32,7 @@ export function registerKernel(program: Command): void {
           vcpus: vcpus.map((c) => ({ ...c, rip: c.rip === undefined ? undefined : hex(c.rip), cr3: c.cr3 === undefined ? undefined : hex(c.cr3) })),
         };
         if (flags.json) {
-          process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+          process.stdout.write(jsonText(out, 2) + '\n');
           return;
         }
         const lines = [

@@ -3,6 +3,8 @@ import { connectionOptions, type ConnectionFlags } from '../options';
 import { withVm } from '../session';
 import { VmiError } from '../../lib/errors';
 import { escapeForTerminal } from '../../lib/util/escape';
+// guest strings (comm, uname) in JSON: C1 controls and bidi overrides escaped too
+import { jsonText } from '../render/containers';
 import { openInjection, type InjectionSession, type SyscallArgument } from '../../lib/inject';
 import { errnoMessage, errnoName, errnoOf } from '../../lib/inject/errno';
 import { parseUtsname, UTSNAME_FIELDS, UTSNAME_SIZE } from '../../lib/inject/structs';
@@ -96,7 +98,7 @@ async function run(s: InjectionSession, name: string, nr: number, argv: string[]
       return o;
     }
     const u = parseUtsname(out[0]);
-    if (flags.json) o.stdout += `${JSON.stringify({ target: { pid: s.target.pid, nspid: s.target.nspid, comm: s.target.comm }, syscall: 'uname', result: 0, uname: u })}\n`;
+    if (flags.json) o.stdout += `${jsonText({ target: { pid: s.target.pid, nspid: s.target.nspid, comm: s.target.comm }, syscall: 'uname', result: 0, uname: u })}\n`;
     else for (const f of UTSNAME_FIELDS) o.stdout += `${f.padEnd(11)} ${escapeForTerminal(u[f])}\n`;
     o.stderr += `vmictl: injected into ${where}\n`;
     return o;
@@ -107,7 +109,7 @@ async function run(s: InjectionSession, name: string, nr: number, argv: string[]
   if (errno) o.failed = true;
   const used = errno ? 0 : Number(result > BigInt(Number.MAX_SAFE_INTEGER) ? 0n : result);
   if (flags.json) {
-    o.stdout += (`${JSON.stringify({
+    o.stdout += (`${jsonText({
       target: { pid: s.target.pid, nspid: s.target.nspid, comm: s.target.comm },
       syscall: name,
       number: nr,
@@ -187,7 +189,7 @@ export function registerSyscall(program: Command): void {
     .action(async (journal: string | undefined, flags: ConnectionFlags & { force?: boolean; json?: boolean }) => {
       await withVm(flags, async (vm, signal) => {
         const outcomes = journal ? [await recoverInjection(vm, journal, { signal })] : await recoverAll(vm, { signal, force: flags.force });
-        if (flags.json) process.stdout.write(`${JSON.stringify(outcomes)}\n`);
+        if (flags.json) process.stdout.write(`${jsonText(outcomes)}\n`);
         else if (outcomes.length === 0) process.stdout.write('nothing to recover\n');
         else for (const o of outcomes) process.stdout.write(`${o.action}: pid ${o.pid} (${escapeForTerminal(o.comm)}): ${escapeForTerminal(o.detail)} [${o.journal}]\n`);
         if (outcomes.some((o) => o.action === 'failed')) process.exitCode = 1;

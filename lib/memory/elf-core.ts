@@ -65,6 +65,10 @@ export interface ElfNote {
 }
 
 async function readExact(fh: FileHandle, path: string, position: bigint, length: number, what: string): Promise<Buffer> {
+  // offsets come from the file: one near 2^64 is no file position at all
+  if (position + BigInt(length) > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new DumpFormatError(path, `the ${what} at 0x${position.toString(16)} lies beyond any file`);
+  }
   const buf = await preadFull(fh, position, length);
   if (buf.length !== length) throw new DumpFormatError(path, `file ends inside the ${what} (at 0x${position.toString(16)})`);
   return buf;
@@ -148,5 +152,6 @@ export async function readNotes(fh: FileHandle, path: string, ph: ProgramHeader)
 }
 
 function align4(n: number): number {
-  return (n + 3) & ~3;
+  // not `(n + 3) & ~3`: a hostile 32-bit size turns negative in 32-bit bitwise arithmetic
+  return Math.ceil(n / 4) * 4;
 }

@@ -9,10 +9,10 @@ import * as fsp from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { MemoryReadError } from '../errors';
 import { withDeadline, type CallOptions } from '../util/deadline';
-import { PT_LOAD, PT_NOTE, readElfHeader, readNotes, readProgramHeaders, type ElfNote } from './elf-core';
+import { DumpFormatError, PT_LOAD, PT_NOTE, readElfHeader, readNotes, readProgramHeaders, type ElfNote } from './elf-core';
 import { vcpusFromNotes, vmcoreinfoFromNotes, type DumpVcpu } from './elf-notes';
 import { preadFull } from './file-io';
-import { checkPhysicalRange, totalLength, type PhysicalMemory, type PhysicalRange } from './physical';
+import { checkPhysicalRange, MAX_PHYSICAL_ADDRESS, totalLength, type PhysicalMemory, type PhysicalRange } from './physical';
 
 /** A slice of guest-physical memory held in the file. */
 export interface DumpSegment {
@@ -33,7 +33,10 @@ export class ElfDumpMemory implements PhysicalMemory {
   readonly #segments: DumpSegment[];
   readonly #notes: ElfNote[];
 
-  private constructor(path: string, fh: FileHandle, machine: string, segments: DumpSegment[], notes: ElfNote[]) {
+  readonly #fileSize: bigint;
+
+  private constructor(path: string, fh: FileHandle, machine: string, segments: DumpSegment[], notes: ElfNote[], fileSize: bigint) {
+    this.#fileSize = fileSize;
     this.path = path;
     this.name = `dump:${path}`;
     this.#fh = fh;
@@ -47,13 +50,19 @@ export class ElfDumpMemory implements PhysicalMemory {
     try {
       const header = await readElfHeader(fh, path);
       const phdrs = await readProgramHeaders(fh, path, header);
+      const fileSize = BigInt((await fh.stat()).size);
+      for (const p of phdrs) {
+        if (p.type === PT_LOAD && p.filesz > 0n && p.paddr + p.filesz > MAX_PHYSICAL_ADDRESS) {
+          throw new DumpFormatError(path, `PT_LOAD at physical 0x${p.paddr.toString(16)} (${p.filesz} bytes) lies beyond the 52-bit physical address space`);
+        }
+      }
       const segments = phdrs
         .filter((p) => p.type === PT_LOAD && p.filesz > 0n)
         .map((p) => ({ physical: p.paddr, size: p.filesz, fileOffset: p.offset, virtual: p.vaddr }))
         .sort((a, b) => (a.physical < b.physical ? -1 : a.physical > b.physical ? 1 : 0));
       const notes: ElfNote[] = [];
       for (const p of phdrs) if (p.type === PT_NOTE) notes.push(...(await readNotes(fh, path, p)));
-      return new ElfDumpMemory(path, fh, header.machine, segments, notes);
+      return new ElfDumpMemory(path, fh, header.machine, segments, notes, fileSize);
     } catch (err) {
       await fh.close();
       throw err;
@@ -63,6 +72,21 @@ export class ElfDumpMemory implements PhysicalMemory {
   /** PT_LOAD segments by ascending physical address. */
   segments(): readonly DumpSegment[] {
     return this.#segments;
+  }
+
+  /**
+   * Guest RAM as far as the file holds it: each segment cut at the end of the file. A truncated
+   * dump keeps its present part (reads past it fail as truncated), and a corrupt p_filesz near
+   * 2^64 does not become RAM that a KASLR search would walk in 2 MiB steps for ever.
+   */
+  ram(): PhysicalRange[] {
+    const out: PhysicalRange[] = [];
+    for (const s of this.#segments) {
+      const inFile = s.fileOffset >= this.#fileSize ? 0n : this.#fileSize - s.fileOffset;
+      const length = s.size < inFile ? s.size : inFile;
+      if (length > 0n) out.push({ address: s.physical, length: Number(length) });
+    }
+    return out;
   }
 
   notes(): readonly ElfNote[] {

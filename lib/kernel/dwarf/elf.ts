@@ -321,7 +321,7 @@ function inflateChdr(raw: Buffer, what: string): Buffer {
     throw new VmiError('EELF', `${what}: zstd-compressed debug sections are not supported; run objcopy --decompress-debug-sections first`);
   }
   if (chType !== ELFCOMPRESS_ZLIB) throw new VmiError('EELF', `${what}: unknown compression type ${chType}`);
-  const out = zlib.inflateSync(raw.subarray(24), { maxOutputLength: Math.max(size, 1) });
+  const out = inflate(raw.subarray(24), size, what);
   if (out.length !== size) throw new ValidationError(`${what}: inflated to ${out.length} bytes, header says ${size}`);
   return out;
 }
@@ -330,5 +330,14 @@ function inflateZdebug(raw: Buffer, what: string): Buffer {
   if (raw.length < 12 || raw.toString('latin1', 0, 4) !== 'ZLIB') return raw;
   const size = Number(raw.readBigUInt64BE(4));
   if (size > MAX_SECTION_BYTES) throw new ValidationError(`${what}: decompressed size ${size} too large`);
-  return zlib.inflateSync(raw.subarray(12), { maxOutputLength: Math.max(size, 1) });
+  return inflate(raw.subarray(12), size, what);
+}
+
+/** zlib's errors (corrupt stream, output past the stated size) as ValidationErrors. */
+function inflate(data: Buffer, size: number, what: string): Buffer {
+  try {
+    return zlib.inflateSync(data, { maxOutputLength: Math.max(size, 1) });
+  } catch (err) {
+    throw new ValidationError(`${what}: cannot inflate: ${(err as Error).message}`);
+  }
 }

@@ -11,6 +11,7 @@
  * - Function bodies (DW_TAG_subprogram children, lexical blocks) are never entered.
  */
 import { createHash } from 'node:crypto';
+import { ValidationError } from '../../errors';
 import { DW_ATE, DW_LANG_Rust, DW_TAG, DW_UT } from './constants';
 import { AbbrevCache } from './abbrev';
 import {
@@ -19,6 +20,7 @@ import {
   SECTION_TYPES,
   StringTables,
   UnitReader,
+  isBufferBoundsError,
   listUnits,
   locationAddress,
   type DwarfSections,
@@ -38,7 +40,13 @@ const FUNCTION: TypeDescriptor = Object.freeze({ kind: 'function' }) as TypeDesc
 const MAX_DEPTH = 200;
 
 export function extractTypes(sections: DwarfSections, opts: ExtractOptions = {}): DwarfModel {
-  return new Extractor(sections).run(opts);
+  try {
+    return new Extractor(sections).run(opts);
+  } catch (err) {
+    // the readers check offsets where it is cheap; a read that still runs off a section is corrupt input
+    if (isBufferBoundsError(err)) throw new ValidationError(`DWARF: a read runs past the end of a section (${(err as Error).message})`);
+    throw err;
+  }
 }
 
 class Extractor {

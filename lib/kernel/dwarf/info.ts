@@ -63,6 +63,17 @@ export class UnitReader {
    * not resolved (the root's bases are not known yet).
    */
   decode(off: number, d: Die, basesOnly = false): number {
+    try {
+      return this.#decode(off, d, basesOnly);
+    } catch (err) {
+      // A hostile length or offset makes a fixed-size read run off the buffer: corrupt DWARF, not
+      // a bug. (A try costs nothing on the hot path until something throws.)
+      if (isBufferBoundsError(err)) throw new ValidationError(`DIE at 0x${off.toString(16)}: reads past the end of its section`);
+      throw err;
+    }
+  }
+
+  #decode(off: number, d: Die, basesOnly: boolean): number {
     const buf = this.buf;
     const end = this.header.end;
     if (off >= end) throw new ValidationError(`DIE offset 0x${off.toString(16)} is outside its unit`);
@@ -508,3 +519,9 @@ export function locationAddress(expr: Buffer, unit: UnitReader): bigint | undefi
 
 export { Die, StringTables };
 export { SECTION_INFO, SECTION_TYPES, listUnits, readUnitHeader, type DwarfSections, type UnitHeader } from './unit';
+
+/** Node's error for a Buffer read outside its bounds (readUInt32LE and friends). */
+export function isBufferBoundsError(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  return err instanceof RangeError && (code === 'ERR_OUT_OF_RANGE' || code === 'ERR_BUFFER_OUT_OF_BOUNDS');
+}

@@ -70,7 +70,8 @@ export function validateIsf(raw: unknown, source = '<profile>'): IsfDocument {
   }
 
   const intField = (where: string, v: unknown, min = 0): number => {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) return fail(where, `expected an integer >= ${min}, got ${JSON.stringify(v)}`);
+    // safe integers only: sizes, offsets and counts become read lengths and addresses
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) return fail(where, `expected an integer >= ${min}, got ${JSON.stringify(v)}`);
     return v;
   };
 

@@ -8,7 +8,7 @@
  * anonymous struct, so `mm_struct.pgd` is really `unnamed_field_0.pgd`). Feature detection goes
  * through `hasField` / `firstField` rather than kernel version checks.
  */
-import { MissingSymbolError } from '../../errors';
+import { MissingSymbolError, ValidationError } from '../../errors';
 import { own, type IsfDocument, type IsfEnum, type IsfField, type IsfSymbol, type IsfUserType, type TypeRef } from './isf';
 import { loadProfileDocument, parseProfile } from './load';
 
@@ -88,6 +88,13 @@ export class Profile {
 
   /** sizeof the type a descriptor names. Functions have size 0. */
   sizeOf(t: TypeRef): number {
+    const size = this.#sizeOf(t);
+    // array counts multiply: a hostile profile can make a size no read could ever have
+    if (!Number.isSafeInteger(size)) throw new ValidationError(`profile ${this.source}: a type of ${size} bytes`);
+    return size;
+  }
+
+  #sizeOf(t: TypeRef): number {
     for (let depth = 0, mul = 1; depth < 64; depth++) {
       switch (t.kind) {
         case 'base': {
@@ -207,7 +214,7 @@ export class Profile {
         }
       }
     }
-    if (!type) return null;
+    if (!type || !Number.isSafeInteger(offset)) return null;
     return { name: path, offset, type, size: this.#safeSize(type) };
   }
 
