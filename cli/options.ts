@@ -12,6 +12,10 @@ export interface ConnectionFlags {
   maxRead?: string;
   /** --time-limit: seconds one command may take. */
   timeLimit?: string;
+  /** --vmlinux: the guest kernel's vmlinux, known-good code for the injection guard. */
+  vmlinux?: string;
+  /** --repair: keep the guard's repair of tampered kernel code after the operation. */
+  repair?: boolean;
 }
 
 /** A flag's value as a positive number, or a usage error naming the flag. */
@@ -25,7 +29,7 @@ export function positiveNumber(text: string | undefined, flag: string, opts: { i
 }
 
 /** The flags every command that reaches a VM takes, with their environment fallbacks. */
-export function connectionOptions(cmd: Command, opts: { dump?: boolean } = {}): Command {
+export function connectionOptions(cmd: Command, opts: { dump?: boolean; injects?: boolean } = {}): Command {
   cmd
     .addOption(new Option('--qmp <addr>', 'QMP socket (unix:/path or tcp:127.0.0.1:PORT)').env('VMICTL_QMP'))
     .addOption(new Option('--gdb <addr>', 'gdbstub socket; default: started through QMP').env('VMICTL_GDB'))
@@ -33,6 +37,11 @@ export function connectionOptions(cmd: Command, opts: { dump?: boolean } = {}): 
     .addOption(new Option('--memory <backend>', 'guest memory access').choices(['auto', 'gdbstub', 'procmem']).default('auto'))
     .addOption(new Option('--max-read <MiB>', 'most guest memory one command reads (a hostile guest can make walks endless)').default('8192'))
     .addOption(new Option('--time-limit <seconds>', 'longest one command may take').default('600'));
+  if (opts.injects) {
+    cmd
+      .addOption(new Option('--vmlinux <file>', "the guest kernel's vmlinux: the code injected syscalls go through is checked against it first, and restored for the operation where tampered").env('VMICTL_VMLINUX'))
+      .option('--repair', 'keep the repair of tampered kernel code after the operation (default: put the guest\'s bytes back)');
+  }
   if (opts.dump !== false) cmd.addOption(new Option('--dump <file>', 'read an ELF dump (dump-guest-memory) instead of a live VM'));
   return cmd;
 }

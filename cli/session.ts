@@ -3,6 +3,7 @@ import { Vm } from '../lib/vm';
 import { positiveNumber, type ConnectionFlags } from './options';
 import { LimitExceededError } from '../lib/errors';
 import { escapeForTerminal } from '../lib/util/escape';
+import { operationGuard } from '../lib/integrity/guard';
 
 /**
  * Connects to the VM (or opens the dump) the flags name, runs `fn`, and always disconnects, which
@@ -34,6 +35,7 @@ export async function withVm<T>(flags: ConnectionFlags, fn: (vm: Vm, signal: Abo
 }
 
 async function run<T>(flags: ConnectionFlags, controller: AbortController, maxReadMiB: number | undefined, fn: (vm: Vm, signal: AbortSignal) => Promise<T>): Promise<T> {
+  const onNotice = (m: string) => process.stderr.write(`vmictl: ${escapeForTerminal(m)}\n`);
   const vm = await Vm.connect({
     maxReadBytes: maxReadMiB === undefined ? undefined : Math.floor(maxReadMiB * 2 ** 20),
     qmp: flags.dump ? undefined : flags.qmp,
@@ -42,7 +44,8 @@ async function run<T>(flags: ConnectionFlags, controller: AbortController, maxRe
     profile: flags.profile,
     memory: flags.memory,
     signal: controller.signal,
-    onNotice: (m) => process.stderr.write(`vmictl: ${escapeForTerminal(m)}\n`),
+    onNotice,
+    protect: operationGuard({ vmlinux: flags.vmlinux, repair: flags.repair, onNotice }),
   });
   try {
     return await fn(vm, controller.signal);

@@ -42,6 +42,11 @@ export interface VmConnectOptions extends CallOptions {
   onNotice?: (message: string) => void;
   /** Most guest memory read from the backend over the Vm's life (bytes); LimitExceededError beyond. */
   maxReadBytes?: number;
+  /**
+   * What every injection on this VM runs behind unless it names its own (lib/integrity's
+   * operationGuard: the kernel paths checked and, where tampered, restored for the operation).
+   */
+  protect?: InjectionOptions['protect'];
 }
 
 /** 8 GiB: far above what a command needs on a real guest, but a bound on a hostile one. */

@@ -62,7 +62,7 @@ export function registerCp(program: Command): void {
       .description('copy files between a container and the host (CONTAINER:PATH; - is stdin or stdout for one file)')
       .argument('<source>', 'CONTAINER:PATH, a local path, or - (stdin)')
       .argument('<destination>', 'CONTAINER:PATH, a local path, or - (stdout)'),
-    { dump: false },
+    { dump: false, injects: true },
   )
     .option('-r, --recursive', 'copy directories')
     .option('-f, --force', 'replace existing local files when copying out of a container (files in a container are always replaced)')

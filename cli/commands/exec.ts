@@ -45,7 +45,7 @@ export function registerExec(program: Command): void {
       .description('run a command inside a container (its namespaces, cgroup and root), relaying its output; exits with its status')
       .argument('<container>', 'id, id prefix, name, hostname, or pid:<host pid>')
       .argument('<command...>', 'the program (absolute path, or a name looked up in the container\'s PATH) and its arguments; put -- before it'),
-    { dump: false },
+    { dump: false, injects: true },
   )
     .addOption(new Option('-e, --env <K=V>', 'set an environment variable (repeatable)').argParser((v: string, prev: string[]) => [...prev, v]).default([]))
     .option('-w, --workdir <dir>', 'working directory inside the container (default /)')

@@ -26,7 +26,7 @@ export function registerKill(program: Command): void {
       .command('kill')
       .description("send a signal to a container's init (SIGKILL, the default, goes to all of its processes), from a root-namespace process")
       .argument('<container>', 'id, id prefix, name, hostname, or pid:<host pid>'),
-    { dump: false },
+    { dump: false, injects: true },
   )
     .option('-s, --signal <signal>', 'signal name or number', 'SIGKILL')
     .option('--all', 'send it to every process of the container, not only its init')

@@ -26,7 +26,7 @@ export function registerPause(program: Command): void {
         .command(name)
         .description(name === 'pause' ? 'freeze every process of a container (cgroup freezer, or SIGSTOP where it has no cgroup of its own)' : 'thaw a paused container')
         .argument('<container>', 'id, id prefix, name, hostname, or pid:<host pid>'),
-      { dump: false },
+      { dump: false, injects: true },
     )
       .option('--json', 'print JSON')
       .addOption(new Option('--timeout <ms>', 'how long to wait for a root-namespace helper thread').default('20000'))

@@ -19,7 +19,7 @@ export function registerStop(program: Command): void {
       .command('stop')
       .description("stop a container: SIGTERM to its init, then after the grace period SIGKILL to all of it")
       .argument('<container>', 'id, id prefix, name, hostname, or pid:<host pid>'),
-    { dump: false },
+    { dump: false, injects: true },
   )
     .option('-t, --time <seconds>', 'grace period before SIGKILL', '10')
     .option('--json', 'print JSON')

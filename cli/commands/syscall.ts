@@ -134,7 +134,7 @@ export function registerSyscall(program: Command): void {
       .argument('<container>', 'id, id prefix, name, hostname, or pid:<host pid> (any process of it is used)')
       .argument('<name>', 'syscall name (getpid, uname, openat…) or number')
       .argument('[args...]', 'arguments: numbers, AT_FDCWD/O_* constants, str:TEXT, hex:BYTES, buf:N (an output buffer)'),
-    { dump: false },
+    { dump: false, injects: true },
   )
     .option('--json', 'print JSON')
     .option('--pid <pid>', 'inject into this process (host pid) instead of any process of the container')

@@ -212,7 +212,7 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
   const wasRunning = ((await vm.qmp.execute('query-status')) as { running: boolean }).running;
   await vm.pause();
   let runner: BreakpointRunner | undefined;
-  const guard = await opts.protect?.(vm);
+  const guard = await (opts.protect ?? vm.options.protect)?.(vm);
   try {
     const kernel = await vm.kernel();
     const memory = await vm.memory();

@@ -105,6 +105,26 @@ export class KernelBaseline {
     return regions;
   }
 
+  /** The vmlinux's own linux_banner ("Linux version ..."), without the trailing newline. */
+  get banner(): string | undefined {
+    const s = this.image.symbol('linux_banner');
+    if (!s) return undefined;
+    const raw = this.image.raw(s.address, Math.min(Math.max(s.size, 1), 512));
+    const end = raw.indexOf(0);
+    return raw.subarray(0, end < 0 ? raw.length : end).toString('latin1').trimEnd();
+  }
+
+  /**
+   * Refuses a vmlinux of another kernel than the guest's: its "known-good" bytes would be
+   * someone else's code, and protection would write them into the guest.
+   */
+  assertMatches(guestBanner: string): void {
+    const mine = this.banner;
+    if (mine !== undefined && mine !== guestBanner.trimEnd()) {
+      throw new VmiError('EVMLINUX', `${this.image.path} is not the guest's kernel: its banner is ${JSON.stringify(mine)}, the guest's ${JSON.stringify(guestBanner.trimEnd())}`);
+    }
+  }
+
   /** sys_call_table: link-time address and number of entries. */
   get syscallTable(): { address: bigint; entries: number } {
     const s = this.image.symbol('sys_call_table');

@@ -37,6 +37,7 @@ export async function checkKernel(vm: Vm, opts: CheckOptions = {}): Promise<Chec
   const base = KernelBaseline.load(vmlinuxPath(opts.vmlinux));
   await vm.pause();
   const kernel = await vm.kernel();
+  base.assertMatches(kernel.kaslr.banner);
   const regions = base.regionsFor(opts.syscalls ?? INJECTED_SYSCALLS);
   const findings: Finding[] = [];
   findings.push(...(await checkSyscallTable(kernel, base, opts)));

@@ -11,3 +11,4 @@ export { type Finding, type FindingKind, findingToJson } from './finding';
 export { hiddenModules, hiddenProcesses } from './hidden';
 export { checkIdt, checkSyscallTable, checkText, checkRegions } from './code';
 export { protectFor, type ProtectOptions, type Protection } from './protect';
+export { operationGuard, type Guard, type GuardOptions } from './guard';

@@ -78,6 +78,7 @@ export async function protectFor(vm: Vm, syscalls: readonly string[], opts: Prot
   const base = KernelBaseline.load(vmlinuxPath(opts.vmlinux));
   return stopped(vm, async () => {
     const kernel = await vm.kernel();
+    base.assertMatches(kernel.kaslr.banner);
     // the VM may have run since these were filled (stopped() restarts it without telling the Vm)
     (await vm.memory()).invalidate();
     kernel.invalidate();
