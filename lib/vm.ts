@@ -119,6 +119,11 @@ export class Vm {
     }
   }
 
+  /** Leaves the VM stopped at close(): a thread is hijacked and only `vmictl recover` can put it back. */
+  keepStopped(): void {
+    this.#pausedByUs = false;
+  }
+
   async resume(): Promise<void> {
     this.#memory?.invalidate();
     if (this.#kernel) (await this.#kernel.catch(() => undefined))?.invalidate();

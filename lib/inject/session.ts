@@ -688,10 +688,12 @@ export class InjectionSession {
     const errors: unknown[] = [];
     let state: InjectionState = 'restored';
     if (this.#in.gdb.state === 'closed') {
-      // no way to touch the thread: the journal stays for `vmictl recover`
+      // no way to touch the thread: the journal stays for `vmictl recover`, and the VM stays
+      // stopped, for the thread must not run its own code with injected registers (QEMU would
+      // stop it anyway at the next hit of the breakpoint it keeps)
       state = 'unknown';
-      errors.push(new InjectionError('the gdbstub connection is gone: the target could not be restored', 'unknown'));
-      if (!this.#opts.leaveStopped) await resumeVm(this.#in.vm, this.#opts.wasRunning).catch((e) => errors.push(e));
+      errors.push(new InjectionError(`the gdbstub connection is gone: the target could not be restored; the VM is left stopped for 'vmictl recover'${this.#journal ? ` (journal ${this.#journal.path})` : ''}`, 'unknown'));
+      this.#in.vm.keepStopped();
       this.#state = 'closed';
       this.#leftState = state;
       for (const f of this.#onEnd.splice(0)) f();

@@ -277,10 +277,12 @@ t.test('syscall injection into containers of the test VM', async (t) => {
     let calls = 0;
     let interrupted = 0;
     const wrong: number[] = [];
-    for (let session = 0; session < 3; session++) {
+    const wrongSleeps: bigint[] = [];
+    // 1000 injections in 10 sessions (a new catch each time: in and out of the canary's read)
+    for (let session = 0; session < 10; session++) {
       const s = await openInjection(vm, { pid }, { journal: journalDir, timeout: 20_000 });
       try {
-        for (let i = 0; i < 40; i++) {
+        for (let i = 0; i < 100; i++) {
           const got = await s.getpid();
           if (got !== s.target.nspid) wrong.push(got);
           calls++;
@@ -289,7 +291,7 @@ t.test('syscall injection into containers of the test VM', async (t) => {
             const ts = Buffer.alloc(16);
             ts.writeBigInt64LE(30_000_000n, 8);
             const { result } = await s.syscallWith('nanosleep', [{ in: ts }, 0n]);
-            t.ok(result === 0n || result === -4n, `nanosleep answers 0 or -EINTR (${result})`);
+            if (result !== 0n && result !== -4n) wrongSleeps.push(result);
             if (result === -4n) interrupted++;
           }
         }
@@ -299,6 +301,7 @@ t.test('syscall injection into containers of the test VM', async (t) => {
       t.equal(s.leftState, 'restored', `session ${session + 1} restored`);
     }
     t.same(wrong, [], `every one of ${calls} injected getpid answered the canary's pid`);
+    t.same(wrongSleeps, [], 'every injected nanosleep answered 0 or -EINTR');
     t.comment(`${calls} injected getpid, ${interrupted} injected nanosleeps cut short by a signal`);
     await new Promise((r) => setTimeout(r, 1500));
     const after = await read();
@@ -306,6 +309,51 @@ t.test('syscall injection into containers of the test VM', async (t) => {
     t.ok(after.sig > before.sig, `and keeps taking its signals in its own handler (${before.sig} → ${after.sig})`);
     const state = await guestRun(env, `cat /proc/${pid}/stat | cut -d' ' -f3`);
     t.match(state.output.trim(), /^[SR]$/, 'the canary is alive (sleeping or running)');
+
+    // the gdbstub connection dropped in the middle of a sequence of injections into the canary
+    // (QEMU serves one QMP client at a time: each Vm below has the socket to itself)
+    await vm.close();
+    const dir = mkdtempSync(join(tmpdir(), 'vmictl-drop-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const vm2 = await Vm.connect({ qmp: env.qmp, gdb: env.gdb });
+    t.teardown(() => vm2.close());
+    const s = await openInjection(vm2, { pid }, { journal: dir, timeout: 20_000 });
+    const gdb = await vm2.gdb();
+    let done = 0;
+    setTimeout(() => void gdb.close(), 700).unref();
+    const err = await (async () => {
+      for (;;) {
+        await s.getpid();
+        done++;
+      }
+    })().then(() => null, (e: unknown) => e);
+    t.ok(err instanceof Error, `the sequence fails when the connection drops, after ${done} calls (${(err as Error)?.message})`);
+    t.equal(s.leftState, 'unknown', 'the session says the target could not be restored');
+    t.equal(readdirSync(dir).length, 1, 'its journal is kept');
+    await vm2.close();
+    const vm3 = await Vm.connect({ qmp: env.qmp, gdb: env.gdb });
+    t.teardown(() => vm3.close());
+    // (a drop while the VM ran: QEMU stops it at the next hit of the breakpoint it keeps)
+    let stopped = false;
+    for (let i = 0; i < 50 && !stopped; i++) {
+      stopped = !(await vmRunning(vm3));
+      if (!stopped) await new Promise((r) => setTimeout(r, 100));
+    }
+    t.ok(stopped, 'the VM is left stopped (the canary must not run with injected registers)');
+    const outcomes = await recoverAll(vm3, { dir, timeout: 30_000, force: true });
+    t.equal(outcomes[0]?.action, 'restored', `recover puts the canary back: ${outcomes[0]?.detail}`);
+    t.same(readdirSync(dir), [], 'the journal is removed');
+    t.ok(await vmRunning(vm3), 'the VM runs');
+    const before2 = await read();
+    await new Promise((r) => setTimeout(r, 1500));
+    const after2 = await read();
+    t.ok(after2.n > before2.n && after2.sig > before2.sig, `after the drop and recover the canary counts and takes its signals (${before2.n} → ${after2.n}, ${before2.sig} → ${after2.sig})`);
+    const s2 = await openInjection(vm3, { pid }, { journal: journalDir, timeout: 20_000 });
+    try {
+      t.equal(await s2.getpid(), s2.target.nspid, 'and answers injected syscalls again');
+    } finally {
+      await s2.close();
+    }
   });
 
   for (const [mode, what] of [['park', 'with the target stopped between two syscalls'], ['sleep:6', 'while the target is inside a blocking injected syscall']] as const) {

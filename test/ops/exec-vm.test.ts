@@ -112,6 +112,19 @@ t.test('vmictl exec in containers of the test VM', async (t) => {
     t.same(await rootProcesses(env), procsBefore, 'no extra process (child, zombie) in the guest');
   });
 
+  await t.test('an abort kills the command and leaves nothing behind', async (t) => {
+    const fdsBefore = (await guestRun(env, `ls /proc/${busyd}/fd | sort -n`)).output;
+    const procsBefore = await rootProcesses(env);
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(new Error('test abort')), 3000).unref();
+    const err = await execInContainer(vm, { container: 'ticker', command: ['/bin/sleep', '4242'], helperPid: busyd, signal: ac.signal, timeout: 60_000 }).then(() => null, (e: unknown) => e);
+    t.match((err as Error)?.message, /aborted/, `the exec ends with an abort (${(err as Error)?.message})`);
+    const left = (await guestRun(env, 'for p in $(pidof sleep); do grep -q 4242 /proc/$p/cmdline && echo $p; done')).output.trim();
+    t.equal(left, '', 'the command was killed');
+    t.equal((await guestRun(env, `ls /proc/${busyd}/fd | sort -n`)).output, fdsBefore, 'the helper has the same descriptors as before');
+    t.same(await rootProcesses(env), procsBefore, 'no extra process');
+  });
+
   await t.test('a program that does not exist: an error, and nothing left', async (t) => {
     const procsBefore = await rootProcesses(env);
     const err = await execInContainer(vm, { container: 'ticker', command: ['/no/such/program'], helperPid: busyd, timeout: 60_000 }).then(() => null, (e: unknown) => e);
