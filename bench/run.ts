@@ -9,6 +9,7 @@
  *   profile    `vmictl profile build` as a child process (time, peak RSS), and loading the profile
  *   memory     physical reads and KASLR search per backend (gdbstub, /proc/<tid>/mem, ELF dump)
  *   ps         vm.listContainers() per backend, `vmictl ps` end to end, and gdb walking the task list
+ *   ops        cp of a 10 MB file and pause+unpause, against runc doing the same inside the guest
  *
  * `make bench` boots the test VM in its bench mode (kernel argument vmictl.bench=N, N container-like
  * groups of 20 tasks each; VMICTL_BENCH_GROUPS, default 50) so that ps is measured on ~1100 tasks.
@@ -25,6 +26,7 @@ import type { Profile } from '../lib/kernel/profile';
 import { closeVm, makeDump, runMemoryBench, setRunning, vmRunning } from './memory';
 import { runChild, runProfileBench } from './profile';
 import { runPsBench } from './ps';
+import { runOpsBench } from './ops';
 
 /** One measured figure, as the summary prints it. */
 export interface Figure {
@@ -43,7 +45,7 @@ export interface Figure {
 /** Where each phase writes its human-readable lines. */
 export type Log = (line: string) => void;
 
-const PHASES = ['transport', 'profile', 'memory', 'ps'] as const;
+const PHASES = ['transport', 'profile', 'memory', 'ps', 'ops'] as const;
 type Phase = (typeof PHASES)[number];
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -203,6 +205,9 @@ async function main(): Promise<number> {
     await phase('ps', () => runPsBench({ qmp, gdb, dump: haveDump ? dumpPath : undefined, vmlinux, slide: g.virtualSlide, log }));
   }
   removeDump();
+  // container operations (bench/ops.ts): needs the guest's control channel
+  const control = process.env.VMICTL_CONTROL;
+  if (control) await phase('ops', () => runOpsBench({ qmp, gdb, control, log }));
 
   log('\n== summary');
   for (const f of figures) log(summaryLine(f));
