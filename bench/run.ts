@@ -12,6 +12,7 @@
  *   inject     injected getpid chain, thread acquisition, against the gdbstub floor (bench/inject.ts)
  *   integrity  protectFor() before one operation and a full `vmictl check`, per backend (bench/integrity.ts)
  *   auto-profile  building the profile from guest memory (kallsyms + BTF), and ps with it vs DWARF
+ *   ops        cp of a 10 MB file and pause+unpause, against runc doing the same inside the guest
  *
  * `make bench` boots the test VM in its bench mode (kernel argument vmictl.bench=N, N container-like
  * groups of 20 tasks each; VMICTL_BENCH_GROUPS, default 50) so that ps is measured on ~1100 tasks.
@@ -31,6 +32,7 @@ import { runPsBench } from './ps';
 import { runInjectBench } from './inject';
 import { runIntegrityBench } from './integrity';
 import { runAutoProfileBench } from './auto-profile';
+import { runOpsBench } from './ops';
 
 /** One measured figure, as the summary prints it. */
 export interface Figure {
@@ -49,7 +51,7 @@ export interface Figure {
 /** Where each phase writes its human-readable lines. */
 export type Log = (line: string) => void;
 
-const PHASES = ['transport', 'profile', 'memory', 'ps', 'integrity', 'inject', 'auto-profile'] as const;
+const PHASES = ['transport', 'profile', 'memory', 'ps', 'integrity', 'inject', 'ops', 'auto-profile'] as const;
 type Phase = (typeof PHASES)[number];
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -212,6 +214,10 @@ async function main(): Promise<number> {
   await phase('integrity', () => runIntegrityBench({ qmp, gdb, vmlinux, log }));
 
   if (guest) await phase('inject', () => runInjectBench({ qmp, gdb, log }));
+
+  // container operations (bench/ops.ts): needs the guest's control channel
+  const control = process.env.VMICTL_CONTROL;
+  if (control) await phase('ops', () => runOpsBench({ qmp, gdb, control, log }));
 
   await phase('auto-profile', () => runAutoProfileBench({ qmp, gdb, profileDirs: [path.join(ROOT, 'profiles')], log }));
 

@@ -6,6 +6,8 @@ import type { Vm } from '../vm';
 import { VmiError } from '../errors';
 import { openInjection, InjectionError, type InjectionSession } from '../inject';
 import { GuestFs } from './guest-fs';
+import { ContainerStateError } from './errors';
+import { containerLabel, findContainer, snapshot } from './snapshot';
 
 /** Bytes per injected read or write (through the session's scratch mapping). */
 export const CHUNK = 1 << 20;
@@ -51,7 +53,10 @@ export function emptyReport(): CopyReport {
  * process restored afterwards, whatever happens.
  */
 export async function inContainer<T>(vm: Vm, container: string, opts: CopyOptions, work: (fs: GuestFs, s: InjectionSession) => Promise<T>): Promise<T> {
-  const s = await openInjection(vm, { container }, { timeout: opts.timeout ?? 20_000, callTimeout: opts.callTimeout, signal: opts.signal, journal: opts.journal, wake: 'freeze' });
+  // a frozen container cannot run the copy, and waking it (freeze then thaw) would unpause it
+  const c = findContainer(await snapshot(vm, opts.signal), container);
+  if (c.state === 'paused') throw new ContainerStateError(`container ${JSON.stringify(containerLabel(c))} is paused: unpause it to copy (its processes do the copy)`);
+  const s = await openInjection(vm, { container: c.id }, { timeout: opts.timeout ?? 20_000, callTimeout: opts.callTimeout, signal: opts.signal, journal: opts.journal, wake: 'freeze' });
   const fs = new GuestFs(s);
   let failure: unknown;
   try {

@@ -6,7 +6,7 @@
  * recreated as symlinks (never followed), devices, fifos and sockets are reported, not copied.
  * Existing local files are not replaced unless `force`.
  */
-import { chmodSync, lstatSync } from 'node:fs';
+import { chmodSync, statSync } from 'node:fs';
 import type { Vm } from '../vm';
 import { VmiError } from '../errors';
 import { CHUNK, emptyReport, inContainer, isPerEntry, MAX_DEPTH, MAX_ENTRIES, type CopyOptions, type CopyReport } from './copy-common';
@@ -23,9 +23,10 @@ const DT_UNKNOWN = 0;
 /** Where bytes out of a single file go when the destination is `-`. */
 export type Sink = (chunk: Buffer) => Promise<void>;
 
-function isDirectory(p: Buffer | string): boolean {
+/** Whether the user's destination is a directory (a symlink the user named is the user's own choice: followed). */
+function isDirectory(p: string): boolean {
   try {
-    return lstatSync(p).isDirectory() || (typeof p === 'string' && lstatSync(`${p}/.`).isDirectory());
+    return statSync(p).isDirectory();
   } catch {
     return false;
   }

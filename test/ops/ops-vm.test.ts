@@ -87,6 +87,8 @@ t.test('container operations against the test VM', async (t) => {
     const listed = (await snapshot(vm)).containers.find((c) => c.name === 'ticker');
     t.equal(listed?.state, 'paused', 'the container list shows it paused');
     await t.rejects(pauseContainer(vm, 'ticker', opts), { code: 'ESTATE' }, 'pausing twice is refused');
+    await t.rejects(copyFromContainer(vm, 'ticker', '/etc/hostname', '-', opts, async () => undefined), { code: 'ESTATE' }, 'cp into a paused container is refused (it would have to thaw it)');
+    t.match(await sh(env, 'cat /sys/fs/cgroup/ticker/cgroup.freeze'), /^1/, 'still frozen');
     await unpauseContainer(vm, 'ticker', opts);
     t.match(await sh(env, 'cat /sys/fs/cgroup/ticker/cgroup.freeze'), /^0/);
     const c = await counter(env, pid);
