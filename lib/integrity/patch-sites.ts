@@ -72,8 +72,8 @@ export function readPatchSites(image: KernelImage): PatchSite[] {
   }
   const sc = range('__start_static_call_sites', '__stop_static_call_sites');
   if (sc) for (let o = 0; o + 8 <= sc.bytes.length; o += 8) sites.push({ kind: 'static_call', address: rel(sc.base, sc.bytes, o), length: 5 });
-  for (const f of image.functions()) if (f.name.startsWith('__SCT__') && !f.name.startsWith('__SCT__tp_func_')) sites.push({ kind: 'static_call', address: f.address, length: 5 });
-  for (const f of image.functions()) if (f.name.startsWith('__SCT__tp_func_')) sites.push({ kind: 'static_call', address: f.address, length: 5 });
+  // the trampolines (`jmp func` or `ret`) that calls not yet patched go through
+  for (const f of image.functions()) if (f.name.startsWith('__SCT__')) sites.push({ kind: 'static_call', address: f.address, length: 5 });
   const mc = range('__start_mcount_loc', '__stop_mcount_loc');
   if (mc) for (let o = 0; o + 8 <= mc.bytes.length; o += 8) sites.push({ kind: 'ftrace', address: mc.bytes.readBigUInt64LE(o), length: 5 });
   const pv = range('__parainstructions', '__parainstructions_end');
