@@ -3,6 +3,7 @@
 // walks (--max-tasks, --max-cmdline). Reaching one says which flag raises it; bad values are
 // usage errors.
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import t from 'tap';
@@ -54,9 +55,16 @@ t.test('--max-read: ps stops with a message naming the flag', async (t) => {
 });
 
 t.test('--time-limit: a command past it stops with a message naming the flag', async (t) => {
-  const r = await vmictl('ps', '--time-limit', '0.000001');
+  // a QMP socket that accepts and never greets: only the time limit can end the wait
+  const sock = path.join(dir, 'silent-qmp.sock');
+  const held: net.Socket[] = [];
+  const server = net.createServer((c) => { held.push(c); });
+  await new Promise<void>((resolve) => server.listen(sock, resolve));
+  t.teardown(() => { for (const c of held) c.destroy(); server.close(); });
+  const r = await runCli('ps', '--qmp', `unix:${sock}`, '--time-limit', '0.5');
   t.equal(r.code, 1);
-  t.match(r.stderr, /time taken by this command: the limit of 0\.000001 s was reached \(raise it with --time-limit\) \[ELIMIT\]/);
+  t.match(r.stderr, /time taken by this command: the limit of 0\.5 s was reached \(raise it with --time-limit\) \[ELIMIT\]/);
+  t.equal(held.length, 1, 'vmictl had connected and was waiting for the greeting');
 });
 
 t.test('--max-tasks: the list is cut with a warning naming the flag', async (t) => {
