@@ -10,7 +10,7 @@ import type { Kernel } from '../kernel/kernel';
 import type { KObject } from '../kernel/object';
 import { taskStateLetter } from '../kernel/helpers/state';
 import { cgroupPath, cgroupV1Paths } from '../kernel/helpers/cgroup';
-import { dPath, dPathInFilesystem, type KPath } from '../kernel/helpers/dcache';
+import { dPath, dentryPath, type KPath } from '../kernel/helpers/dcache';
 import { readCmdline } from '../kernel/helpers/mm';
 import { NAMESPACE_KINDS, type Namespaces, type TaskInfo } from './model';
 import { decodeCached, emptyTables, nsproxyFields, type SharedTables } from './task-decode';
@@ -319,6 +319,6 @@ export class TaskReader {
   async #root(t: KObject, info: TaskInfo): Promise<void> {
     if (!this.kernel.profile.hasField('fs_struct', 'root')) return;
     const root = await this.#fsRoot(t);
-    if (root) info.root = await dPathInFilesystem(this.kernel, root, this.opts);
+    if (root) info.root = await dentryPath(this.kernel, root.dentry, this.opts);
   }
 }

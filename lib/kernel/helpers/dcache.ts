@@ -28,24 +28,37 @@ export async function readPath(kernel: Kernel, address: bigint, opts: CallOption
 export function dPath(kernel: Kernel, path: KPath, root: KPath | null, opts: CallOptions = {}): Promise<string> {
   // many tasks run the same executable from the same root: one walk each
   const key = `${path.mnt}:${path.dentry}:${root?.mnt}:${root?.dentry}`;
-  return memoized(kernel, 'd-path', key, () => walkPath(kernel, path, root, false, opts));
+  return memoized(kernel, 'd-path', key, () => walkPath(kernel, path, root, opts));
 }
 
 /**
- * Where `path` lies in the file system that holds its namespace's root mount: d_path up to the
- * namespace's root, then on up that mount's root dentry to its superblock's root (the "root" field
- * of /proc/<pid>/mountinfo). For a container's fs->root this is the directory its runtime pivoted
- * into (`/var/lib/…/rootfs`), where d_path would only say "/".
+ * `dentry_path_raw(dentry)`: the path of a dentry from its superblock's root, crossing no mounts
+ * (the "root" field of /proc/<pid>/mountinfo for a mount's root). For a container's fs->root this
+ * names the directory its runtime bind-mounted as the root (`/var/lib/…/rootfs`), where d_path —
+ * which stops at the namespace's root — would only say "/".
  */
-export function dPathInFilesystem(kernel: Kernel, path: KPath, opts: CallOptions = {}): Promise<string> {
-  return memoized(kernel, 'd-path-fs', `${path.mnt}:${path.dentry}`, () => walkPath(kernel, path, null, true, opts));
+export function dentryPath(kernel: Kernel, dentry: bigint, opts: CallOptions = {}): Promise<string> {
+  return memoized(kernel, 'dentry-path', dentry, async () => {
+    const parts: string[] = [];
+    let cur = dentry;
+    for (let n = 0; ; n++) {
+      if (n > MAX_COMPONENTS) throw new ValidationError(`path longer than ${MAX_COMPONENTS} components`, dentry);
+      if (!kernel.isKernelPointer(cur)) throw new ValidationError(`bad dentry 0x${cur.toString(16)}`, dentry);
+      const d = await kernel.read('dentry', cur, { ...opts, upTo: 'd_name' });
+      const parent = d.ptr('d_parent');
+      if (parent === cur) break; // the superblock's root
+      const len = Math.min(Number(d.u32('d_name.len')), MAX_NAME);
+      parts.push((await kernel.space.read(d.ptr('d_name.name'), len, opts)).toString('utf8'));
+      cur = parent;
+    }
+    return '/' + parts.reverse().join('/');
+  });
 }
 
-async function walkPath(kernel: Kernel, path: KPath, root: KPath | null, beyondNamespaceRoot: boolean, opts: CallOptions): Promise<string> {
+async function walkPath(kernel: Kernel, path: KPath, root: KPath | null, opts: CallOptions): Promise<string> {
   const parts: string[] = [];
   let dentry = path.dentry;
   let vfsmnt = path.mnt;
-  let detached = false;
   for (let n = 0; ; n++) {
     if (n > MAX_COMPONENTS) throw new ValidationError(`path longer than ${MAX_COMPONENTS} components`, path.dentry);
     if (root && dentry === root.dentry && vfsmnt === root.mnt) break;
@@ -54,18 +67,12 @@ async function walkPath(kernel: Kernel, path: KPath, root: KPath | null, beyondN
     }
     const d = await kernel.read('dentry', dentry, { ...opts, upTo: 'd_name' });
     const parent = d.ptr('d_parent');
-    if (detached && dentry === parent) break; // the superblock's root
-    const mntRoot = detached ? 0n : (await kernel.read('vfsmount', vfsmnt, { ...opts, upTo: 'mnt_root' })).ptr('mnt_root');
+    const mntRoot = (await kernel.read('vfsmount', vfsmnt, { ...opts, upTo: 'mnt_root' })).ptr('mnt_root');
     if (dentry === mntRoot || dentry === parent) {
       const mount = containerOf(kernel, vfsmnt, 'mount', 'mnt');
       const m = await kernel.read('mount', mount, { ...opts, upTo: 'mnt_mountpoint' });
       const mntParent = m.ptr('mnt_parent');
-      if (mntParent === mount || mntParent === 0n) {
-        // the namespace's root
-        if (!beyondNamespaceRoot || dentry === parent) break;
-        detached = true;
-        continue;
-      }
+      if (mntParent === mount || mntParent === 0n) break; // the namespace's root
       dentry = m.ptr('mnt_mountpoint');
       vfsmnt = mntParent + BigInt(kernel.profile.fieldOffset('mount', 'mnt'));
       continue;
