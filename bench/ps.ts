@@ -2,10 +2,13 @@
  * ps benchmark: how long listing the containers takes, per memory backend, against gdb doing the
  * minimum a person would do by hand over the same gdbstub.
  *
- *   list       vm.listContainers() with the kernel already found (profile loaded, KASLR known) and
- *              every cache dropped before each run (the VM is resumed and stopped again, as between
- *              two `vmictl ps`); one warm-up, then the median of VMICTL_BENCH_PS_RUNS (5).
- *              Goals: < 0.5 s over the gdbstub, < 100 ms on the local fast path.
+ *   list       vm.listContainers({ brief: true }) — what `vmictl ps` reads (no command lines,
+ *              executables or roots: ps shows none) — with the kernel already found (profile
+ *              loaded, KASLR known) and every cache dropped before each run (the VM is resumed and
+ *              stopped again, as between two `vmictl ps`); one warm-up, then the median of
+ *              VMICTL_BENCH_PS_RUNS (5). Goals: < 0.5 s over the gdbstub, < 100 ms on the local fast path.
+ *   full       the same with everything read (what `top` and `inspect` read): median of
+ *              VMICTL_BENCH_PS_FULL_RUNS (3); no goal, shown for comparison.
  *   cli        `vmictl ps` as a child process, start to exit (node start-up, profile load, KASLR
  *              search, listing, rendering); median of VMICTL_BENCH_PS_CLI_RUNS (3).
  *   gdb        bench/gdb-baseline.py in `gdb -batch` with the DWARF vmlinux, symbols slid by the
@@ -53,7 +56,10 @@ function counts(l: ContainerList): { containers: number; processes: number; task
 }
 
 interface ListResult {
+  /** brief listings (as ps) */
   ms: number[];
+  /** full listings (as top, inspect) */
+  fullMs: number[];
   /** init pids of the containers found */
   initPids: number[];
   containers: number;
@@ -62,21 +68,26 @@ interface ListResult {
   warnings: number;
 }
 
-async function timeList(opts: PsBenchOptions, backend: Backend, runs: number): Promise<ListResult> {
+async function timeList(opts: PsBenchOptions, backend: Backend, runs: number, fullRuns: number): Promise<ListResult> {
   const vm = backend === 'dump' ? await Vm.connect({ dump: opts.dump }) : await Vm.connect({ qmp: opts.qmp, gdb: opts.gdb, memory: backend });
   try {
     const warm = await vm.listContainers(); // finds the kernel, loads the profile, warms the JIT
-    const ms: number[] = [];
-    let last = warm;
-    for (let i = 0; i < runs; i++) {
-      // drop the page cache and the kernel's derived tables; a live VM runs a moment in between
-      await vm.resume();
-      await vm.pause();
-      const t0 = nowMs();
-      last = await vm.listContainers();
-      ms.push(nowMs() - t0);
-    }
-    return { ms, ...counts(last), initPids: last.containers.map((c) => c.initPid), warnings: last.warnings.length };
+    const timed = async (brief: boolean, n: number) => {
+      const ms: number[] = [];
+      let last = warm;
+      for (let i = 0; i < n; i++) {
+        // drop the page cache and the kernel's derived tables; a live VM runs a moment in between
+        await vm.resume();
+        await vm.pause();
+        const t0 = nowMs();
+        last = await vm.listContainers({ brief });
+        ms.push(nowMs() - t0);
+      }
+      return { ms, last };
+    };
+    const { ms, last } = await timed(true, runs);
+    const full = await timed(false, fullRuns);
+    return { ms, fullMs: full.ms, ...counts(last), initPids: last.containers.map((c) => c.initPid), warnings: last.warnings.length };
   } finally {
     await closeVm(vm, true);
   }
@@ -150,6 +161,7 @@ function checkGroundTruth(lists: Map<Backend, ListResult>, log: Log): void {
 
 export async function runPsBench(opts: PsBenchOptions): Promise<Figure[]> {
   const runs = Math.max(1, Number(process.env.VMICTL_BENCH_PS_RUNS ?? 5));
+  const fullRuns = Math.max(1, Number(process.env.VMICTL_BENCH_PS_FULL_RUNS ?? 3));
   const cliRuns = Math.max(1, Number(process.env.VMICTL_BENCH_PS_CLI_RUNS ?? 3));
   const gdbRuns = Math.max(1, Number(process.env.VMICTL_BENCH_GDB_RUNS ?? 1));
 
@@ -160,12 +172,13 @@ export async function runPsBench(opts: PsBenchOptions): Promise<Figure[]> {
   const clis = new Map<Backend, number[]>();
   for (const b of backends) {
     try {
-      const l = await timeList(opts, b, runs);
+      const l = await timeList(opts, b, runs, fullRuns);
       lists.set(b, l);
       log(
-        `  vmictl listContainers, ${b.padEnd(7)}: median ${median(l.ms).toFixed(1)} ms of ${runs} (${l.ms.map((x) => x.toFixed(0)).join(', ')} ms); ` +
+        `  vmictl listContainers (as ps), ${b.padEnd(7)}: median ${median(l.ms).toFixed(1)} ms of ${runs} (${l.ms.map((x) => x.toFixed(0)).join(', ')} ms); ` +
           `${l.containers} containers, ${l.processes} processes, ${l.tasks} tasks${l.warnings ? `, ${l.warnings} warnings` : ''}`,
       );
+      log(`  vmictl listContainers (full, as top/inspect), ${b.padEnd(7)}: median ${median(l.fullMs).toFixed(1)} ms of ${fullRuns} (${l.fullMs.map((x) => x.toFixed(0)).join(', ')} ms)`);
       const c = await timeCli(opts, b, cliRuns);
       clis.set(b, c);
       log(`  vmictl ps (whole process), ${b.padEnd(7)}: median ${median(c).toFixed(0)} ms of ${cliRuns} (${c.map((x) => x.toFixed(0)).join(', ')} ms)`);
@@ -222,6 +235,7 @@ export async function runPsBench(opts: PsBenchOptions): Promise<Figure[]> {
         goal: { text: `>= ${GOAL_SPEEDUP}x`, met: speedup >= GOAL_SPEEDUP },
       });
     }
+    figures.push({ name: `ps.full.${b}`, value: median(l.fullMs), unit: 'ms', baseline: { value: gWalk, what: 'gdb walk' }, ratio: gWalk / median(l.fullMs) });
     const c = clis.get(b);
     if (c) figures.push({ name: `ps.cli.${b}`, value: median(c), unit: 'ms', baseline: { value: gWall, what: 'whole gdb process' }, ratio: gWall / median(c) });
   }

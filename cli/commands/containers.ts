@@ -19,10 +19,12 @@ function limits(cmd: Command): Command {
     .addOption(new Option('--max-cmdline <bytes>', 'longest command line read per process').default('131072'));
 }
 
-async function read(vm: Vm, flags: ListFlags): Promise<ContainerList> {
+/** `brief`: skip command lines, executables and roots (ps shows none of them, and they are most of the reading). */
+async function read(vm: Vm, flags: ListFlags, brief = false): Promise<ContainerList> {
   const list = await vm.listContainers({
     maxTasks: positiveNumber(flags.maxTasks, '--max-tasks', { integer: true }),
     maxCmdline: positiveNumber(flags.maxCmdline, '--max-cmdline', { integer: true }),
+    brief,
   });
   for (const w of list.warnings.slice(0, 20)) process.stderr.write(`vmictl: warning: ${escapeForTerminal(w)}\n`);
   if (list.warnings.length > 20) process.stderr.write(`vmictl: warning: ${list.warnings.length - 20} more warnings\n`);
@@ -36,7 +38,7 @@ export function registerContainers(program: Command): void {
     .option('-a, --all', 'also show the root namespace (host) and unnamed mount-namespace sandboxes')
     .action(async (flags: ListFlags & { all?: boolean }) => {
       await withVm(flags, async (vm) => {
-        const list = await read(vm, flags);
+        const list = await read(vm, flags, true);
         const all = flags.all ? [list.host, ...list.containers] : list.containers;
         process.stdout.write(renderPs(all, { json: flags.json, all: flags.all, host: flags.all }));
       });

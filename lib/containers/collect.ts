@@ -1,8 +1,11 @@
 /**
- * Reads every task from guest kernel memory into TaskInfo records: the task list, then, stage by
- * stage, the objects the tasks point to (pids, namespaces, creds, cgroups, mm), each distinct object
- * once. A task whose pointers are corrupt keeps what could be read and carries warnings; a corrupt
- * task list stops the walk with a warning and the valid part.
+ * Reads every task from guest kernel memory into TaskInfo records. The work is done in stages, each
+ * fetching all it needs in one batch: the task list (each task_struct's used part comes with the
+ * step that finds it), then every object the tasks point to (pids, creds, nsproxies, css_sets,
+ * mm_structs, fs_structs), then what those point to (namespaces, cgroups, files, kernfs nodes).
+ * Only then is each task decoded (task-reader.ts), almost entirely from the page cache without I/O.
+ * A task whose pointers are corrupt keeps what could be read and carries warnings; a corrupt task
+ * list stops the walk with a warning and the valid part.
  */
 import type { CallOptions } from '../util/deadline';
 import { isFatalReadError, ValidationError } from '../errors';
@@ -10,18 +13,16 @@ import type { Kernel } from '../kernel/kernel';
 import type { KObject } from '../kernel/object';
 import { forEachProcess, forEachThreadOf } from '../kernel/helpers/task';
 import { objectAt, readStructs } from '../kernel/helpers/batch';
-import { taskStateLetter } from '../kernel/helpers/state';
-import { kernfsPath } from '../kernel/helpers/kernfs';
-import { dPath, type KPath } from '../kernel/helpers/dcache';
-import { readCmdline } from '../kernel/helpers/mm';
-import { NAMESPACE_KINDS, type Namespaces, type ProcessInfo, type TaskInfo } from './model';
+import { pidNamespaceEntries, pidTasksCached } from '../kernel/helpers/pid';
+import type { ProcessInfo, TaskInfo } from './model';
+import { TaskReader } from './task-reader';
 
 export interface CollectOptions extends CallOptions {
   /** Most tasks to walk (a corrupt list can be endless). */
   maxTasks?: number;
   /** Longest command line read, in bytes; longer ones are cut with a warning. */
   maxCmdline?: number;
-  /** Skip reading command lines and executables (cheaper). */
+  /** Skip reading command lines, executables and roots (cheaper). */
   brief?: boolean;
 }
 
@@ -30,52 +31,62 @@ export interface CollectResult {
   warnings: string[];
 }
 
-const PF_KTHREAD = 0x00200000n;
-
-/** Runs `f`; a guest-data error becomes a warning and `fallback`. */
-async function guarded<T>(warnings: string[], what: string, fallback: T, f: () => Promise<T>): Promise<T> {
-  try {
-    return await f();
-  } catch (err) {
-    if (isFatalReadError(err)) throw err;
-    warnings.push(`${what}: ${(err as Error).message}`);
-    return fallback;
-  }
-}
+type Range = { address: bigint; length: number };
 
 export async function collectTasks(kernel: Kernel, opts: CollectOptions = {}): Promise<CollectResult> {
   const warnings: string[] = [];
   const maxTasks = opts.maxTasks ?? 100_000;
-  const onCorruption = (e: ValidationError) => warnings.push(`task list: ${e.message}; showing the part before it`);
+  const prefix = taskPrefix(kernel);
+  const p = kernel.profile;
 
-  // stage 0: the task list (leaders) and each leader's threads
+  await warmTaskList(kernel, prefix, maxTasks, opts);
+
+  // stage 0: the task list (leaders) and each leader's threads; each step fetches the used part of
+  // the task_struct it lands on (unless the warming above did), so stage 1 finds every task in the cache
   const groups: Array<{ leader: bigint; threads: bigint[] }> = [];
   let count = 0;
-  for await (const leader of forEachProcess(kernel, { ...opts, max: maxTasks, onCorruption })) {
+  let truncated = false;
+  const onCorruption = (e: ValidationError) => warnings.push(`task list: ${e.message}; showing the part before it`);
+  // walks go one past maxTasks: the list is only known to be longer once the next task is seen
+  const walkMax = maxTasks + 1;
+  const leaders = forEachProcess(kernel, { ...opts, max: walkMax, onCorruption, fetchAround: { before: p.fieldOffset('task_struct', 'tasks'), length: prefix, entries: maxTasks } });
+  const threadOpts = { ...opts, max: walkMax, fetchAround: { before: threadLinkOffset(kernel), length: prefix, entries: maxTasks } };
+  for await (const leader of leaders) {
+    // one more task than allowed exists: only now is the list known to be longer than maxTasks
+    if (count >= maxTasks) { truncated = true; break; }
     const threads: bigint[] = [];
-    for await (const t of forEachThreadOf(kernel, leader, { ...opts, max: maxTasks, onCorruption: (e) => warnings.push(`threads of 0x${leader.toString(16)}: ${e.message}`) })) {
+    for await (const t of forEachThreadOf(kernel, leader, { ...threadOpts, onCorruption: (e) => warnings.push(`threads of 0x${leader.toString(16)}: ${e.message}`) })) {
+      if (count >= maxTasks) { truncated = true; break; }
       threads.push(t);
-      if (++count >= maxTasks) break;
+      count++;
     }
     if (!threads.includes(leader)) threads.unshift(leader);
     groups.push({ leader, threads });
-    if (count >= maxTasks) {
-      warnings.push(`more than ${maxTasks} tasks: stopped there (raise --max-tasks)`);
-      break;
-    }
+    if (truncated) break;
+  }
+  if (truncated) warnings.push(`more than ${maxTasks} tasks: stopped there (raise --max-tasks)`);
+
+  // stage 1: every task_struct, once, up to the last field used
+  const all = groups.flatMap((g) => g.threads);
+  const structs = await readStructs(kernel, 'task_struct', all, { ...opts, size: prefix });
+  const tasks = new Map<bigint, KObject>();
+  const taskWarnings = new Map<bigint, string[]>();
+  for (const addr of all) {
+    const w: string[] = [];
+    const t = objectAt(structs, addr, `task 0x${addr.toString(16)}`, w);
+    if (t) tasks.set(addr, t);
+    else warnings.push(...w);
+    taskWarnings.set(addr, w);
   }
 
-  // stage 1: every task_struct, once, up to the last field used (a task_struct is ~10 KiB, the
-  // fields ps needs sit in its first part)
-  const all = groups.flatMap((g) => g.threads);
-  const tasks = await readStructs(kernel, 'task_struct', all, { ...opts, upTo: lastTaskField(kernel) });
+  // stages 2 and 3: what the tasks point to, then what that points to, each as one batch
+  await prefetchPointees(kernel, [...tasks.values()], tasks, opts);
+
+  const reader = new TaskReader(kernel, opts, tasks);
+  await reader.prepare();
   const infos = new Map<bigint, TaskInfo>();
-  const ctx = new Context(kernel, opts);
-  await Promise.all(all.map(async (addr) => {
-    const w: string[] = [];
-    const t = objectAt(tasks, addr, `task 0x${addr.toString(16)}`, w);
-    if (!t) { warnings.push(...w); return; }
-    infos.set(addr, await ctx.taskInfo(t, w));
+  await Promise.all([...tasks.values()].map(async (t) => {
+    infos.set(t.address, await reader.taskInfo(t, taskWarnings.get(t.address)!));
   }));
 
   const processes: ProcessInfo[] = [];
@@ -89,179 +100,149 @@ export async function collectTasks(kernel: Kernel, opts: CollectOptions = {}): P
   return { processes, warnings };
 }
 
-/** The task_struct field that ends last among those taskInfo() reads. */
-function lastTaskField(kernel: Kernel): string {
+/**
+ * The task list can only be walked one task per round trip; the pid IDR of init_pid_ns names the
+ * same tasks a tree level per round trip. So every task_struct (and its signal_struct, which the
+ * thread walk reads) is fetched from there first, and the walk that follows — still the source of
+ * truth, with its checks — runs from the cache. Best effort: a corrupt IDR only costs round trips.
+ * A guest with more pids than maxTasks is not warmed (its walk stops early; reading all of it would not).
+ */
+async function warmTaskList(kernel: Kernel, prefix: number, maxTasks: number, opts: CallOptions): Promise<void> {
   const p = kernel.profile;
-  const names = ['pid', 'tgid', 'comm', 'flags', 'mm', 'real_parent', 'thread_pid', 'real_cred', 'nsproxy', 'cgroups', 'fs', 'exit_state',
+  if (!kernel.hasSymbol('init_pid_ns') || !p.hasField('task_struct', 'pid_links') || !p.hasField('pid', 'tasks')) return;
+  try {
+    const pids = await pidNamespaceEntries(kernel, kernel.symbol('init_pid_ns'), opts);
+    if (pids.length === 0 || pids.length > maxTasks) return;
+    const pidLen = p.fieldOffset('pid', 'numbers') + p.typeSize('upid') * 4;
+    await kernel.prefetch(pids.map((address) => ({ address, length: pidLen })), opts);
+    const tasks = pidTasksCached(kernel, pids);
+    await kernel.prefetch(tasks.map((address) => ({ address, length: prefix })), opts);
+    if (!p.hasField('signal_struct', 'thread_head')) return;
+    const signalOff = BigInt(p.fieldOffset('task_struct', 'signal'));
+    const headOff = BigInt(p.fieldOffset('signal_struct', 'thread_head'));
+    const heads: Range[] = [];
+    for (const t of tasks) {
+      const b = kernel.space.peek(t + signalOff, 8);
+      if (b) heads.push({ address: b.readBigUInt64LE(0) + headOff, length: 16 });
+    }
+    await kernel.prefetch(distinct(heads), opts);
+  } catch (err) {
+    if (isFatalReadError(err)) throw err;
+  }
+}
+
+/** Offset of the list_head that links a thread group (thread_node, or thread_group before 4.x). */
+function threadLinkOffset(kernel: Kernel): number {
+  const p = kernel.profile;
+  return p.hasField('signal_struct', 'thread_head') && p.hasField('task_struct', 'thread_node')
+    ? p.fieldOffset('task_struct', 'thread_node')
+    : p.fieldOffset('task_struct', 'thread_group');
+}
+
+/** Bytes of task_struct that hold every field read (a task_struct is ~10 KiB; those sit in its first part). */
+function taskPrefix(kernel: Kernel): number {
+  const p = kernel.profile;
+  const names = ['pid', 'tgid', 'comm', 'flags', 'mm', 'real_parent', 'thread_pid', 'real_cred', 'nsproxy', 'cgroups', 'fs', 'exit_state', 'tasks', 'signal',
     p.hasField('task_struct', '__state') ? '__state' : 'state', p.hasField('task_struct', 'start_boottime') ? 'start_boottime' : 'start_time'];
-  let best = names[0];
+  if (p.hasField('task_struct', 'thread_node')) names.push('thread_node');
   let end = 0;
   for (const n of names) {
     const f = p.field('task_struct', n);
-    if (f.offset + f.size > end) { end = f.offset + f.size; best = n; }
+    end = Math.max(end, f.offset + f.size);
   }
-  return best;
+  return end;
 }
 
-/** Per-collection caches of shared objects (namespaces, creds, cgroups), keyed by address. */
-class Context {
-  readonly #inum = new Map<string, Promise<number>>();
-  readonly #strings = new Map<string, Promise<string>>();
-  constructor(readonly kernel: Kernel, readonly opts: CollectOptions) {}
+/**
+ * Brings into the page cache, one batch per level, the objects every task's decoding will read.
+ * Nothing is decoded or reported here: a bad pointer is skipped, and the task reader finds it.
+ */
+async function prefetchPointees(kernel: Kernel, tasks: KObject[], known: ReadonlyMap<bigint, KObject>, opts: CollectOptions): Promise<void> {
+  const p = kernel.profile;
+  const size = (type: string, upTo?: string) => {
+    if (!upTo) return p.typeSize(type);
+    const f = p.field(type, upTo);
+    return f.offset + f.size;
+  };
+  const upid = p.typeSize('upid');
+  const pidLen = p.fieldOffset('pid', 'numbers') + upid * 4;
+  const mmLen = Math.max(size('mm_struct', 'arg_end'), size('mm_struct', 'exe_file'), size('mm_struct', 'pgd'));
+  const csetLen = size('css_set', 'dfl_cgrp');
+  const fsRoot = p.hasField('fs_struct', 'root') ? p.fieldOffset('fs_struct', 'root') : undefined;
+  const tgidOff = p.fieldOffset('task_struct', 'tgid');
 
-  #cached<T>(map: Map<string, Promise<T>>, key: string, f: () => Promise<T>): Promise<T> {
-    let p = map.get(key);
-    if (!p) map.set(key, (p = f()));
-    return p;
+  // level 1: the objects the task_structs point to
+  const level1: Range[] = [];
+  for (const t of tasks) {
+    level1.push({ address: t.ptr('thread_pid'), length: pidLen });
+    level1.push({ address: t.ptr('real_cred'), length: p.typeSize('cred') });
+    level1.push({ address: t.ptr('nsproxy'), length: p.typeSize('nsproxy') });
+    level1.push({ address: t.ptr('cgroups'), length: csetLen });
+    if (fsRoot !== undefined) level1.push({ address: t.ptr('fs') + BigInt(fsRoot), length: 16 });
+    const parent = t.ptr('real_parent');
+    if (!known.has(parent)) level1.push({ address: parent + BigInt(tgidOff), length: 4 });
+    if (!opts.brief && t.ptr('mm') !== 0n) level1.push({ address: t.ptr('mm'), length: mmLen });
   }
+  await kernel.prefetch(distinct(level1), opts);
 
-  /** `ns->ns.inum` of a namespace object of `type` (uts_namespace, net, ...). */
-  inum(type: string, address: bigint): Promise<number> {
-    return this.#cached(this.#inum, `${type}@${address}`, async () => {
-      if (!this.kernel.isKernelPointer(address)) return 0;
-      const off = this.kernel.profile.fieldOffset(type, 'ns.inum');
-      return (await this.kernel.space.read(address + BigInt(off), 4, this.opts)).readUInt32LE(0);
-    });
-  }
-
-  async taskInfo(t: KObject, warnings: string[]): Promise<TaskInfo> {
-    const k = this.kernel;
-    const p = k.profile;
-    const flags = t.uint('flags');
-    const mm = t.ptr('mm');
-    const kernelThread = (flags & PF_KTHREAD) !== 0n || mm === 0n;
-    const info: TaskInfo = {
-      address: t.address,
-      pid: t.i32('pid'),
-      tgid: t.i32('tgid'),
-      ppid: 0,
-      comm: t.chars('comm'),
-      cmdline: null,
-      uid: 0, euid: 0, gid: 0, egid: 0,
-      state: taskStateLetter(t),
-      startTime: p.hasField('task_struct', 'start_boottime') ? t.u64('start_boottime') : t.u64('start_time'),
-      nspids: [],
-      pidNamespaces: [],
-      namespaces: Object.fromEntries(NAMESPACE_KINDS.map((n) => [n, 0])) as Namespaces,
-      cgroup: '',
-      exe: null,
-      hostname: '',
-      kernelThread,
-      warnings,
-    };
-    await Promise.all([
-      guarded(warnings, 'parent', undefined, async () => {
-        const parent = t.ptr('real_parent');
-        if (parent !== t.address && k.isKernelPointer(parent)) {
-          info.ppid = (await k.space.read(parent + BigInt(p.fieldOffset('task_struct', 'tgid')), 4, this.opts)).readInt32LE(0);
-        }
-      }),
-      guarded(warnings, 'pid', undefined, () => this.#pids(t, info)),
-      guarded(warnings, 'credentials', undefined, () => this.#creds(t, info)),
-      guarded(warnings, 'namespaces', undefined, () => this.#namespaces(t, info)),
-      guarded(warnings, 'cgroup', undefined, () => this.#cgroup(t, info)),
-      kernelThread || this.opts.brief ? undefined : guarded(warnings, 'cmdline', undefined, async () => {
-        info.cmdline = await readCmdline(k, mm, { ...this.opts, max: this.opts.maxCmdline, warnings });
-      }),
-      kernelThread || this.opts.brief ? undefined : guarded(warnings, 'exe', undefined, () => this.#exe(t, mm, info)),
-    ]);
-    if (info.pid === 0) info.ppid = 0;
-    return info;
-  }
-
-  /** pid numbers at every level (struct pid.numbers[0..level]) and their namespaces. */
-  async #pids(t: KObject, info: TaskInfo): Promise<void> {
-    const k = this.kernel;
+  // level 2: namespaces, cgroups, executables' files, page-table roots
+  const level2: Range[] = [];
+  const inum = (type: string, ns: bigint) => level2.push({ address: ns + BigInt(p.fieldOffset(type, 'ns.inum')), length: 4 });
+  const nsFields: Array<[string, string]> = [['uts_ns', 'uts_namespace'], ['ipc_ns', 'ipc_namespace'], ['mnt_ns', 'mnt_namespace'], ['net_ns', 'net'], ['cgroup_ns', 'cgroup_namespace']];
+  if (p.hasField('nsproxy', 'time_ns')) nsFields.push(['time_ns', 'time_namespace']);
+  const seen = new Set<bigint>();
+  const once = (a: bigint) => !seen.has(a) && seen.add(a) !== undefined;
+  for (const t of tasks) {
     const pid = t.ptr('thread_pid');
-    if (pid === 0n) { info.nspids = [info.pid]; return; }
-    const head = await k.read('pid', pid, { ...this.opts, upTo: 'level' });
-    const level = head.u32('level');
-    if (level > 32) throw new ValidationError(`pid level ${level}`, pid);
-    const upSize = k.profile.typeSize('upid');
-    const numbersAt = pid + BigInt(k.profile.fieldOffset('pid', 'numbers'));
-    const raw = await k.space.read(numbersAt, upSize * (level + 1), this.opts);
-    const nrOff = k.profile.fieldOffset('upid', 'nr');
-    const nsOff = k.profile.fieldOffset('upid', 'ns');
-    for (let i = 0; i <= level; i++) {
-      info.nspids.push(raw.readInt32LE(i * upSize + nrOff));
-      info.pidNamespaces.push(await this.inum('pid_namespace', raw.readBigUInt64LE(i * upSize + nsOff)));
+    const head = once(pid) ? kernel.peek('pid', pid, { size: pidLen }) : undefined;
+    if (head) {
+      const level = Math.min(head.u32('level'), 3);
+      for (let i = 0; i <= level; i++) inum('pid_namespace', head.u64(`numbers[${i}].ns`));
     }
-    info.namespaces.pid = info.pidNamespaces[level];
-  }
-
-  async #creds(t: KObject, info: TaskInfo): Promise<void> {
-    const k = this.kernel;
-    const cred = await k.read('cred', t.ptr('real_cred'), this.opts);
-    info.uid = cred.u32('uid.val');
-    info.gid = cred.u32('gid.val');
-    info.euid = cred.u32('euid.val');
-    info.egid = cred.u32('egid.val');
-    info.namespaces.user = await this.inum('user_namespace', cred.ptr('user_ns'));
-  }
-
-  async #namespaces(t: KObject, info: TaskInfo): Promise<void> {
-    const k = this.kernel;
+    const cred = t.ptr('real_cred');
+    const c = once(cred) ? kernel.peek('cred', cred) : undefined;
+    if (c) inum('user_namespace', c.ptr('user_ns'));
     const nsproxy = t.ptr('nsproxy');
-    if (nsproxy === 0n) return; // an exiting task has none
-    const ns = await k.read('nsproxy', nsproxy, this.opts);
-    const fields: Array<[keyof Namespaces, string, string]> = [
-      ['uts', 'uts_ns', 'uts_namespace'], ['ipc', 'ipc_ns', 'ipc_namespace'], ['mnt', 'mnt_ns', 'mnt_namespace'],
-      ['net', 'net_ns', 'net'], ['cgroup', 'cgroup_ns', 'cgroup_namespace'],
-    ];
-    // time namespaces arrived in 5.6
-    if (k.profile.hasField('nsproxy', 'time_ns')) fields.push(['time', 'time_ns', 'time_namespace']);
-    // every read settles before a failure is thrown: a late one must not change info after we return
-    const settled = await Promise.allSettled(fields.map(async ([kind, field, type]) => { info.namespaces[kind] = await this.inum(type, ns.ptr(field)); }));
-    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-    if (failed) throw failed.reason;
-    const uts = ns.ptr('uts_ns');
-    if (k.isKernelPointer(uts)) {
-      info.hostname = await this.#cached(this.#strings, `uts@${uts}`, async () => {
-        const at = uts + BigInt(k.profile.fieldOffset('uts_namespace', 'name.nodename'));
-        const raw = await k.space.read(at, 65, this.opts);
-        const nul = raw.indexOf(0);
-        return raw.subarray(0, nul < 0 ? raw.length : nul).toString('utf8');
-      });
+    const ns = once(nsproxy) ? kernel.peek('nsproxy', nsproxy) : undefined;
+    if (ns) {
+      for (const [field, type] of nsFields) inum(type, ns.ptr(field));
+      level2.push({ address: ns.ptr('uts_ns') + BigInt(p.fieldOffset('uts_namespace', 'name.nodename')), length: 65 });
+    }
+    const cset = t.ptr('cgroups');
+    const cs = once(cset) ? kernel.peek('css_set', cset, { size: csetLen }) : undefined;
+    if (cs) level2.push({ address: cs.ptr('dfl_cgrp'), length: size('cgroup', p.fieldOffset('cgroup', 'kn') > p.fieldOffset('cgroup', 'flags') ? 'kn' : 'flags') });
+    const mmAt = t.ptr('mm');
+    const mm = !opts.brief && mmAt !== 0n && once(mmAt) ? kernel.peek('mm_struct', mmAt, { size: mmLen }) : undefined;
+    if (mm) {
+      const file = mm.ptr('exe_file');
+      if (file !== 0n) level2.push({ address: file + BigInt(p.fieldOffset('file', 'f_path')), length: 16 });
+      level2.push({ address: mm.ptr('pgd'), length: 4096 });
     }
   }
+  await kernel.prefetch(distinct(level2), opts);
 
-  /** cgroup v2: task->cgroups->dfl_cgrp->kn, and whether that cgroup is frozen. */
-  async #cgroup(t: KObject, info: TaskInfo): Promise<void> {
-    const k = this.kernel;
-    const cset = await k.read('css_set', t.ptr('cgroups'), { ...this.opts, upTo: 'dfl_cgrp' });
-    const cgrp = cset.ptr('dfl_cgrp');
-    const key = `cgroup@${cgrp}`;
-    const [path, flags] = await Promise.all([
-      this.#cached(this.#strings, key, async () => {
-        const c = await k.read('cgroup', cgrp, { ...this.opts, upTo: 'kn' });
-        return kernfsPath(k, c.ptr('kn'), this.opts);
-      }),
-      this.#cached(this.#strings, `${key}/flags`, async () => {
-        const c = await k.read('cgroup', cgrp, { ...this.opts, upTo: 'flags' });
-        return c.uint('flags').toString();
-      }),
-    ]);
-    info.cgroup = path;
-    const bit = (name: string, fallback: bigint) => k.profile.hasEnumConstant(undefined, name) ? k.profile.enumConstant(undefined, name) : fallback;
-    const f = BigInt(flags);
-    info.cgroupFrozen = ((f >> bit('CGRP_FREEZE', 2n)) & 1n) === 1n || ((f >> bit('CGRP_FROZEN', 3n)) & 1n) === 1n;
+  // level 3: the kernfs nodes of the cgroups (their parents and names follow, memoized per node)
+  const level3: Range[] = [];
+  const knLen = size('kernfs_node', 'name');
+  for (const a of seen) {
+    const cs = kernel.peek('css_set', a, { size: csetLen });
+    if (!cs || !kernel.isKernelPointer(cs.ptr('dfl_cgrp'))) continue;
+    const cg = kernel.peek('cgroup', cs.ptr('dfl_cgrp'), { upTo: 'kn' });
+    if (cg) level3.push({ address: cg.ptr('kn'), length: knLen });
   }
+  await kernel.prefetch(distinct(level3), opts);
+}
 
-  /** The executable's path as the task itself sees it (relative to its fs->root). */
-  async #exe(t: KObject, mm: bigint, info: TaskInfo): Promise<void> {
-    const k = this.kernel;
-    const m = await k.read('mm_struct', mm, { ...this.opts, upTo: 'exe_file' });
-    const file = m.ptr('exe_file');
-    if (file === 0n) return;
-    const fPath = file + BigInt(k.profile.fieldOffset('file', 'f_path'));
-    const f = await k.read('path', fPath, this.opts);
-    const exePath: KPath = { mnt: f.ptr('mnt'), dentry: f.ptr('dentry') };
-    let root: KPath | null = null;
-    const fs = t.ptr('fs');
-    if (k.isKernelPointer(fs)) {
-      const r = await k.read('path', fs + BigInt(k.profile.fieldOffset('fs_struct', 'root')), this.opts);
-      root = { mnt: r.ptr('mnt'), dentry: r.ptr('dentry') };
-    }
-    info.exe = await dPath(k, exePath, root, this.opts);
+/** Each range once, dropping those no kernel object can be at. */
+function distinct(ranges: Range[]): Range[] {
+  const seen = new Set<string>();
+  const out: Range[] = [];
+  for (const r of ranges) {
+    if (r.address === 0n) continue;
+    const key = `${r.address}:${r.length}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push(r);
   }
+  return out;
 }

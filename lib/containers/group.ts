@@ -304,6 +304,7 @@ function buildContainer(group: Group, identity: RuntimeMatch | null): Container 
     namespaces: { ...init.namespaces },
     isolation: group.kind === 'cgroup' ? 'cgroup' : group.kind === 'mnt' ? 'mount-namespace' : 'pid-namespace',
   };
+  if (init.root !== undefined) c.root = init.root;
   if (identity?.name !== undefined) c.name = identity.name;
   if (identity?.podUid !== undefined) c.podUid = identity.podUid;
   return c;

@@ -50,6 +50,8 @@ export interface TaskInfo {
   cgroupFrozen?: boolean;
   /** executable path */
   exe: string | null;
+  /** where its root directory (fs->root) lies in its file system: "/" on the host, a container's rootfs */
+  root?: string;
   /** nodename of its UTS namespace (guest-controlled) */
   hostname: string;
   kernelThread: boolean;
@@ -86,6 +88,7 @@ export interface Container {
   cgroup: string;
   /** the init process's namespaces */
   namespaces: Namespaces;
+  /** its init's root directory within its file system (the rootfs its runtime pivoted into) */
   root?: string;
   /** how the members were found: their own pid namespace, a runtime's cgroup, or only a mount namespace */
   isolation?: 'pid-namespace' | 'cgroup' | 'mount-namespace' | 'host';

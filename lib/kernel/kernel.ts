@@ -85,6 +85,26 @@ export class Kernel {
     return new KObject(this.profile, type, address, bytes);
   }
 
+  /** The struct at `address` if its bytes are already cached (no I/O, no await), else undefined. */
+  peek(type: string, address: bigint, opts: { upTo?: string; size?: number } = {}): KObject | undefined {
+    let size = opts.size ?? this.profile.typeSize(type);
+    if (opts.upTo) {
+      const f = this.profile.field(type, opts.upTo);
+      size = f.offset + f.size;
+    }
+    // a view of the cache: a KObject only decodes its bytes
+    const bytes = this.space.peek(address, size, true);
+    return bytes && new KObject(this.profile, type, address, bytes);
+  }
+
+  /**
+   * Brings kernel virtual ranges into the page cache in one batch (unmapped ones skipped): a stage
+   * of a collection fetches every object it will need at once, then reads them from the cache.
+   */
+  async prefetch(ranges: ReadonlyArray<{ address: bigint; length: number }>, opts?: CallOptions): Promise<void> {
+    await this.space.prefetch(ranges.filter((r) => this.isKernelPointer(r.address)), opts);
+  }
+
   /** Reads many structs of one type in one batch (pipelined through the layers below). */
   async readMany(type: string, addresses: readonly bigint[], opts: CallOptions & { size?: number } = {}): Promise<KObject[]> {
     const size = opts.size ?? this.profile.typeSize(type);

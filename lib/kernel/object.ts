@@ -11,7 +11,7 @@ export class KObject {
     readonly profile: Profile,
     readonly type: string,
     readonly address: bigint,
-    /** The bytes of the struct from its start (possibly only a prefix covering the fields read). */
+    /** The bytes of the struct from its start (possibly only a prefix covering the fields read); read-only, possibly a view of the page cache. */
     readonly bytes: Buffer,
   ) {}
 
@@ -61,10 +61,10 @@ export class KObject {
     return raw.subarray(0, nul < 0 ? raw.length : nul).toString('utf8');
   }
 
-  /** The raw bytes of a field. */
+  /** The raw bytes of a field (a copy: `bytes` may be a view of the page cache). */
   raw(path: string): Buffer {
     const f = this.field(path);
     const start = this.#at(path, f.size);
-    return this.bytes.subarray(start, start + f.size);
+    return Buffer.from(this.bytes.subarray(start, start + f.size));
   }
 }

@@ -4,7 +4,7 @@
  * page for exactly as long as the physical layer's `generation` stays the same (a PageCache bumps it
  * on invalidate()); over a backend without a generation nothing is cached, since the VM may run.
  */
-import { MemoryReadError, PageFaultError, VmiError } from '../errors';
+import { isFatalReadError, MemoryReadError, PageFaultError, VmiError } from '../errors';
 import type { CallOptions } from '../util/deadline';
 import { guestString } from '../util/escape';
 import { PAGE_MASK, PAGE_SIZE } from './pages';
@@ -38,6 +38,9 @@ interface Chunk {
 }
 
 const U64_LIMIT = 1n << 64n;
+const OFFSET_MASK = BigInt(PAGE_SIZE - 1);
+/** Longest read peek() and prefetch() take (longer ones go the ordinary way). */
+const MAX_PEEK = 1024 * 1024;
 /** Translations started at once: enough to pipeline page-table reads, few enough to stay small. */
 const TRANSLATE_BATCH = 512;
 
@@ -46,6 +49,8 @@ export class AddressSpace {
   readonly physical: PhysicalMemory;
   readonly #maxCached: number;
   readonly #tlb = new Map<bigint, Promise<PageTranslation>>();
+  /** The settled part of #tlb, for the synchronous peek(). */
+  readonly #resolved = new Map<bigint, PageTranslation>();
   #tlbGeneration: number | undefined;
 
   constructor(pageTable: X86PageTable, opts: AddressSpaceOptions = {}) {
@@ -66,6 +71,7 @@ export class AddressSpace {
   /** Forgets cached translations (also happens by itself when the physical generation changes). */
   invalidate(): void {
     this.#tlb.clear();
+    this.#resolved.clear();
   }
 
   /** Maps one virtual address, or throws PageFaultError naming it. */
@@ -76,7 +82,64 @@ export class AddressSpace {
 
   /** Exactly `length` bytes at `va`; a range reaching an unmapped page fails for its first unmapped address. */
   async read(va: bigint, length: number, opts?: CallOptions): Promise<Buffer> {
-    return (await this.readMany([{ address: va, length }], opts))[0];
+    return this.peek(va, length) ?? (await this.readMany([{ address: va, length }], opts))[0];
+  }
+
+  /**
+   * The bytes at `va` when both the translations and the physical pages are already cached (no
+   * I/O, no await), else undefined. Only over a physical layer that can peek (a PageCache). With
+   * `view`, the result may be a view of the cache: for decoding only, never to be written to.
+   */
+  peek(va: bigint, length: number, view = false): Buffer | undefined {
+    const physical = this.physical;
+    if (!physical.peek || physical.generation === undefined || physical.generation !== this.#tlbGeneration) return undefined;
+    if (!Number.isSafeInteger(length) || length <= 0 || va < 0n) return undefined;
+    const off = Number(va & OFFSET_MASK);
+    if (off + length <= PAGE_SIZE) {
+      const t = this.#resolved.get(va >> 12n);
+      return t === undefined ? undefined : physical.peek(t.physicalPage + BigInt(off), length, view);
+    }
+    if (length > MAX_PEEK) return undefined;
+    const out = Buffer.allocUnsafe(length);
+    let done = 0;
+    while (done < length) {
+      const at = va + BigInt(done);
+      const o = Number(at & OFFSET_MASK);
+      const n = Math.min(length - done, PAGE_SIZE - o);
+      const t = this.#resolved.get(at >> 12n);
+      const part = t === undefined ? undefined : physical.peek(t.physicalPage + BigInt(o), n);
+      if (part === undefined) return undefined;
+      part.copy(out, done);
+      done += n;
+    }
+    return out;
+  }
+
+  /**
+   * Translates `ranges` and brings their pages into the physical layer's cache in one batch,
+   * without assembling anything; unmapped parts are skipped (the reads that follow report them).
+   * Without a cache below, it does nothing.
+   */
+  async prefetch(ranges: readonly VirtualRange[], opts?: CallOptions): Promise<void> {
+    const physical = this.physical as PhysicalMemory & { prefetch?: (r: readonly PhysicalRange[], o?: CallOptions) => Promise<void> };
+    if (!physical.prefetch || physical.generation === undefined) return;
+    const pages = new Set<bigint>();
+    for (const r of ranges) {
+      if (!Number.isSafeInteger(r.length) || r.length <= 0 || r.length > MAX_PEEK || r.address < 0n || r.address + BigInt(r.length) > U64_LIMIT) continue;
+      const last = (r.address + BigInt(r.length) - 1n) >> 12n;
+      for (let p = r.address >> 12n; p <= last; p++) pages.add(p);
+    }
+    const list = [...pages];
+    const found: PhysicalRange[] = [];
+    for (let i = 0; i < list.length; i += TRANSLATE_BATCH) {
+      const batch = list.slice(i, i + TRANSLATE_BATCH);
+      const settled = await Promise.allSettled(batch.map((p) => this.#translatePage(p << 12n, opts)));
+      for (const s of settled) {
+        if (s.status === 'fulfilled') found.push({ address: s.value.physicalPage, length: PAGE_SIZE });
+        else if (isFatalReadError(s.reason)) throw s.reason;
+      }
+    }
+    if (found.length > 0) await physical.prefetch(found, opts);
   }
 
   /** Several ranges with one batched call to the physical layer; all or nothing. */
@@ -241,18 +304,27 @@ export class AddressSpace {
     if (generation === undefined) return walk();
     if (generation !== this.#tlbGeneration) {
       this.#tlb.clear();
+      this.#resolved.clear();
       this.#tlbGeneration = generation;
     }
     const key = va >> 12n;
     const cached = this.#tlb.get(key);
     if (cached) return cached;
-    if (this.#tlb.size >= this.#maxCached) this.#tlb.clear();
+    if (this.#tlb.size >= this.#maxCached) {
+      this.#tlb.clear();
+      this.#resolved.clear();
+    }
     const p = walk();
     this.#tlb.set(key, p);
     // Faults are not cached: the guest may map the page later, and retrying is cheap through the page cache.
-    p.catch(() => {
-      if (this.#tlb.get(key) === p) this.#tlb.delete(key);
-    });
+    p.then(
+      (t) => {
+        if (this.#tlb.get(key) === p && this.#tlbGeneration === generation) this.#resolved.set(key, t);
+      },
+      () => {
+        if (this.#tlb.get(key) === p) this.#tlb.delete(key);
+      },
+    );
     return p;
   }
 }

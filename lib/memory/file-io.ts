@@ -48,6 +48,24 @@ export async function preadFull(fh: FileHandle, position: bigint, length: number
   return buf;
 }
 
+/** Host file positions up to which synchronous preads take a number position. */
+export const MAX_SYNC_POSITION = BigInt(Number.MAX_SAFE_INTEGER);
+
+/**
+ * Fills `buf` from `position` with synchronous preads (guest RAM and dumps answer in microseconds);
+ * returns the bytes read, fewer only at end of file. `position + buf.length` must be at most
+ * MAX_SYNC_POSITION.
+ */
+export function readFullSync(fd: number, buf: Buffer, position: bigint): number {
+  let done = 0;
+  while (done < buf.length) {
+    const n = fs.readSync(fd, buf, done, buf.length - done, Number(position) + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return done;
+}
+
 /** Writes all of `data` at `position`; throws if the file stops taking bytes. */
 export async function pwriteFull(fh: FileHandle, position: bigint, data: Buffer): Promise<void> {
   let done = 0;

@@ -78,7 +78,7 @@ export class GdbstubPhysicalMemory implements PhysicalMemory {
       }
       parts[owner[k]].push(bufs[k]);
     });
-    return parts.map((p) => Buffer.concat(p));
+    return parts.map((p) => (p.length === 1 ? p[0] : Buffer.concat(p)));
   }
 
   async write(address: bigint, data: Buffer, opts?: CallOptions): Promise<void> {

@@ -9,10 +9,14 @@
  * Reads are rounded out to whole pages. Backends only expose RAM/ROM-backed pages (procmem, dumps)
  * or read device memory as the guest would (gdbstub), so callers must not point this at MMIO.
  */
-import { MemoryReadError, VmiError } from '../errors';
+import { isFatalReadError, MemoryReadError, VmiError } from '../errors';
 import type { CallOptions } from '../util/deadline';
 import { PAGE_SHIFT, PAGE_SIZE } from './pages';
 import { checkPhysicalRange, totalLength, type PhysicalMemory, type PhysicalRange } from './physical';
+
+const PAGE_OFFSET_MASK = BigInt(PAGE_SIZE - 1);
+/** Longest single range prefetch() takes; longer ones are left to the reads. */
+const MAX_PREFETCH_RANGE = 1024 * 1024;
 
 export interface PageCacheOptions {
   /** Most bytes of page data kept. Default 256 MiB. */
@@ -110,6 +114,61 @@ export class PageCache implements PhysicalMemory {
     return ranges.map((r) => this.#assemble(r, got));
   }
 
+  /**
+   * The bytes at `address` when every page they touch is cached (a copy), else undefined. No
+   * backend call, no promise: the hot path of the kernel readers once a stage has been fetched.
+   * With `view`, bytes within one page come back as a view of the cached page: the caller must
+   * not write to it (decoders only read).
+   */
+  peek(address: bigint, length: number, view = false): Buffer | undefined {
+    if (!Number.isSafeInteger(length) || length <= 0 || length > PAGE_SIZE * 64) return undefined;
+    const first = address >> PAGE_SHIFT;
+    const off = Number(address & PAGE_OFFSET_MASK);
+    if (off + length <= PAGE_SIZE) {
+      const page = this.#pages.get(first);
+      if (!page) return undefined;
+      this.#stats.hits++;
+      if (view) return page.subarray(off, off + length);
+      const out = Buffer.allocUnsafe(length);
+      page.copy(out, 0, off, off + length);
+      return out;
+    }
+    const last = (address + BigInt(length) - 1n) >> PAGE_SHIFT;
+    for (let p = first; p <= last; p++) if (!this.#pages.has(p)) return undefined;
+    this.#stats.hits += Number(last - first) + 1;
+    const out = Buffer.allocUnsafe(length);
+    let done = 0;
+    for (let p = first; done < length; p++) {
+      const o = done === 0 ? off : 0;
+      done += this.#pages.get(p)!.copy(out, done, o, Math.min(PAGE_SIZE, o + length - done));
+    }
+    return out;
+  }
+
+  /**
+   * Brings the pages of `ranges` into the cache with one backend call, assembling nothing; a
+   * failure is left for the reads that follow to report (one bad range must not sink the rest).
+   */
+  async prefetch(ranges: readonly PhysicalRange[], opts?: CallOptions): Promise<void> {
+    const missing: bigint[] = [];
+    const waits: Promise<unknown>[] = [];
+    const seen = new Set<bigint>();
+    for (const r of ranges) {
+      if (r.length <= 0 || r.length > MAX_PREFETCH_RANGE || r.address < 0n) continue;
+      const last = (r.address + BigInt(r.length) - 1n) >> PAGE_SHIFT;
+      for (let p = r.address >> PAGE_SHIFT; p <= last; p++) {
+        if (seen.has(p) || this.#pages.has(p)) continue;
+        seen.add(p);
+        const shared = this.#inflight.get(p);
+        if (shared) waits.push(shared);
+        else missing.push(p);
+      }
+    }
+    if (missing.length > 0) waits.push(this.#fetch(missing, new Map(), opts));
+    const settled = await Promise.allSettled(waits);
+    for (const s of settled) if (s.status === 'rejected' && isFatalReadError(s.reason)) throw s.reason;
+  }
+
   async write(address: bigint, data: Buffer, opts?: CallOptions): Promise<void> {
     checkPhysicalRange(address, data.length);
     if (!this.backend.write) throw new VmiError('ENOTSUP', `${this.backend.name}: cannot write guest memory`);
@@ -173,11 +232,16 @@ export class PageCache implements PhysicalMemory {
       (bufs) => {
         forget();
         const store = generation === this.#generation && writes === this.#writes;
+        // A copy, so that the backend or a caller scribbling on the buffers returned cannot change
+        // the cache; made into few large blocks, as one allocation per page (zeroing, GC pressure
+        // of external memory) cost more than reading the pages. Blocks stay small enough that a
+        // page kept alone holds little else alive.
+        const copies = copyInBlocks(bufs);
         for (const [i, run] of runs.entries()) {
+          const copy = copies[i];
           for (let k = 0; k < run.count; k++) {
             const p = run.first + BigInt(k);
-            // A copy, so that a caller scribbling on a result cannot change the cache.
-            const page = Buffer.from(bufs[i].subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE));
+            const page = copy.subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE);
             got.set(p, page);
             if (store) this.#insert(p, page);
           }
@@ -221,4 +285,34 @@ export class PageCache implements PhysicalMemory {
     }
     return out;
   }
+}
+
+/** Most bytes copied into one block by copyInBlocks(). */
+const COPY_BLOCK = 256 * 1024;
+
+/** Copies of `bufs`, packed into shared blocks of up to COPY_BLOCK bytes (a larger buffer alone). */
+function copyInBlocks(bufs: readonly Buffer[]): Buffer[] {
+  const out: Buffer[] = [];
+  let block: Buffer | undefined;
+  let used = 0;
+  let left = 0;
+  for (const b of bufs) if (b.length < COPY_BLOCK) left += b.length;
+  for (const b of bufs) {
+    if (b.length >= COPY_BLOCK) {
+      const c = Buffer.allocUnsafeSlow(b.length);
+      b.copy(c);
+      out.push(c);
+      continue;
+    }
+    if (!block || used + b.length > block.length) {
+      block = Buffer.allocUnsafeSlow(Math.min(COPY_BLOCK, left));
+      used = 0;
+    }
+    left -= b.length;
+    const c = block.subarray(used, used + b.length);
+    b.copy(c);
+    used += b.length;
+    out.push(c);
+  }
+  return out;
 }

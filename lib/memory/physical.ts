@@ -24,6 +24,12 @@ export interface PhysicalMemory {
   read(address: bigint, length: number, opts?: CallOptions): Promise<Buffer>;
   /** Reads several ranges in one go where the backend can (pipelining, one syscall batch); all or nothing. */
   readRanges(ranges: readonly PhysicalRange[], opts?: CallOptions): Promise<Buffer[]>;
+  /**
+   * The bytes if they are already held in memory (a cache), with no I/O and no await; undefined
+   * when any of them is not. Only caches have it; it lets hot paths skip the promise machinery.
+   * With `view`, the result may share memory with the cache: read it, never write to it.
+   */
+  peek?(address: bigint, length: number, view?: boolean): Buffer | undefined;
   /** Present only on backends that can change guest memory. */
   write?(address: bigint, data: Buffer, opts?: CallOptions): Promise<void>;
   close?(): Promise<void>;

@@ -20,6 +20,8 @@ function compare(t: Test, gt: GroundTruth, list: ContainerList): void {
     t.equal(got.initPid, want.initPid, `${want.name}: init pid`);
     t.equal(got.cgroup, want.cgroup, `${want.name}: cgroup path`);
     t.equal(got.runtime, want.runtime, `${want.name}: runtime recognised`);
+    // runc bind-mounts each bundle's rootfs (test-vms/guest/rc.containers: /containers/<name>)
+    t.equal(got.root, `/containers/${want.name}/rootfs`, `${want.name}: root directory`);
     const init = alive.get(want.initPid)!;
     for (const kind of NAMESPACE_KINDS) t.equal(got.namespaces[kind], init.ns[kind], `${want.name}: ${kind} namespace inode`);
     // the processes the guest saw in that container (same pid namespace chain at level 1)

@@ -94,9 +94,9 @@ for (const [what, bad] of BAD) {
   t.test(`mm and real_parent into ${what}`, async (t) => {
     const { processes } = await collectTasks(await guest({ mm: bad, real_parent: bad }).open());
     const v = processes.find((p) => p.pid === 500)!;
-    // a real_parent that is not a kernel pointer at all is skipped without reading; one into
-    // unmapped kernel memory is read and fails
-    const expected = bad === UNMAPPED_KERNEL ? ['cmdline', 'exe', 'parent'] : ['cmdline', 'exe'];
+    // a real_parent that is not a kernel pointer at all is corrupt without reading; one into
+    // unmapped kernel memory is read and fails: both are warned about (ppid 0 is not "no parent")
+    const expected = ['cmdline', 'exe', 'parent'];
     t.same(v.warnings!.map((w) => w.split(':')[0]).sort(), expected);
     t.match(v, { cmdline: null, exe: null, ppid: 0, uid: 33, kernelThread: false, cgroup: CTR_CG });
     checkOthers(t, processes);
@@ -111,7 +111,7 @@ t.test('every pointer broken at once', async (t) => {
   t.same(warnings, []);
   const v = processes.find((p) => p.pid === 500)!;
   t.match(v, { comm: 'victim', cmdline: null, exe: null, cgroup: '', hostname: '', nspids: [], uid: 0 });
-  t.same(v.warnings!.map((w) => w.split(':')[0]).sort(), ['cgroup', 'cmdline', 'credentials', 'exe', 'namespaces', 'pid']);
+  t.same(v.warnings!.map((w) => w.split(':')[0]).sort(), ['cgroup', 'cmdline', 'credentials', 'exe', 'namespaces', 'parent', 'pid']);
   t.same(Object.values(v.namespaces), [0, 0, 0, 0, 0, 0, 0, 0]);
   checkOthers(t, processes);
   // no namespace and no pid numbers: reported with the host, and grouping does not trip over it

@@ -12,21 +12,24 @@ export type StructMap = Map<bigint, KObject | Error>;
 
 /** Reads `type` at every address (or its prefix up to field `upTo`); null and bogus pointers get an error. */
 export async function readStructs(
-  kernel: Kernel, type: string, addresses: Iterable<bigint>, opts: CallOptions & { upTo?: string } = {},
+  kernel: Kernel, type: string, addresses: Iterable<bigint>, opts: CallOptions & { upTo?: string; size?: number } = {},
 ): Promise<StructMap> {
-  const out: StructMap = new Map();
-  const good: bigint[] = [];
-  for (const a of addresses) {
-    if (out.has(a)) continue;
-    if (!kernel.isKernelPointer(a)) out.set(a, new ValidationError(`bad ${type} pointer 0x${a.toString(16)}`, a));
-    else { out.set(a, new ValidationError('pending')); good.push(a); }
-  }
-  if (good.length === 0) return out;
-  let size = kernel.profile.typeSize(type);
+  let size = opts.size ?? kernel.profile.typeSize(type);
   if (opts.upTo) {
     const f = kernel.profile.field(type, opts.upTo);
     size = f.offset + f.size;
   }
+  const out: StructMap = new Map();
+  const good: bigint[] = [];
+  for (const a of addresses) {
+    if (out.has(a)) continue;
+    if (!kernel.isKernelPointer(a)) { out.set(a, new ValidationError(`bad ${type} pointer 0x${a.toString(16)}`, a)); continue; }
+    // already cached (a stage fetched it): no batch needed
+    const hit = kernel.peek(type, a, { size });
+    if (hit) out.set(a, hit);
+    else { out.set(a, new ValidationError('pending')); good.push(a); }
+  }
+  if (good.length === 0) return out;
   try {
     const objs = await kernel.readMany(type, good, { ...opts, size });
     objs.forEach((o) => out.set(o.address, o));

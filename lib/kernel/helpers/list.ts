@@ -12,6 +12,13 @@ export interface ListWalkOptions extends CallOptions {
   max?: number;
   /** Called with a message for a recoverable corruption, after which the walk stops early. */
   onCorruption?: (err: ValidationError) => void;
+  /**
+   * When an entry is not cached yet, fetch this span around it (`before` bytes ahead of the
+   * list_head, `length` in all: the part of the embedding struct a caller reads next) in the same
+   * round trip, instead of the 16 bytes of the list_head alone. With `entries`, only for that
+   * many entries (one more may be read only to learn that it exists).
+   */
+  fetchAround?: { before: number; length: number; entries?: number };
 }
 
 export const DEFAULT_LIST_MAX = 1_000_000;
@@ -51,12 +58,21 @@ export async function* listForEach(kernel: Kernel, head: bigint, opts: ListWalkO
     if (!kernel.isKernelPointer(cur)) return fail(`list at 0x${head.toString(16)}: bad next pointer 0x${cur.toString(16)}`, prev);
     if (seen.has(cur)) return fail(`list at 0x${head.toString(16)} loops back to 0x${cur.toString(16)} without reaching its head`, cur);
     seen.add(cur);
-    let next: bigint, back: bigint;
-    try {
-      [next, back] = await Promise.all([kernel.readU64(cur, opts), kernel.readU64(cur + 8n, opts)]);
-    } catch (err) {
-      return unreadable(err, cur);
+    let link = kernel.space.peek(cur, 16);
+    if (!link) {
+      try {
+        const around = opts.fetchAround;
+        if (around && (around.entries === undefined || n < around.entries)) {
+          await kernel.prefetch([{ address: cur - BigInt(around.before), length: around.length }], opts);
+          link = kernel.space.peek(cur, 16);
+        }
+        link ??= await kernel.space.read(cur, 16, opts);
+      } catch (err) {
+        return unreadable(err, cur);
+      }
     }
+    const next = link.readBigUInt64LE(0);
+    const back = link.readBigUInt64LE(8);
     if (back !== prev) return fail(`list corrupted: 0x${cur.toString(16)}->prev is 0x${back.toString(16)}, expected 0x${prev.toString(16)}`, cur);
     yield cur;
     prev = cur;

@@ -34,6 +34,8 @@ export class Profile {
   /** Where the profile came from (a file path), for messages. */
   readonly source: string;
   readonly #fieldCache = new Map<string, FieldLayout | null>();
+  /** struct name as asked → path → layout (found fields only). */
+  readonly #byStruct = new Map<string, Map<string, FieldLayout>>();
   readonly #flat = new Map<string, Map<string, { offset: number; type: TypeRef }>>();
   #banner: string | null | undefined;
   #constants: Map<string, bigint> | undefined;
@@ -133,7 +135,15 @@ export class Profile {
    * Throws MissingSymbolError naming `struct.path` when there is no such field.
    */
   field(struct: string, path: string): FieldLayout {
+    // the hot path of every struct decode: no string building, no regex, on a hit
+    const hit = this.#byStruct.get(struct)?.get(path);
+    if (hit) return hit;
     const f = this.#lookup(bareName(struct), path);
+    if (f) {
+      let m = this.#byStruct.get(struct);
+      if (!m) this.#byStruct.set(struct, (m = new Map()));
+      m.set(path, f);
+    }
     if (!f) throw new MissingSymbolError(`${bareName(struct)}.${path}`, `no field ${JSON.stringify(path)} in ${bareName(struct)} (profile ${this.source})`);
     return f;
   }
@@ -143,6 +153,7 @@ export class Profile {
   }
 
   hasField(struct: string, path: string): boolean {
+    if (this.#byStruct.get(struct)?.has(path)) return true;
     return this.#lookup(bareName(struct), path) !== null;
   }
 

@@ -80,7 +80,8 @@ export class X86PageTable {
 
   /** Reads one 8-byte entry; a table outside readable memory is a fault of the entry that named it. */
   async readEntry(va: bigint, level: PagingLevel, entryAddress: bigint, parent: bigint, opts?: CallOptions): Promise<bigint> {
-    let buf: Buffer;
+    let buf: Buffer | undefined = this.physical.peek?.(entryAddress, 8);
+    if (buf) return buf.readBigUInt64LE(0);
     try {
       buf = await this.physical.read(entryAddress, 8, opts);
     } catch (err) {
