@@ -24,7 +24,7 @@ const PROFILES = resolve(__dirname, '../../profiles');
 
 /** A profile that notes every field, field test and type size asked of it. */
 class RecordingProfile extends Profile {
-  readonly asked = new Map<string, 'field' | 'has' | 'size'>();
+  readonly asked = new Map<string, 'field' | 'has' | 'size' | 'enum'>();
   override field(struct: string, path: string): FieldLayout {
     this.asked.set(`${struct}\0${path}`, 'field');
     return super.field(struct, path);
@@ -37,6 +37,10 @@ class RecordingProfile extends Profile {
     const f = super.firstField(struct, names);
     this.asked.set(`${struct}\0${f.name}`, 'field');
     return f;
+  }
+  override enumConstant(enumName: string | undefined, constant: string): bigint {
+    this.asked.set(`${enumName ?? ''}\0${constant}`, 'enum');
+    return super.enumConstant(enumName, constant);
   }
   override typeSize(name: string): number {
     this.asked.set(`${name}\0`, 'size');
@@ -116,7 +120,10 @@ t.test('profiles from guest memory', async (t) => {
     }
     for (const [key, how] of dwarf.asked) {
       const [struct, path] = key.split('\0');
-      if (how === 'size') {
+      if (how === 'enum') {
+        const e = struct === '' ? undefined : struct;
+        t.equal(btf.hasEnumConstant(e, path) ? btf.enumConstant(e, path) : undefined, dwarf.hasEnumConstant(e, path) ? dwarf.enumConstant(e, path) : undefined, `enum constant ${path}`);
+      } else if (how === 'size') {
         t.equal(btf.typeSize(struct), dwarf.typeSize(struct), `sizeof(${struct})`);
       } else if (how === 'has') {
         t.equal(btf.hasField(struct, path), dwarf.hasField(struct, path), `${struct}.${path} present in both or neither`);

@@ -48,7 +48,7 @@ const VOID = { kind: 'base', name: 'void' } as const;
 /** The most of `linux_banner` we read when its size is unknown (System.map only). */
 const MAX_BANNER = 1024;
 
-function producerVersion(): string {
+export function producerVersion(): string {
   // Walk up from this file to vmictl's package.json (works from lib/ and from dist/lib/).
   let dir = __dirname;
   for (let i = 0; i < 6; i++) {

@@ -11,7 +11,7 @@ import { parseBtf } from '../btf/parse';
 import { btfToModel } from '../btf/model';
 import { findKallsyms, type GuestKallsyms } from '../kallsyms/scan';
 import { START_KERNEL_MAP } from '../kaslr';
-import { modelToIsf } from './build';
+import { modelToIsf, producerVersion } from './build';
 import { ISF_FORMAT, dict, type IsfDocument, type IsfSymbol } from './isf';
 import { normalizeBanner } from './profile';
 
@@ -81,7 +81,7 @@ export async function buildProfileFromMemory(phys: PhysicalMemory, ram: readonly
   const doc: IsfDocument = {
     metadata: {
       format: ISF_FORMAT,
-      producer: { name: 'vmictl', version: '0', datetime: new Date().toISOString() },
+      producer: { name: 'vmictl', version: producerVersion(), datetime: new Date().toISOString() },
       linux: { symbols: [{ name: 'kallsyms (guest memory)' }], types: [{ name: 'BTF (guest memory)' }] },
     },
     base_types,
