@@ -17,6 +17,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { getHeapStatistics } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { VmiError } from '../../lib/errors';
 
@@ -267,9 +268,10 @@ export function classifyError(err: unknown): string | undefined {
   return `${e?.name ?? typeof err}: ${e?.message ?? String(err)}\n${(e?.stack ?? '').split('\n').slice(1, 6).join('\n')}`;
 }
 
+/** Heap plus external memory (Buffers); v8's statistics, since process.memoryUsage() reads /proc each time. */
 function retainedBytes(): number {
-  const m = process.memoryUsage();
-  return m.heapUsed + m.arrayBuffers;
+  const h = getHeapStatistics();
+  return h.used_heap_size + h.external_memory;
 }
 
 function collect(): void {
