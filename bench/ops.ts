@@ -1,9 +1,10 @@
 /**
- * Container operations benchmark: end-to-end time of reading a 10 MB file out of the ticker
- * container with cp (library call, one injection session) and of pause+unpause, against the same
- * operations done inside the guest over its serial control channel (`runc exec ticker cat FILE`
- * and `runc pause` + `runc resume`, timed from the host, serial transfer included). The median of
- * VMICTL_BENCH_OPS_RUNS (3) runs each. Goal (issue 7): cp at least 5 MB/s on the gdbstub.
+ * Container operations benchmark: end-to-end time of `exec ticker -- /bin/true`, of reading a 10 MB
+ * file out of the ticker container with cp (library call, one injection session) and of
+ * pause+unpause, against the same operations done inside the guest over its serial control channel
+ * (`runc exec ticker /bin/true`, `runc exec ticker cat FILE`, `runc pause` + `runc resume`, timed
+ * from the host, serial transfer included). The median of VMICTL_BENCH_OPS_RUNS (3) runs each.
+ * Goals (issue 7): exec within 2 times the in-guest `runc exec`, cp at least 5 MB/s on the gdbstub.
  *
  *   VMICTL_QMP=… VMICTL_GDB=… VMICTL_CONTROL=unix:… node dist/bench/ops.js
  */
@@ -12,12 +13,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Vm } from '../lib/vm';
-import { copyFromContainer, pauseContainer, unpauseContainer } from '../lib/ops';
+import { copyFromContainer, execInContainer, pauseContainer, unpauseContainer } from '../lib/ops';
 import { median, nowMs } from './memory';
 import type { Figure, Log } from './run';
 
 const SIZE = 10_000_000;
 const GOAL_MBPS = 5;
+const GOAL_EXEC_RATIO = 2;
 
 let seq = 0;
 
@@ -68,7 +70,14 @@ export async function runOpsBench(opts: OpsBenchOptions): Promise<Figure[]> {
     const cpBase: number[] = [];
     const pu: number[] = [];
     const puBase: number[] = [];
+    const ex: number[] = [];
+    const exBase: number[] = [];
     for (let i = 0; i < runs; i++) {
+      ex.push(await timed(async () => {
+        const r = await execInContainer(vm, { container: 'ticker', command: ['/bin/true'], journal: false });
+        if (r.exitCode !== 0) throw new Error(`exec /bin/true exited ${r.exitCode}`);
+      }));
+      exBase.push(await timed(() => control(opts.control, 'runc exec ticker /bin/true')));
       cp.push(await timed(() => copyFromContainer(vm, 'ticker', '/tmp/vmictl-bench10', join(dir, `copy${i}`), { journal: false })));
       cpBase.push(await timed(() => control(opts.control, 'runc exec ticker cat /tmp/vmictl-bench10 > /dev/null')));
       pu.push(await timed(async () => {
@@ -76,11 +85,14 @@ export async function runOpsBench(opts: OpsBenchOptions): Promise<Figure[]> {
         await unpauseContainer(vm, 'ticker', { journal: false });
       }));
       puBase.push(await timed(() => control(opts.control, 'runc pause ticker && runc resume ticker')));
+      log(`  run ${i + 1}: exec /bin/true ${ex[i].toFixed(0)} ms (runc exec in guest ${exBase[i].toFixed(0)} ms)`);
       log(`  run ${i + 1}: cp ${cp[i].toFixed(0)} ms (in guest ${cpBase[i].toFixed(0)} ms), pause+unpause ${pu[i].toFixed(0)} ms (in guest ${puBase[i].toFixed(0)} ms)`);
     }
     const cpMBps = SIZE / (median(cp) / 1000) / 1e6;
     const baseMBps = SIZE / (median(cpBase) / 1000) / 1e6;
+    const exRatio = median(ex) / median(exBase);
     return [
+      { name: 'ops.exec.true', value: median(ex), unit: 'ms', baseline: { value: median(exBase), what: 'runc exec /bin/true in the guest' }, ratio: 1 / exRatio, goal: { text: `within ${GOAL_EXEC_RATIO}x runc exec`, met: exRatio <= GOAL_EXEC_RATIO } },
       { name: 'ops.cp.read10MB', value: cpMBps, unit: 'MB/s', baseline: { value: baseMBps, what: 'runc exec cat in the guest' }, ratio: cpMBps / baseMBps, goal: { text: `>= ${GOAL_MBPS} MB/s`, met: cpMBps >= GOAL_MBPS } },
       { name: 'ops.pause+unpause', value: median(pu), unit: 'ms', baseline: { value: median(puBase), what: 'runc pause + resume in the guest' }, ratio: median(puBase) / median(pu) },
     ];
