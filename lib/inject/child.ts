@@ -438,11 +438,19 @@ export async function vfork<T>(caller: Forker, engine: ChildEngine, work: (child
   return { pid: Number(r), value: value as T };
 }
 
+const EINTR = 4;
+/** How many times a wait interrupted by the caller's signals is made again. */
+const MAX_EINTR = 100;
+
 /** wait4(pid) in `caller` with a status buffer; the wait status (see exitStatus()). */
 export async function reapChild(caller: { syscallWith(nr: number | string, args: readonly SyscallArgument[]): Promise<{ result: bigint; out: Buffer[] }> }, pid: number, options = 0n): Promise<{ pid: number; status: number }> {
-  const { result, out } = await caller.syscallWith('wait4', [BigInt(pid), { out: 4 }, options, 0n]);
-  const r = check('wait4', result, String(pid));
-  return { pid: Number(r), status: out[0].readInt32LE(0) };
+  // the caller's own signals (a shell's SIGCHLD) cut a wait short: wait again, a bounded number of times
+  for (let attempt = 1; ; attempt++) {
+    const { result, out } = await caller.syscallWith('wait4', [BigInt(pid), { out: 4 }, options, 0n]);
+    if (errnoOf(result) === EINTR && attempt < MAX_EINTR) continue;
+    const r = check('wait4', result, String(pid));
+    return { pid: Number(r), status: out[0].readInt32LE(0) };
+  }
 }
 
 /** A wait status as a shell reports it: the exit code, or 128 + the signal that killed it. */

@@ -10,10 +10,16 @@ import { KernelImage } from './image';
 import { readPatchSites } from './patch-sites';
 import { PatchSiteIndex } from './compare';
 
-/** What vmictl's injections call (lib/inject): the default set `check` and `protectFor` watch. */
+/**
+ * What vmictl's injections call (lib/inject, lib/ops): the default set `check` and `protectFor`
+ * watch. A syscall missing here would be a path an attacker could hook unseen: keep it complete.
+ */
 export const INJECTED_SYSCALLS: readonly string[] = [
-  'read', 'write', 'openat', 'close', 'getdents64', 'kill', 'mmap', 'munmap', 'getpid', 'uname', 'fork', 'clone',
-  'setns', 'execve', 'wait4', 'fchmod', 'lseek', 'newfstatat', 'fstat', 'readlinkat', 'unlinkat', 'mkdirat',
+  'read', 'write', 'openat', 'openat2', 'close', 'close_range', 'getdents64', 'kill', 'pidfd_open', 'pidfd_send_signal',
+  'mmap', 'munmap', 'getpid', 'uname', 'fork', 'clone', 'setns', 'execve', 'exit', 'exit_group', 'wait4',
+  'fchmod', 'fcntl', 'fsync', 'lseek', 'newfstatat', 'fstat', 'readlinkat', 'unlinkat', 'mkdirat', 'renameat',
+  'symlinkat', 'chdir', 'fchdir', 'chroot', 'dup3', 'pipe2', 'poll', 'getrandom', 'rt_sigprocmask',
+  'setgroups', 'setresuid', 'setresgid',
 ];
 
 /** Code vmictl never wants followed into: thunks every function calls (covered by the .text check). */

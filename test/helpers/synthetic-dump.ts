@@ -40,7 +40,13 @@ export function writeDump(g: SyntheticGuest, file: string): void {
 export async function runCli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const out: string[] = [];
   const err: string[] = [];
-  const write = (sink: string[]) => ((chunk: string | Uint8Array) => { sink.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8')); return true; }) as typeof process.stdout.write;
+  // write(chunk[, encoding][, callback]): the callback too, as a stream would (exec awaits it)
+  const write = (sink: string[]) => ((chunk: string | Uint8Array, enc?: unknown, cb?: unknown) => {
+    sink.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
+    const done = typeof enc === 'function' ? enc : cb;
+    if (typeof done === 'function') process.nextTick(done as () => void);
+    return true;
+  }) as typeof process.stdout.write;
   const saved = [process.stdout.write, process.stderr.write];
   process.stdout.write = write(out);
   process.stderr.write = write(err);

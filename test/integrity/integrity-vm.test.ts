@@ -4,7 +4,8 @@
  * first bytes of a handler) and so is a recorded-baseline difference; the test rootkit
  * (test-vms/rootkit, loaded with insmod) has its four hooks/hidings reported; and an injection
  * protected with protectFor sees a clean kernel while the hooks are back afterwards (or gone,
- * with repair).
+ * with repair); `vmictl exec`, `cp` and `kill` behind the CLI's guard give what a clean kernel
+ * gives.
  */
 import t, { type Test } from 'tap';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -15,6 +16,7 @@ import { checkKernel, protectFor, type Finding } from '../../lib/integrity';
 import { InjectionMemory } from '../../lib/inject/guest-memory';
 import { openInjection } from '../../lib/inject';
 import { bootVm, guestRun, skipWithReason, testVm, type VmEnv } from '../helpers/vm';
+import { runCli } from '../helpers/synthetic-dump';
 
 const VMLINUX = process.env.VMICTL_DBG_VMLINUX ?? resolve(__dirname, '../../test-vms/build/vmlinux');
 const tmp = mkdtempSync(join(tmpdir(), 'vmictl-integrity-'));
@@ -102,14 +104,21 @@ if (!existsSync(VMLINUX)) {
       t.fail('the test VM image has no rootkit module (make -C test-vms image)');
       return;
     }
-    const victim = await guestPid(env, 'sleep 100000');
+    // the protected process: the init of a throwaway container (SIGKILL from the root namespace
+    // reaches a container's init, so a dropped one shows the hook at work)
+    const bundle = await guestRun(env, 'cp -a /containers/ticker /run/rkbox && echo rkbox > /run/rkbox/id && sed -i "s/\\"hostname\\": \\"ticker\\"/\\"hostname\\": \\"rkbox\\"/" /run/rkbox/config.json && echo top > /run/rkbox/rootfs/tmp/secret.txt && echo denied > /run/rkbox/rootfs/tmp/denied.txt', 240_000);
+    t.equal(bundle.status, 0, `bundle of rkbox made: ${bundle.output.slice(0, 200)}`);
+    const box = await guestRun(env, 'runc run -d --bundle /run/rkbox rkbox </dev/null >/dev/null 2>&1; runc state rkbox', 240_000);
+    t.equal(box.status, 0, `container rkbox started: ${box.output.slice(0, 200)}`);
+    const victim = Number(/"pid":\s*(\d+)/.exec(box.output)?.[1]);
+    t.ok(victim > 0, `rkbox's init is host pid ${victim}`);
     const hidden = await guestPid(env, 'sleep 100001');
     const loop = await guestPid(env, 'sh -c "while true; do usleep 50000; done"');
     await guestRun(env, 'echo top > /tmp/secret.txt; echo denied > /tmp/denied.txt');
     const ins = await guestRun(env, `insmod /usr/lib/vmictl/vmictl_rk.ko drop_kill_pid=${victim} hide_name=secret.txt deny_path=/tmp/denied.txt unlink_pid=${hidden} hide_module=1`);
     t.equal(ins.status, 0, `insmod: ${ins.output.trim()}`);
     // the hooks work inside the guest
-    const k = await guestRun(env, `kill -TERM ${victim}; sleep 1; test -d /proc/${victim} && echo alive`);
+    const k = await guestRun(env, `kill -KILL ${victim}; sleep 1; test -d /proc/${victim} && echo alive`);
     t.match(k.output, /alive/, 'kill to the protected pid is dropped in the guest');
     t.notMatch((await guestRun(env, 'ls /tmp')).output, /secret\.txt/, 'ls does not show the hidden file');
     t.not((await guestRun(env, 'cat /tmp/denied.txt')).status, 0, 'opening the denied path fails');
@@ -136,13 +145,31 @@ if (!existsSync(VMLINUX)) {
         const names = (await s.listDirectory('/tmp')).map((d) => d.name);
         t.ok(names.includes('secret.txt'), 'the injected getdents64 lists the hidden file');
         t.equal((await s.readFile('/tmp/denied.txt')).toString(), 'denied\n', 'the injected openat opens the denied path');
-        await s.call('kill', BigInt(victim), 15n);
       } finally {
         await s.end();
       }
     });
-    const gone = await guestRun(env, `sleep 1; test -d /proc/${victim} && echo alive || echo gone`);
-    t.match(gone.output, /gone/, 'the injected kill reached the protected process');
+
+    // the CLI's operations run behind the guard (--vmlinux): the same results as on a clean kernel
+    const vmictl = (...args: string[]) => runCli(...args, '--qmp', env.qmp, '--gdb', env.gdb, '--vmlinux', VMLINUX);
+    const guarded = /kernel tampering on the path of injected syscalls \(\d+: .*(__x64_sys_|sys_call_table)/;
+    const cat = await vmictl('exec', 'rkbox', '--', '/bin/cat', '/tmp/denied.txt');
+    t.equal(cat.code, 0, `exec cat of the denied path succeeds: ${cat.stderr.trim()}`);
+    t.equal(cat.stdout, 'denied\n', 'and prints the file');
+    t.match(cat.stderr, guarded, 'the guard said what it restored for the operation');
+    const ls = await vmictl('exec', 'rkbox', '--', '/bin/ls', '/tmp');
+    t.match(ls.stdout, /secret\.txt/, 'exec ls lists the hidden file');
+    const one = await vmictl('cp', 'rkbox:/tmp/secret.txt', '-');
+    t.equal(one.stdout, 'top\n', `cp of the hidden file to stdout: ${one.stderr.trim()}`);
+    const out = join(tmp, 'rkbox-tmp');
+    const tree = await vmictl('cp', '-r', 'rkbox:/tmp', out);
+    t.equal(tree.code, 0, `cp -r of the directory: ${tree.stderr.trim()}`);
+    t.ok(existsSync(join(out, 'secret.txt')) && existsSync(join(out, 'denied.txt')), 'cp -r copies the hidden file and the denied one');
+    const kill = await vmictl('kill', 'rkbox');
+    t.equal(kill.code, 0, `vmictl kill rkbox: ${kill.stderr.trim()}`);
+    const gone = await guestRun(env, `sleep 1; test -d /proc/${victim} && echo alive || echo gone; cat /sys/fs/cgroup/rkbox/cgroup.procs 2>/dev/null | wc -l`);
+    t.match(gone.output, /gone\s+0/, 'vmictl kill reached the protected process: rkbox is empty');
+    t.match((await guestRun(env, `test -d /proc/${loop} && echo alive`)).output, /alive/, 'and nothing outside rkbox was hit');
     t.notMatch((await guestRun(env, 'ls /tmp')).output, /secret\.txt/, 'afterwards the guest is as it was: the file is hidden again');
     await withVm(env, async (vm) => {
       const r = await checkKernel(vm, { vmlinux: VMLINUX, wholeText: false });
