@@ -37,6 +37,9 @@ demo: build vm
 	  echo; echo "== vmictl kernel"; ./bin/vmictl kernel; \
 	  echo; echo "== vmictl ps"; ./bin/vmictl ps; \
 	  echo; echo "== vmictl top web"; ./bin/vmictl top web; \
+	  export VMICTL_VMLINUX=$(CURDIR)/test-vms/build/vmlinux; \
+	  echo; echo "== vmictl check (the guest kernel against its vmlinux)"; ./bin/vmictl check; \
+	  echo; echo "== vmictl exec web -- /bin/hostname (injected syscalls, behind the integrity guard)"; ./bin/vmictl exec web -- /bin/hostname; \
 	  echo; echo "The test VM keeps running: source test-vms/run/vm.env to use it, make stop to end it."'
 
 stop:
