@@ -53,7 +53,7 @@ cp "$g/busyd" "$root/sbin/busyd"
 cp "$g/control-shell" "$root/sbin/control-shell"
 cp "$g/ground-truth" "$g/ground-truth.awk" "$g/bench-containers" "$root/usr/lib/vmictl/"
 # the integrity tests' rootkit, loaded by those tests only (test-vms/rootkit)
-[ -f "$out/vmictl_rk.ko" ] && cp "$out/vmictl_rk.ko" "$root/usr/lib/vmictl/"
+if [ -f "$out/vmictl_rk.ko" ]; then cp "$out/vmictl_rk.ko" "$root/usr/lib/vmictl/"; fi
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$root/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
 
