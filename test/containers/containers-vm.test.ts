@@ -3,45 +3,11 @@
  * itself at boot: every container, its hostname, init pid, processes (host and container pids),
  * namespace inodes and cgroup path; and the same from an ELF dump of the VM.
  */
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { Vm } from '../../lib/vm';
 import type { ContainerList } from '../../lib/containers/list';
-import { NAMESPACE_KINDS } from '../../lib/containers/model';
-import { dumpVm, guestRun, readGroundTruth, testVm, type GroundTruth } from '../helpers/vm';
-
-function compare(t: Test, gt: GroundTruth, list: ContainerList): void {
-  t.equal(list.containers.length, gt.containers.length, 'as many containers as the guest runs');
-  const alive = new Map(gt.tasks.map((x) => [x.pid, x]));
-  for (const want of gt.containers) {
-    const got = list.containers.find((c) => c.id === want.id);
-    t.ok(got, `container ${want.name} (${want.id.slice(0, 12)}) found`);
-    if (!got) continue;
-    t.equal(got.hostname, want.hostname, `${want.name}: hostname`);
-    t.equal(got.initPid, want.initPid, `${want.name}: init pid`);
-    t.equal(got.cgroup, want.cgroup, `${want.name}: cgroup path`);
-    t.equal(got.runtime, want.runtime, `${want.name}: runtime recognised`);
-    // runc bind-mounts each bundle's rootfs (test-vms/guest/rc.containers: /containers/<name>)
-    t.equal(got.root, `/containers/${want.name}/rootfs`, `${want.name}: root directory`);
-    const init = alive.get(want.initPid)!;
-    for (const kind of NAMESPACE_KINDS) t.equal(got.namespaces[kind], init.ns[kind], `${want.name}: ${kind} namespace inode`);
-    // the processes the guest saw in that container (same pid namespace chain at level 1)
-    const expected = gt.tasks.filter((x) => x.tgid === x.pid && x.cgroup === want.cgroup).map((x) => x.pid).sort((a, b) => a - b);
-    t.same(got.pids, expected, `${want.name}: host pids`);
-    for (const p of got.processes) {
-      const g = alive.get(p.pid);
-      t.ok(g, `${want.name}: pid ${p.pid} is a guest task`);
-      if (!g) continue;
-      t.same(p.nspids, g.nspids, `${want.name}: pid ${p.pid} has the pids ${g.nspids.join('/')} at every level`);
-      t.equal(p.comm, g.comm, `${want.name}: pid ${p.pid} comm`);
-      t.equal(p.ppid, g.ppid, `${want.name}: pid ${p.pid} parent`);
-      t.equal(p.uid, g.uid, `${want.name}: pid ${p.pid} uid`);
-    }
-  }
-  const hostPidNs = alive.get(1)!.ns.pid;
-  for (const c of list.containers) {
-    for (const p of c.processes) t.not(p.namespaces.pid, hostPidNs, `pid ${p.pid} in ${c.hostname} is not a root-namespace process`);
-  }
-}
+import { compareWithGroundTruth } from '../helpers/ground-truth-compare';
+import { dumpVm, guestRun, readGroundTruth, testVm } from '../helpers/vm';
 
 t.test('containers read from outside match the ground truth', async (t) => {
   const env = await testVm(t);
@@ -53,7 +19,7 @@ t.test('containers read from outside match the ground truth', async (t) => {
     t.teardown(() => vm.close());
     const list = await vm.listContainers();
     t.same(list.warnings, [], 'no warnings on a healthy guest');
-    compare(t, gt, list);
+    compareWithGroundTruth(t, gt, list, { root: true });
     t.equal(list.host.initPid, 1, 'the host row is headed by pid 1');
     t.notOk(list.host.pids.includes(0), 'the idle task (pid 0) is not listed, as in ps');
     const nested = list.containers.find((c) => c.hostname === 'nested')!;
@@ -87,6 +53,6 @@ t.test('containers read from outside match the ground truth', async (t) => {
     const file = await dumpVm(t, env);
     const vm = await Vm.connect({ dump: file });
     t.teardown(() => vm.close());
-    compare(t, gt, await vm.listContainers());
+    compareWithGroundTruth(t, gt, await vm.listContainers(), { root: true });
   });
 });

@@ -7,7 +7,12 @@ import type { ContainerList } from '../../lib/containers/list';
 import { NAMESPACE_KINDS } from '../../lib/containers/model';
 import type { GroundTruth } from './vm';
 
-export function compareWithGroundTruth(t: Test, gt: GroundTruth, list: ContainerList): void {
+export interface CompareOptions {
+  /** Also the root directory of each container (runc bind-mounts /containers/<name>/rootfs). */
+  root?: boolean;
+}
+
+export function compareWithGroundTruth(t: Test, gt: GroundTruth, list: ContainerList, opts: CompareOptions = {}): void {
   t.equal(list.containers.length, gt.containers.length, 'as many containers as the guest runs');
   const alive = new Map(gt.tasks.map((x) => [x.pid, x]));
   for (const want of gt.containers) {
@@ -18,6 +23,8 @@ export function compareWithGroundTruth(t: Test, gt: GroundTruth, list: Container
     t.equal(got.initPid, want.initPid, `${want.name}: init pid`);
     t.equal(got.cgroup, want.cgroup, `${want.name}: cgroup path`);
     t.equal(got.runtime, want.runtime, `${want.name}: runtime recognised`);
+    // runc bind-mounts each bundle's rootfs (test-vms/guest/rc.containers: /containers/<name>)
+    if (opts.root) t.equal(got.root, `/containers/${want.name}/rootfs`, `${want.name}: root directory`);
     const init = alive.get(want.initPid)!;
     for (const kind of NAMESPACE_KINDS) t.equal(got.namespaces[kind], init.ns[kind], `${want.name}: ${kind} namespace inode`);
     // the processes the guest saw in that container (same pid namespace chain at level 1)
