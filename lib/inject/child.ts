@@ -18,12 +18,12 @@
  * No child is left behind: if driving it fails while it is stopped, it is made to exit_group; the
  * caller reaps it (wait4) or leaves that to the code that asked for it (see forkChild()).
  */
-import { AbortError, CommandError, InjectionError, TimeoutError } from '../errors';
+import { AbortError, InjectionError, TimeoutError } from '../errors';
 import type { Kernel } from '../kernel/kernel';
 import type { AddressSpace } from '../memory/address-space';
 import type { GdbClient } from '../transport/gdb';
 import { findTask } from '../kernel/helpers/task';
-import { cr3Root, currentTask, inUserMode, mmRoot } from './cpu';
+import { cr3Root, currentTask, inUserMode, isThreadAt, mmRoot, writeRegistersOver } from './cpu';
 import { errnoOf, toSigned64 } from './errno';
 import { SyscallError, SyscallTimeoutError, TargetGoneError } from './errors';
 import { spaceAt } from './guest-memory';
@@ -285,25 +285,11 @@ export class ChildProcess implements Forker {
 
   /** One G packet from the registers read at the last catch, with `changes` applied. */
   async #writeRegisters(changes: ReadonlyMap<string, bigint>): Promise<void> {
-    const gdb = this.#engine.gdb;
-    const layout = gdb.registerLayout;
-    if (layout.registers.some((r) => !this.#regs.has(r.name))) {
-      await gdb.writeRegisters(changes, { thread: this.#vcpu, timeout: 10_000 });
-    } else {
-      const block = Buffer.alloc(layout.size);
-      for (const r of layout.registers) block.set(layout.encodeValue(r, changes.get(r.name) ?? this.#regs.get(r.name)!), r.offset);
-      await gdb.selectThread(this.#vcpu, 'g', { timeout: 10_000 });
-      const reply = await gdb.command(`G${block.toString('hex')}`, { timeout: 10_000 });
-      if (reply !== 'OK') throw new CommandError('G', reply, `writing the registers of vCPU ${this.#vcpu}: ${reply}`);
-    }
-    this.#regs = new Map([...this.#regs, ...changes]);
+    this.#regs = await writeRegistersOver(this.#engine.gdb, this.#vcpu, this.#regs, changes);
   }
 
-  async #isOurReturn(hit: Hit, sp: bigint): Promise<boolean> {
-    const r = hit.regs;
-    if (hit.rip !== this.returnAddress || r.get('rsp') !== sp || !inUserMode(r)) return false;
-    if (cr3Root(r.get('cr3') ?? 0n) !== this.target.root) return false;
-    return (await currentTask(this.#engine.kernel, r)) === this.target.task;
+  #isOurReturn(hit: Hit, sp: bigint): Promise<boolean> {
+    return isThreadAt(this.#engine.kernel, hit, this.target, this.returnAddress, sp);
   }
 
   /** Runs the VM until the child is back from the call (or `also` takes a hit), checking it lives. */

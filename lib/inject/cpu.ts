@@ -4,10 +4,11 @@
  * per-CPU `current_task`, read at the CPU's per-CPU base: GS.base in kernel mode, KERNEL_GS_BASE
  * in user mode, where `swapgs` has put the user's GS base in front).
  */
-import { ValidationError } from '../errors';
+import { CommandError, ValidationError } from '../errors';
 import type { CallOptions } from '../util/deadline';
 import { decodeCr3 } from '../memory/x86-64/cr3';
 import type { Kernel } from '../kernel/kernel';
+import type { GdbClient } from '../transport/gdb';
 
 export type Registers = ReadonlyMap<string, bigint>;
 
@@ -79,4 +80,37 @@ export async function currentTask(kernel: Kernel, regs: Registers, opts: CallOpt
   }
   if ((at & 7n) !== 0n) return kernel.readU64(at, opts);
   return (await kernel.physical.read(physical, 8, opts)).readBigUInt64LE(0);
+}
+
+/**
+ * Writes registers of a vCPU that has not run since `base` was read from it: one `G` packet built
+ * from `base` with `changes` applied (one round trip less than the client's read-modify-write);
+ * when `base` lacks a register of the layout, the client's own write. Returns the registers now set.
+ */
+export async function writeRegistersOver(gdb: GdbClient, vcpu: string, base: Registers, changes: Registers): Promise<Map<string, bigint>> {
+  const layout = gdb.registerLayout;
+  if (layout.registers.some((r) => !base.has(r.name))) {
+    await gdb.writeRegisters(changes, { thread: vcpu, timeout: 10_000 });
+  } else {
+    const block = Buffer.alloc(layout.size);
+    for (const r of layout.registers) block.set(layout.encodeValue(r, changes.get(r.name) ?? base.get(r.name)!), r.offset);
+    await gdb.selectThread(vcpu, 'g', { timeout: 10_000 });
+    const reply = await gdb.command(`G${block.toString('hex')}`, { timeout: 10_000 });
+    if (reply !== 'OK') throw new CommandError('G', reply, `writing the registers of vCPU ${vcpu}: ${reply}`);
+  }
+  return new Map([...base, ...changes]);
+}
+
+/** A thread vmictl drives: its task, and the physical root of its page table. */
+export interface DrivenThread {
+  task: bigint;
+  root: bigint;
+}
+
+/** Whether a stop is `thread` in user mode at `rip` with stack pointer `sp` (back from an injected call). */
+export async function isThreadAt(kernel: Kernel, hit: { rip: bigint; regs: Registers }, thread: DrivenThread, rip: bigint, sp: bigint): Promise<boolean> {
+  const r = hit.regs;
+  if (hit.rip !== rip || r.get('rsp') !== sp || !inUserMode(r)) return false;
+  if (cr3Root(r.get('cr3') ?? 0n) !== thread.root) return false;
+  return (await currentTask(kernel, r)) === thread.task;
 }

@@ -13,13 +13,13 @@
  * (not the vCPU's CR3, KERNEL_GS_BASE, control registers: the thread may come back on another
  * vCPU) and the stack bytes are restored at the end, and on every failure path.
  */
-import { AbortError, CommandError, InjectionError, PageFaultError, TimeoutError, VmiError } from '../errors';
+import { AbortError, InjectionError, PageFaultError, TimeoutError, VmiError } from '../errors';
 import type { Vm } from '../vm';
 import type { Kernel } from '../kernel/kernel';
 import type { AddressSpace } from '../memory/address-space';
 import type { GdbClient } from '../transport/gdb';
 import { findTask } from '../kernel/helpers/task';
-import { cr3Root, currentTask, inUserMode } from './cpu';
+import { currentTask, inUserMode, isThreadAt, writeRegistersOver } from './cpu';
 import { errnoOf, toSigned64 } from './errno';
 import { SessionClosedError, SyscallError, SyscallTimeoutError, TargetGoneError, type InjectionState } from './errors';
 import { hex, Journal, type JournalEntry } from './journal';
@@ -452,26 +452,12 @@ export class InjectionSession {
    * read-modify-write (one round trip less per call).
    */
   async #writeRegisters(changes: ReadonlyMap<string, bigint>): Promise<void> {
-    const gdb = this.#in.gdb;
-    const layout = gdb.registerLayout;
-    if (layout.registers.some((r) => !this.#regs.has(r.name))) {
-      await gdb.writeRegisters(changes, { thread: this.#vcpu, timeout: 10_000 });
-      return;
-    }
-    const block = Buffer.alloc(layout.size);
-    for (const r of layout.registers) block.set(layout.encodeValue(r, changes.get(r.name) ?? this.#regs.get(r.name)!), r.offset);
-    await gdb.selectThread(this.#vcpu, 'g', { timeout: 10_000 });
-    const reply = await gdb.command(`G${block.toString('hex')}`, { timeout: 10_000 });
-    if (reply !== 'OK') throw new CommandError('G', reply, `writing the registers of vCPU ${this.#vcpu}: ${reply}`);
-    this.#regs = new Map([...this.#regs, ...changes]);
+    this.#regs = await writeRegistersOver(this.#in.gdb, this.#vcpu, this.#regs, changes);
   }
 
   /** Whether a hit is our thread coming back from an injected syscall with stack pointer `sp`. */
-  async #isOurReturn(hit: Hit, sp: bigint): Promise<boolean> {
-    const r = hit.regs;
-    if (hit.rip !== this.returnAddress || r.get('rsp') !== sp || !inUserMode(r)) return false;
-    if (cr3Root(r.get('cr3') ?? 0n) !== this.target.root) return false;
-    return (await currentTask(this.#in.kernel, r)) === this.target.task;
+  #isOurReturn(hit: Hit, sp: bigint): Promise<boolean> {
+    return isThreadAt(this.#in.kernel, hit, this.target, this.returnAddress, sp);
   }
 
   /**
