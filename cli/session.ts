@@ -53,3 +53,25 @@ async function run<T>(flags: ConnectionFlags, controller: AbortController, maxRe
     await vm.close();
   }
 }
+
+/**
+ * Runs `fn` with a signal that also aborts on SIGTERM and SIGHUP (SIGINT is withVm's), so that a
+ * command killed politely still puts back the thread it injected into.
+ */
+export async function withTermination<T>(signal: AbortSignal, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ac = new AbortController();
+  setMaxListeners(0, ac.signal);
+  const stop = () => ac.abort(new Error('terminated'));
+  process.once('SIGTERM', stop);
+  process.once('SIGHUP', stop);
+  const onVmAbort = () => ac.abort(signal.reason);
+  if (signal.aborted) onVmAbort();
+  else signal.addEventListener('abort', onVmAbort, { once: true });
+  try {
+    return await fn(ac.signal);
+  } finally {
+    process.off('SIGTERM', stop);
+    process.off('SIGHUP', stop);
+    signal.removeEventListener('abort', onVmAbort);
+  }
+}

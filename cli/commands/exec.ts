@@ -1,7 +1,6 @@
-import { setMaxListeners } from 'node:events';
 import { Option, type Command } from 'commander';
 import { connectionOptions, type ConnectionFlags } from '../options';
-import { withVm } from '../session';
+import { withTermination, withVm } from '../session';
 import { VmiError } from '../../lib/errors';
 import { execInContainer } from '../../lib/ops/exec';
 import { SyscallError } from '../../lib/inject/errors';
@@ -55,15 +54,8 @@ export function registerExec(program: Command): void {
     .action(async (container: string, command: string[], flags: ExecFlags) => {
       if (flags.interactive) throw new VmiError('EUSAGE', '-i is not supported: the command\'s stdin is /dev/null');
       const user = flags.user === undefined ? undefined : parseUser(flags.user);
-      const status = await withVm(flags, async (vm, signal): Promise<number> => {
-        // SIGTERM and SIGHUP kill the command and clean up too (SIGINT is withVm's)
-        const ac = new AbortController();
-        setMaxListeners(0, ac.signal);
-        const stop = () => ac.abort(new Error('terminated'));
-        process.once('SIGTERM', stop);
-        process.once('SIGHUP', stop);
-        const onVmAbort = () => ac.abort(signal.reason);
-        signal.addEventListener('abort', onVmAbort, { once: true });
+      // SIGTERM and SIGHUP kill the command and clean up too
+      const status = await withVm(flags, (vm, signal) => withTermination(signal, async (stopSignal): Promise<number> => {
         try {
           const r = await execInContainer(vm, {
             container,
@@ -73,7 +65,7 @@ export function registerExec(program: Command): void {
             user,
             stdout: sink(process.stdout),
             stderr: sink(process.stderr),
-            signal: ac.signal,
+            signal: stopSignal,
             timeout: Number(flags.timeout),
           });
           return r.exitCode;
@@ -82,12 +74,8 @@ export function registerExec(program: Command): void {
           if (!(err instanceof SyscallError) || err.syscall !== 'execve') throw err;
           process.stderr.write(`vmictl: ${escapeForTerminal(err.message)}\n`);
           return err.errnoName === 'ENOENT' || err.errnoName === 'ENOTDIR' ? 127 : 126;
-        } finally {
-          process.off('SIGTERM', stop);
-          process.off('SIGHUP', stop);
-          signal.removeEventListener('abort', onVmAbort);
         }
-      });
+      }));
       process.exitCode = status;
     });
 }

@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import { connectionOptions, type ConnectionFlags } from '../options';
-import { withVm } from '../session';
+import { withTermination, withVm } from '../session';
 import { VmiError } from '../../lib/errors';
 import { escapeForTerminal } from '../../lib/util/escape';
 // guest strings (comm, uname) in JSON: C1 controls and bidi overrides escaped too
@@ -150,28 +150,16 @@ export function registerSyscall(program: Command): void {
       }
       argv.forEach(parseSyscallArgument);
       const label = syscallName(nr) ?? String(nr);
-      const out = await withVm(flags, async (vm, signal) => {
-        // SIGTERM and SIGHUP end the injection cleanly too (SIGINT is withVm's)
-        const ac = new AbortController();
-        const stop = () => ac.abort(new Error('terminated'));
-        process.once('SIGTERM', stop);
-        process.once('SIGHUP', stop);
-        const onVmAbort = () => ac.abort(signal.reason);
-        signal.addEventListener('abort', onVmAbort, { once: true });
+      // SIGTERM and SIGHUP end the injection cleanly too
+      const out = await withVm(flags, (vm, signal) => withTermination(signal, async (stopSignal) => {
+        const target = flags.pid ? { pid: Number(flags.pid) } : { container };
+        const s = await openInjection(vm, target, { timeout: Number(flags.timeout), callTimeout: Number(flags.callTimeout), signal: stopSignal, wake: flags.wake ? 'freeze' : 'never' });
         try {
-          const target = flags.pid ? { pid: Number(flags.pid) } : { container };
-          const s = await openInjection(vm, target, { timeout: Number(flags.timeout), callTimeout: Number(flags.callTimeout), signal: ac.signal, wake: flags.wake ? 'freeze' : 'never' });
-          try {
-            return await run(s, label, nr, argv, flags);
-          } finally {
-            await s.close();
-          }
+          return await run(s, label, nr, argv, flags);
         } finally {
-          process.off('SIGTERM', stop);
-          process.off('SIGHUP', stop);
-          signal.removeEventListener('abort', onVmAbort);
+          await s.close();
         }
-      });
+      }));
       process.stderr.write(out.stderr);
       process.stdout.write(out.stdout);
       if (out.failed) process.exitCode = 1;
