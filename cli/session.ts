@@ -1,14 +1,14 @@
 import { setMaxListeners } from 'node:events';
 import { Vm } from '../lib/vm';
 import { positiveNumber, type ConnectionFlags } from './options';
-import { LimitExceededError } from '../lib/errors';
+import { LimitExceededError, TerminatedError } from '../lib/errors';
 import { escapeForTerminal } from '../lib/util/escape';
 import { operationGuard } from '../lib/integrity/guard';
 
 /**
  * Connects to the VM (or opens the dump) the flags name, runs `fn`, and always disconnects, which
- * restarts the VM if vmictl stopped it. Ctrl-C aborts the work through an AbortSignal instead of
- * killing the process, so the VM is never left stopped.
+ * restarts the VM if vmictl stopped it. Ctrl-C, SIGTERM and SIGHUP abort the work through an
+ * AbortSignal instead of killing the process, so the VM is never left stopped.
  */
 export async function withVm<T>(flags: ConnectionFlags, fn: (vm: Vm, signal: AbortSignal) => Promise<T>): Promise<T> {
   const maxReadMiB = positiveNumber(flags.maxRead, '--max-read');
@@ -16,8 +16,7 @@ export async function withVm<T>(flags: ConnectionFlags, fn: (vm: Vm, signal: Abo
   const controller = new AbortController();
   // every concurrent guest read listens on the one signal
   setMaxListeners(0, controller.signal);
-  const onSigint = () => controller.abort(new Error('interrupted'));
-  process.once('SIGINT', onSigint);
+  const stops = stopSignalsAbort(controller);
   // the time limit ends the work the way Ctrl-C does (an injection puts its thread back first)
   const limit = seconds === undefined ? undefined : new LimitExceededError('time taken by this command', seconds, '--time-limit', ' s');
   const timer = limit && setTimeout(() => controller.abort(limit), seconds! * 1000);
@@ -25,13 +24,30 @@ export async function withVm<T>(flags: ConnectionFlags, fn: (vm: Vm, signal: Abo
   try {
     return await run(flags, controller, maxReadMiB, fn);
   } catch (err) {
-    // whatever gave way first (an AbortError, usually), the limit is what the user can act on
-    if (limit && controller.signal.reason === limit) throw limit;
+    // whatever gave way first (an AbortError, usually), the limit or the signal is what the user can act on
+    const reason: unknown = controller.signal.reason;
+    if (controller.signal.aborted && (reason === limit || reason instanceof TerminatedError)) throw reason;
     throw err;
   } finally {
     if (timer) clearTimeout(timer);
-    process.off('SIGINT', onSigint);
+    stops.release();
   }
+}
+
+const STOP_SIGNALS: ReadonlyArray<[NodeJS.Signals, number]> = [['SIGINT', 2], ['SIGTERM', 15], ['SIGHUP', 1]];
+
+/**
+ * Ctrl-C, SIGTERM and SIGHUP abort the work instead of killing the process, for every command: a
+ * `ps` killed while the VM is stopped, or an injection killed mid-call, must still resume the VM
+ * and put the thread back. A second signal of the same kind is left to the default (kill).
+ */
+function stopSignalsAbort(controller: AbortController): { release(): void } {
+  const handlers = STOP_SIGNALS.map(([name, number]) => {
+    const h = () => controller.abort(new TerminatedError(name, number));
+    process.once(name, h);
+    return [name, h] as const;
+  });
+  return { release: () => { for (const [name, h] of handlers) process.off(name, h); } };
 }
 
 async function run<T>(flags: ConnectionFlags, controller: AbortController, maxReadMiB: number | undefined, fn: (vm: Vm, signal: AbortSignal) => Promise<T>): Promise<T> {
@@ -51,27 +67,5 @@ async function run<T>(flags: ConnectionFlags, controller: AbortController, maxRe
     return await fn(vm, controller.signal);
   } finally {
     await vm.close();
-  }
-}
-
-/**
- * Runs `fn` with a signal that also aborts on SIGTERM and SIGHUP (SIGINT is withVm's), so that a
- * command killed politely still puts back the thread it injected into.
- */
-export async function withTermination<T>(signal: AbortSignal, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-  const ac = new AbortController();
-  setMaxListeners(0, ac.signal);
-  const stop = () => ac.abort(new Error('terminated'));
-  process.once('SIGTERM', stop);
-  process.once('SIGHUP', stop);
-  const onVmAbort = () => ac.abort(signal.reason);
-  if (signal.aborted) onVmAbort();
-  else signal.addEventListener('abort', onVmAbort, { once: true });
-  try {
-    return await fn(ac.signal);
-  } finally {
-    process.off('SIGTERM', stop);
-    process.off('SIGHUP', stop);
-    signal.removeEventListener('abort', onVmAbort);
   }
 }

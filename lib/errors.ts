@@ -45,6 +45,18 @@ export class AbortError extends VmiError {
   }
 }
 
+/** vmictl was told to stop by a signal (Ctrl-C, SIGTERM, SIGHUP): the work ends, the guest is put back first. */
+export class TerminatedError extends VmiError {
+  readonly signal: NodeJS.Signals;
+  /** The shell's convention for a command ended by a signal. */
+  readonly exitCode: number;
+  constructor(signal: NodeJS.Signals, signalNumber: number) {
+    super('ETERMINATED', `stopped by ${signal}`);
+    this.signal = signal;
+    this.exitCode = 128 + signalNumber;
+  }
+}
+
 /** The peer sent something that does not follow the protocol (bad checksum, oversized, garbage). */
 export class ProtocolError extends VmiError {
   readonly data?: string;

@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import { connectionOptions, type ConnectionFlags } from '../options';
-import { withTermination, withVm } from '../session';
+import { withVm } from '../session';
 import { VmiError } from '../../lib/errors';
 import { execInContainer } from '../../lib/ops/exec';
 import { SyscallError } from '../../lib/inject/errors';
@@ -54,8 +54,7 @@ export function registerExec(program: Command): void {
     .action(async (container: string, command: string[], flags: ExecFlags) => {
       if (flags.interactive) throw new VmiError('EUSAGE', '-i is not supported: the command\'s stdin is /dev/null');
       const user = flags.user === undefined ? undefined : parseUser(flags.user);
-      // SIGTERM and SIGHUP kill the command and clean up too
-      const status = await withVm(flags, (vm, signal) => withTermination(signal, async (stopSignal): Promise<number> => {
+      const status = await withVm(flags, async (vm, stopSignal): Promise<number> => {
         try {
           const r = await execInContainer(vm, {
             container,
@@ -75,7 +74,7 @@ export function registerExec(program: Command): void {
           process.stderr.write(`vmictl: ${escapeForTerminal(err.message)}\n`);
           return err.errnoName === 'ENOENT' || err.errnoName === 'ENOTDIR' ? 127 : 126;
         }
-      }));
+      });
       process.exitCode = status;
     });
 }

@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import { connectionOptions, type ConnectionFlags } from '../options';
-import { withTermination, withVm } from '../session';
+import { withVm } from '../session';
 import { VmiError } from '../../lib/errors';
 import { escapeForTerminal } from '../../lib/util/escape';
 // guest strings (comm, uname) in JSON: C1 controls and bidi overrides escaped too
@@ -150,8 +150,7 @@ export function registerSyscall(program: Command): void {
       }
       argv.forEach(parseSyscallArgument);
       const label = syscallName(nr) ?? String(nr);
-      // SIGTERM and SIGHUP end the injection cleanly too
-      const out = await withVm(flags, (vm, signal) => withTermination(signal, async (stopSignal) => {
+      const out = await withVm(flags, async (vm, stopSignal) => {
         const target = flags.pid ? { pid: Number(flags.pid) } : { container };
         const s = await openInjection(vm, target, { timeout: Number(flags.timeout), callTimeout: Number(flags.callTimeout), signal: stopSignal, wake: flags.wake ? 'freeze' : 'never' });
         try {
@@ -159,7 +158,7 @@ export function registerSyscall(program: Command): void {
         } finally {
           await s.close();
         }
-      }));
+      });
       process.stderr.write(out.stderr);
       process.stdout.write(out.stdout);
       if (out.failed) process.exitCode = 1;
