@@ -42,6 +42,7 @@ fi
 cc=$(sed -n 's/^CONFIG_CC_VERSION_TEXT="\([^ ]*\) .*/\1/p' "$kdir/.config" | head -n 1)
 command -v "$cc" >/dev/null 2>&1 || { echo "rootkit: the kernel's compiler '$cc' is neither on the host nor in a toolchain manifest" >&2; exit 1; }
 mkdir -p "$work/src"; cp "$here/Kbuild" "$here/vmictl_rk.c" "$work/src/"
-# no BTF for the module: it would take the host's pahole, which may not know the headers' options
-make -s -C "$kdir" M="$work/src" CC="$cc" CONFIG_DEBUG_INFO_BTF_MODULES= modules >&2
+# no BTF for the module: it would take the host's pahole, which may not know the headers' options;
+# the temporary directory's name kept out of the debug info, which the build id is a hash of
+make -s -C "$kdir" M="$work/src" CC="$cc" CONFIG_DEBUG_INFO_BTF_MODULES= KCFLAGS="-ffile-prefix-map=$work=/vmictl-rk" modules >&2
 strip --strip-debug -o "$out" "$work/src/vmictl_rk.ko"
