@@ -57,14 +57,16 @@ test: build vm
 
 # The second kernel of the matrix (Debian 13, 6.12): a subset of the VM tests, with no profile file
 # for it anywhere, so vmictl builds its profile from guest memory (cached in a temporary dir).
+# IMAGE_DIR is exported: a test that boots a VM of its own boots this kernel too.
 # (of the injection tests, the quick ones: the whole file takes over 10 minutes under TCG)
-TRIXIE_TESTS := test/kernel/from-memory-vm.test.ts test/kernel/kaslr-vm.test.ts test/containers/containers-vm.test.ts test/vm/qmp-only-vm.test.ts
+TRIXIE_TESTS := test/kernel/from-memory-vm.test.ts test/kernel/kaslr-vm.test.ts test/containers/containers-vm.test.ts test/vm/qmp-only-vm.test.ts \
+	test/ops/exec-vm.test.ts test/ops/ops-vm.test.ts test/inject/child-vm.test.ts
 TRIXIE_INJECT := --filter-quietly --grep='syscall injection' --grep='getpid|second session|large buffers|blocked in accept' test/inject/inject-vm.test.ts
 test-trixie: build
 	@$(MAKE) --no-print-directory -C test-vms image KERNEL=trixie
 	@rm -f .tap-output-trixie.txt; cache=$$(mktemp -d); \
 	env_out=$$(IMAGE_DIR=$(CURDIR)/test-vms/build-trixie ./test-vms/run.sh start $(TEST_RUN)-trixie) || exit 1; \
-	set -a; eval "$$env_out"; XDG_CACHE_HOME=$$cache; set +a; \
+	set -a; eval "$$env_out"; XDG_CACHE_HOME=$$cache; IMAGE_DIR=$(CURDIR)/test-vms/build-trixie; set +a; \
 	trap './test-vms/run.sh stop $(TEST_RUN)-trixie; rm -rf '"$$cache" EXIT; \
 	echo "== the same tests on the Debian 13 kernel (6.12), with no profile file"; \
 	npx tap --reporter=tap --jobs=1 $(TRIXIE_TESTS) 2>&1 | tee .tap-output-trixie.txt; rc=$${PIPESTATUS[0]}; \

@@ -15,7 +15,9 @@ Dir::Cache "$dir/cache";
 Dir::State::Status "$dir/status";
 CONF
 touch "$dir/status"
-if [ -z "$(find "$dir/lists" -name '*_Packages' -mtime -1 2>/dev/null)" ]; then
+# (a stamp of our own: apt leaves an unchanged index file's date as it was)
+if [ -z "$(find "$dir/updated" -mtime -1 2>/dev/null)" ]; then
   echo "apt-suite: updating the $suite package index" >&2
   APT_CONFIG="$dir/apt.conf" apt-get update -q >&2
+  touch "$dir/updated"
 fi

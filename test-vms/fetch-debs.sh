@@ -39,6 +39,8 @@ for spec in "$@"; do
     echo "fetch-debs: no candidate version for $pkg (run 'apt-get update')" >&2; exit 1
   fi
   file="$cache/${pkg}_$(echo "$ver" | sed 's/:/%3a/')_amd64.deb"
+  # an architecture-independent package (the common kernel headers) is named _all.deb
+  [ -s "$file" ] || [ ! -s "${file%_amd64.deb}_all.deb" ] || file="${file%_amd64.deb}_all.deb"
   if [ ! -s "$file" ]; then
     echo "fetch-debs: downloading $pkg $ver" >&2
     (cd "$cache" && apt-get download -q -o APT::Sandbox::User=root "$pkg=$ver" >/dev/null) || { echo "fetch-debs: download of $pkg=$ver failed" >&2; exit 1; }

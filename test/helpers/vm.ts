@@ -51,9 +51,14 @@ export function skipWithReason(t: Test, reason: string): void {
   t.pass(reason, { skip: reason });
 }
 
+/** The image test-vms/run.sh boots: IMAGE_DIR (the Debian 13 kernel's under `make test-trixie`) or build/. */
+function imageDir(env: Record<string, string | undefined> = process.env): string {
+  return env.IMAGE_DIR ?? join(TEST_VMS, 'build');
+}
+
 /** Why no VM can be booted here, or null when one can. */
-export function vmUnavailableReason(): string | null {
-  if (!existsSync(join(TEST_VMS, 'build/initrd.cpio.gz'))) return 'test VM image not built (make -C test-vms image)';
+export function vmUnavailableReason(env: Record<string, string | undefined> = process.env): string | null {
+  if (!existsSync(join(imageDir(env), 'initrd.cpio.gz'))) return `test VM image not built in ${imageDir(env)} (make -C test-vms image)`;
   const hasQemu = (process.env.PATH ?? '').split(':').some((d) => existsSync(join(d, 'qemu-system-x86_64')));
   if (!hasQemu) return 'qemu-system-x86_64 is not installed (make setup)';
   return null;
@@ -64,9 +69,20 @@ export interface BootOptions {
   env?: Record<string, string>;
 }
 
+/**
+ * How long run.sh may take to boot: its own READY_TIMEOUT (the default it uses when unset), so that
+ * its report of a guest that did not become ready is what a slow boot ends with, plus QEMU's start,
+ * the ground truth's last bytes and the stop of a failed VM.
+ */
+export function bootTimeoutMs(env: Record<string, string | undefined>): number {
+  const ready = Number(env.READY_TIMEOUT ?? '') || 180;
+  return (ready + 60) * 1000;
+}
+
 /** Boots a private VM for this test (always a new one) and stops it at teardown. */
 export async function bootVm(t: TapLike, opts: BootOptions = {}): Promise<VmEnv | null> {
-  const why = vmUnavailableReason();
+  const runEnv = { ...process.env, ...opts.env };
+  const why = vmUnavailableReason(runEnv);
   if (why) {
     if (process.env.CI) t.fail(`the test VM is required in CI: ${why}`);
     else skipWithReason(t, `no test VM: ${why}`);
@@ -78,7 +94,7 @@ export async function bootVm(t: TapLike, opts: BootOptions = {}): Promise<VmEnv 
     await run(script, ['stop', runDir]).catch(() => undefined);
     rmSync(runDir, { recursive: true, force: true });
   });
-  const { stdout } = await run(script, ['start', runDir], { env: { ...process.env, ...opts.env }, timeout: 300_000 });
+  const { stdout } = await run(script, ['start', runDir], { env: runEnv, timeout: bootTimeoutMs(runEnv) });
   const env = parseVmEnv(stdout);
   return { ...env, runDir };
 }
