@@ -125,7 +125,7 @@ export async function scanFunction(code: Buffer, address: bigint, ctx: ScanConte
     if ((ins.kind === 'call' || ins.kind === 'jmp' || ins.kind === 'jcc') && ins.value !== undefined) {
       if (outside(ins.value)) {
         if (isIndirectThunk(await ctx.read(ins.value, 4))) continue;
-        add(ins, `${ins.kind} to ${hex(ins.value)}, outside core kernel text`, ins.value);
+        add(ins, `${ins.kind} to ${hex(ins.value)}`, ins.value);
       } else if (ins.kind === 'call' || (ins.kind === 'jmp' && (ins.value < address || ins.value >= address + BigInt(code.length)))) {
         const names = symbols.namesAt(ins.value);
         if (names.length > 0 && !names.some((n) => SHARED.test(n))) callees.add(ins.value);
@@ -152,7 +152,7 @@ export async function scanFunction(code: Buffer, address: bigint, ctx: ScanConte
     if ((ins.kind === 'jmp-indirect' || ins.kind === 'call-indirect') && ins.memory !== undefined) {
       const ptr = await ctx.read(ins.memory, 8);
       const target = ptr?.readBigUInt64LE(0);
-      if (target !== undefined && outside(target) && !isIndirectThunk(await ctx.read(target, 4))) add(ins, `${ins.kind === 'jmp-indirect' ? 'jmp' : 'call'} *${hex(ins.memory)} (= ${hex(target)}), outside core kernel text`, target);
+      if (target !== undefined && outside(target) && !isIndirectThunk(await ctx.read(target, 4))) add(ins, `${ins.kind === 'jmp-indirect' ? 'jmp' : 'call'} *${hex(ins.memory)} (= ${hex(target)})`, target);
     }
   }
   return { hooks, callees: [...callees], decoded: stoppedAt ?? code.length };
