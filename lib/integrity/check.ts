@@ -11,7 +11,7 @@ import { hiddenModules, hiddenProcesses } from './hidden';
 import { compareWithRecorded, recordBaseline } from './recorded';
 import type { Finding } from './finding';
 import { VmiError } from '../errors';
-import { checkIdtFromSymbols, checkTablesFromSymbols, hookToFinding, scanSyscallPaths } from './kallsyms-checks';
+import { checkIdtFromSymbols, checkTablesFromSymbols, hookToFinding, scanSyscallPaths, syscallTableEntries } from './kallsyms-checks';
 import { SymbolMap } from './symbol-map';
 
 /** What a check without a vmlinux cannot do, said in one line. */
@@ -94,13 +94,11 @@ async function checkWithoutVmlinux(vm: Vm, opts: CheckOptions, t0: number): Prom
   findings.push(...(await checkIdtFromSymbols(kernel, opts)));
   findings.push(...(await hiddenProcesses(kernel, opts)));
   findings.push(...(await hiddenModules(kernel, opts)));
-  const table = symbols.address('sys_call_table');
-  const next = table === undefined ? undefined : symbols.nextAfter(table);
   return {
     findings,
     checked: {
       functions: scan.functions.length,
-      syscallTableEntries: table !== undefined && next !== undefined ? Math.min(1024, Number(next - table) / 8) : 0,
+      syscallTableEntries: await syscallTableEntries(kernel, opts),
       textBytes: scan.bytes,
       patchSites: 0,
       idtGates: 256,

@@ -77,9 +77,10 @@ function fentrySlot(code: Buffer): number {
  */
 function knownGood(code: Buffer, at: number, slot: number, ins: Instruction, traceable: boolean): Buffer | undefined {
   const tail = FTRACE_NOP.subarray(1);
-  if (at === slot && ins.length === 5 && (ins.kind === 'call' || ins.kind === 'jmp') && traceable) return FTRACE_NOP;
-  if (at === slot && code.length >= slot + 5 && code.subarray(slot + 1, slot + 5).equals(tail)) return FTRACE_NOP.subarray(0, 1);
+  // 1f cannot start an instruction in 64-bit mode: bytes 5..8 equal to the NOP's tail are one
   if (at === 0 && slot === 0 && ins.length === 5 && code.length >= 9 && code.subarray(5, 9).equals(tail)) return Buffer.concat([ENDBR64, FTRACE_NOP.subarray(0, 1)]);
+  if (at === slot && code.length >= slot + 5 && code.subarray(slot + 1, slot + 5).equals(tail)) return FTRACE_NOP.subarray(0, 1);
+  if (at === slot && ins.length === 5 && (ins.kind === 'call' || ins.kind === 'jmp') && traceable) return FTRACE_NOP;
   return undefined;
 }
 

@@ -80,45 +80,67 @@ export interface TableCheckOptions extends CallOptions {
 }
 
 /** Findings for the syscall tables, and for each x64 finding the handler address it should hold. */
-export async function checkTablesFromSymbols(kernel: Kernel, opts: TableCheckOptions = {}): Promise<Array<Finding & { good?: bigint }>> {
+export async function checkTablesFromSymbols(kernel: Kernel, opts: TableCheckOptions = {}): Promise<TableFinding[]> {
   const symbols = SymbolMap.of(kernel);
-  const out: Array<Finding & { good?: bigint }> = [];
+  const out: TableFinding[] = [];
   for (const table of TABLES) {
     const start = symbols.address(table.name);
     if (start === undefined) continue;
     if (opts.numbers && table.name !== 'sys_call_table') continue;
     const next = symbols.nextAfter(start);
     const span = Math.min(MAX_TABLE * 8, next === undefined ? MAX_TABLE * 8 : Number(next - start)) & ~7;
-    const bytes = await kernel.space.read(start, span, opts);
-    const entries = tableLength(bytes);
-    const numbers = table.name === 'sys_call_table' && opts.numbers ? opts.numbers : [...Array(entries).keys()];
-    for (const nr of numbers) {
-      if (nr < 0 || nr >= entries) continue;
-      const found = bytes.readBigUInt64LE(nr * 8);
-      const want = table.name === 'sys_call_table' ? expectedEntry(symbols, nr) : undefined;
-      let ok: boolean;
-      let expected: string;
-      if (want) {
-        ok = found === want.address;
-        expected = `${hex(want.address)} (${want.name})`;
-      } else {
-        ok = symbols.inCoreText(found) && symbols.namesAt(found).some((n) => table.handler.test(n));
-        expected = `the start of a ${table.name === 'sys_call_table' ? '__x64_sys_*' : table.name.startsWith('ia32') ? '__ia32_sys_*' : 'x32'} handler or sys_ni_syscall in core kernel text`;
-      }
-      if (ok) continue;
-      const name = table.name === 'sys_call_table' ? syscallName(nr) : undefined;
-      out.push({
-        kind: 'syscall-table',
-        address: start + BigInt(nr * 8),
-        symbol: `${table.name}[${nr}]${name ? ` (${name})` : ''}`,
-        expected,
-        found: hex(found),
-        detail: pointsAt(symbols, found),
-        good: want?.address,
-      });
-    }
+    out.push(...tableFindings(symbols, table.name, start, await kernel.space.read(start, span, opts), opts.numbers));
   }
   return out;
+}
+
+export type TableFinding = Finding & { good?: bigint };
+
+/**
+ * The entries of one table (`bytes`, read from `start` up to the next symbol) that do not hold
+ * what they must; `numbers` limits the x64 table to those entries.
+ */
+export function tableFindings(symbols: SymbolMap, tableName: typeof TABLES[number]['name'], start: bigint, bytes: Buffer, numbers?: readonly number[]): TableFinding[] {
+  const table = TABLES.find((t) => t.name === tableName)!;
+  const out: TableFinding[] = [];
+  const entries = tableLength(bytes);
+  const x64 = table.name === 'sys_call_table';
+  for (const nr of x64 && numbers ? numbers : [...Array(entries).keys()]) {
+    if (nr < 0 || nr >= entries) continue;
+    const found = bytes.readBigUInt64LE(nr * 8);
+    const want = x64 ? expectedEntry(symbols, nr) : undefined;
+    let ok: boolean;
+    let expected: string;
+    if (want) {
+      ok = found === want.address;
+      expected = `${hex(want.address)} (${want.name})`;
+    } else {
+      ok = symbols.inCoreText(found) && symbols.namesAt(found).some((n) => table.handler.test(n));
+      expected = `the start of a ${x64 ? '__x64_sys_*' : table.name.startsWith('ia32') ? '__ia32_sys_*' : 'x32'} handler or sys_ni_syscall in core kernel text`;
+    }
+    if (ok) continue;
+    const name = x64 ? syscallName(nr) : undefined;
+    out.push({
+      kind: 'syscall-table',
+      address: start + BigInt(nr * 8),
+      symbol: `${table.name}[${nr}]${name ? ` (${name})` : ''}`,
+      expected,
+      found: hex(found),
+      detail: pointsAt(symbols, found),
+      good: want?.address,
+    });
+  }
+  return out;
+}
+
+/** Number of entries of sys_call_table (without the padding after it), for the summary. */
+export async function syscallTableEntries(kernel: Kernel, opts: CallOptions = {}): Promise<number> {
+  const symbols = SymbolMap.of(kernel);
+  const start = symbols.address('sys_call_table');
+  if (start === undefined) return 0;
+  const next = symbols.nextAfter(start);
+  const span = Math.min(MAX_TABLE * 8, next === undefined ? MAX_TABLE * 8 : Number(next - start)) & ~7;
+  return tableLength(await kernel.space.read(start, span, opts));
 }
 
 export interface WatchedFunction {
@@ -204,9 +226,12 @@ const IDT_ENTRY = /^(asm_|entry_INT80|xen_asm_|asm_sysvec_|asm_exc_)/;
  * IBT, 16 bytes apart), or the early handler of an exception vector nobody claimed.
  */
 export async function checkIdtFromSymbols(kernel: Kernel, opts: CallOptions = {}): Promise<Finding[]> {
-  const symbols = SymbolMap.of(kernel);
   const idt = kernel.symbol('idt_table');
-  const bytes = await kernel.space.read(idt, 256 * 16, opts);
+  return idtFindings(SymbolMap.of(kernel), idt, await kernel.space.read(idt, 256 * 16, opts));
+}
+
+/** The gates of an IDT (`bytes` at `idt`) that do not enter an interrupt entry point. */
+export function idtFindings(symbols: SymbolMap, idt: bigint, bytes: Buffer): Finding[] {
   const stubs = ['irq_entries_start', 'spurious_entries_start'].map((n) => symbols.address(n)).filter((a) => a !== undefined);
   const early = symbols.address('early_idt_handler_array');
   const out: Finding[] = [];
