@@ -246,8 +246,9 @@ export function idtFindings(symbols: SymbolMap, idt: bigint, bytes: Buffer): Fin
         ok = symbols.namesAt(target).some((n) => IDT_ENTRY.test(n)) ||
           stubs.some((s) => target >= s && target < s + 16n * 256n && (target - s) % 8n === 0n);
       }
-      // exception vectors no handler claims keep idt_setup_early_handler()'s gate (9 bytes each)
-      if (!ok && v < 32 && early !== undefined) ok = target === early + BigInt(9 * v);
+      // exception vectors no handler claims keep idt_setup_early_handler()'s gate:
+      // EARLY_IDT_HANDLER_SIZE is 9 bytes, 13 with IBT's ENDBR64 in front (6.2+)
+      if (!ok && v < 32 && early !== undefined) ok = target === early + BigInt(9 * v) || target === early + BigInt(13 * v);
     }
     if (ok) continue;
     out.push({

@@ -48,13 +48,18 @@ export class SymbolMap {
     return this.#starts[lo];
   }
 
+  /** Per profile and slide: the map depends on nothing the guest can change while it runs. */
+  static #cache = new WeakMap<object, Map<bigint, SymbolMap>>();
+
   /** The map of a kernel's profile symbols, slid to where the guest runs them. */
   static of(kernel: Kernel): SymbolMap {
-    const have = kernel.cache.get('integrity:symbol-map');
-    if (have) return have as SymbolMap;
     const p = kernel.profile;
-    if (!p.hasSymbol('_stext') || !p.hasSymbol('_etext')) throw new VmiError('EPROFILE', `the profile ${p.source} has no _stext/_etext: core kernel text cannot be told`);
     const slide = kernel.kaslr.virtualSlide;
+    let bySlide = SymbolMap.#cache.get(p);
+    if (!bySlide) SymbolMap.#cache.set(p, (bySlide = new Map()));
+    const have = bySlide.get(slide);
+    if (have) return have;
+    if (!p.hasSymbol('_stext') || !p.hasSymbol('_etext')) throw new VmiError('EPROFILE', `the profile ${p.source} has no _stext/_etext: core kernel text cannot be told`);
     const syms: CodeSymbol[] = [];
     for (const name of p.symbolNames()) {
       const a = p.symbol(name);
@@ -62,7 +67,7 @@ export class SymbolMap {
       if (a >= 0xffffffff80000000n) syms.push({ name, address: a + slide });
     }
     const map = new SymbolMap(syms, kernel.symbol('_stext'), kernel.symbol('_etext'));
-    kernel.cache.set('integrity:symbol-map', map);
+    bySlide.set(slide, map);
     return map;
   }
 

@@ -10,7 +10,7 @@
  * is skipped, with its reason, when the image has no rootkit module.
  */
 import t, { type Test } from 'tap';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Vm } from '../../lib/vm';
@@ -18,7 +18,7 @@ import { checkKernel, type Finding } from '../../lib/integrity';
 import { decodeAll } from '../../lib/integrity/x86-decode';
 import { SymbolMap } from '../../lib/integrity/symbol-map';
 import { InjectionMemory } from '../../lib/inject/guest-memory';
-import { bootVm, guestRun, skipWithReason, testVm, type VmEnv } from '../helpers/vm';
+import { bootVm, guestRun, skipWithReason, TEST_VMS, testVm, type VmEnv } from '../helpers/vm';
 import { runCli } from '../helpers/synthetic-dump';
 
 // nothing from the kernel's packages: no vmlinux from the environment either
@@ -87,6 +87,12 @@ t.test('a clean guest: no finding, without vmlinux or profile file', async (t: T
 });
 
 t.test('the test rootkit, without vmlinux or profile file', async (t: Test) => {
+  // the image's build directory has the module when its initramfs does (build-image.sh copies it)
+  const imageDir = process.env.IMAGE_DIR ?? join(TEST_VMS, 'build');
+  if (!existsSync(join(imageDir, 'vmictl_rk.ko'))) {
+    skipWithReason(t, `the test VM image in ${imageDir} has no rootkit module (vmictl_rk.ko): not built for its kernel yet`);
+    return;
+  }
   const env = await bootVm(t, { env: { READY_TIMEOUT: '600' } });
   if (!env) return;
   const has = await guestRun(env, 'test -f /usr/lib/vmictl/vmictl_rk.ko');
@@ -131,7 +137,7 @@ t.test('the test rootkit, without vmlinux or profile file', async (t: Test) => {
   t.match(cat.stderr, guarded, 'the guard said what it restored');
   const ls = await vmictl('exec', 'tree', '--', '/bin/ls', '/tmp');
   t.match(ls.stdout, /secret\.txt/, 'exec ls lists the hidden file');
-  t.not((await guestRun(env, `cat /proc/${victim}/root/tmp/denied.txt`)).status, 0, 'afterwards the hooks are back in the guest');
+  t.notMatch((await guestRun(env, `ls /proc/${victim}/root/tmp`)).output, /secret\.txt/, 'afterwards the hooks are back in the guest: ls there hides the file');
 
   // a smarter hook: x64_sys_call's branch to __x64_sys_kill bent into the module; no file tells
   // what those bytes were, so the guard refuses, and --allow-hooked goes on through it

@@ -215,6 +215,7 @@ t.test('IDT gates', (t) => {
   gate(TEXT + 0x3000n).copy(idt, 14 * 16);
   gate(TEXT + 0x4000n + 8n * 3n).copy(idt, 35 * 16);
   gate(ETEXT + 0x10000n + 9n * 2n).copy(idt, 2 * 16);
+  gate(ETEXT + 0x10000n + 13n * 22n).copy(idt, 22 * 16); // 13-byte stubs with IBT
   t.same(idtFindings(symbols, 0xfffffe0000000000n, idt), [], 'an asm_ entry, an irq stub, an early handler; absent gates ignored');
   gate(MODULE).copy(idt, 3 * 16);
   gate(TEXT + 0x3004n).copy(idt, 4 * 16);
