@@ -18,8 +18,10 @@ import { SymbolMap } from './symbol-map';
 export const NOT_CHECKED_WITHOUT_VMLINUX = 'without a vmlinux: no byte-for-byte comparison of .text (changes that stay inside core kernel text, functions outside the syscall paths), no boot-time patch-site check, no recorded baseline';
 
 export interface CheckOptions extends CallOptions {
-  /** The guest kernel's vmlinux (default $VMICTL_VMLINUX). */
+  /** The guest kernel's vmlinux (default $VMICTL_VMLINUX); without one, the checks from guest memory and kallsyms. */
   vmlinux?: string;
+  /** Check from guest memory and kallsyms even when a vmlinux is known (to compare the two). */
+  withoutVmlinux?: boolean;
   /** The system calls whose code paths are watched (default: those vmictl injects). */
   syscalls?: readonly string[];
   /** Compare all of .text, not only the watched functions (default true). */
@@ -44,7 +46,7 @@ export interface CheckReport {
 
 export async function checkKernel(vm: Vm, opts: CheckOptions = {}): Promise<CheckReport> {
   const t0 = Date.now();
-  if (!(opts.vmlinux ?? process.env.VMICTL_VMLINUX ?? process.env.VMICTL_DBG_VMLINUX)) return checkWithoutVmlinux(vm, opts, t0);
+  if (opts.withoutVmlinux || !(opts.vmlinux ?? process.env.VMICTL_VMLINUX ?? process.env.VMICTL_DBG_VMLINUX)) return checkWithoutVmlinux(vm, opts, t0);
   const base = KernelBaseline.load(vmlinuxPath(opts.vmlinux));
   await vm.pause();
   const kernel = await vm.kernel();
@@ -89,7 +91,7 @@ async function checkWithoutVmlinux(vm: Vm, opts: CheckOptions, t0: number): Prom
   const findings: Finding[] = [];
   const tables = await checkTablesFromSymbols(kernel, opts);
   findings.push(...tables.map(({ good: _good, ...f }) => f));
-  const scan = await scanSyscallPaths(kernel, opts.syscalls ?? INJECTED_SYSCALLS, opts);
+  const scan = await scanSyscallPaths(kernel, opts.syscalls ?? INJECTED_SYSCALLS, { ...opts, otherAbis: true });
   findings.push(...scan.hooks.map((h) => hookToFinding(symbols, h)));
   findings.push(...(await checkIdtFromSymbols(kernel, opts)));
   findings.push(...(await hiddenProcesses(kernel, opts)));

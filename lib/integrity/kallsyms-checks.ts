@@ -164,7 +164,7 @@ export interface ScanReport {
  * The functions `syscalls` go through, scanned for hooks: the entry, the dispatch, each handler,
  * and (found by decoding the handlers) the functions the handlers call directly.
  */
-export async function scanSyscallPaths(kernel: Kernel, syscalls: readonly string[], opts: CallOptions = {}): Promise<ScanReport> {
+export async function scanSyscallPaths(kernel: Kernel, syscalls: readonly string[], opts: CallOptions & { otherAbis?: boolean } = {}): Promise<ScanReport> {
   const symbols = SymbolMap.of(kernel);
   const ctx: ScanContext = { symbols, read: (a, n) => kernel.space.read(a, n, opts).catch(() => null) };
   const watched = new Map<bigint, WatchedFunction>();
@@ -175,6 +175,8 @@ export async function scanSyscallPaths(kernel: Kernel, syscalls: readonly string
   add('entry_SYSCALL_64', 'entry');
   add('do_syscall_64', 'dispatch');
   add('x64_sys_call', 'dispatch');
+  // the 32-bit dispatch is off vmictl's path (it injects into 64-bit processes): `check` only
+  if (opts.otherAbis) for (const d of ['ia32_sys_call', 'x32_sys_call', 'do_int80_syscall_32', 'do_fast_syscall_32']) add(d, 'dispatch');
   for (const s of syscalls) {
     if (SYSCALLS_X86_64[s] === undefined) throw new VmiError('EUSAGE', `unknown system call ${JSON.stringify(s)}`);
     add(handlerName(s), 'handler');
