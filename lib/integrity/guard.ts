@@ -7,6 +7,7 @@
  * (HookedKernelError) unless `allowHooked`.
  */
 import type { Vm } from '../vm';
+import { VmiError } from '../errors';
 import { INJECTED_SYSCALLS } from './baseline';
 import { protectFor } from './protect';
 import { protectWithoutVmlinux } from './protect-kallsyms';
@@ -25,10 +26,20 @@ export type Guard = (vm: Vm) => Promise<{ release(): Promise<void> }>;
 
 export function operationGuard(opts: GuardOptions = {}): Guard {
   const vmlinux = opts.vmlinux ?? process.env.VMICTL_VMLINUX ?? process.env.VMICTL_DBG_VMLINUX;
+  let told = false;
   return async (vm) => {
     const what = opts.repair ? 'repaired for good' : 'restored for this operation, put back after it';
     if (!vmlinux) {
-      const p = await protectWithoutVmlinux(vm, INJECTED_SYSCALLS, { repair: opts.repair, allowHooked: opts.allowHooked });
+      let p: Awaited<ReturnType<typeof protectWithoutVmlinux>>;
+      try {
+        p = await protectWithoutVmlinux(vm, INJECTED_SYSCALLS, { repair: opts.repair, allowHooked: opts.allowHooked });
+      } catch (err) {
+        // a profile without _stext/_etext cannot tell core kernel text: say so once, as with no check at all
+        if (!(err instanceof VmiError) || err.code !== 'ENOCORETEXT') throw err;
+        if (!told) opts.onNotice?.(`the kernel paths of injected syscalls are not verified: ${err.message}; give --vmlinux FILE`);
+        told = true;
+        return { release: async () => undefined };
+      }
       if (p.findings.length > 0) {
         const where = [...new Set(p.findings.map((f) => f.symbol))].slice(0, 6).join(', ');
         const left = p.unrestored.length > 0 ? `; ${p.unrestored.length} hook(s) left in place (--allow-hooked): ${p.unrestored.slice(0, 3).map((f) => f.symbol).join(', ')}` : '';

@@ -59,7 +59,7 @@ export class SymbolMap {
     if (!bySlide) SymbolMap.#cache.set(p, (bySlide = new Map()));
     const have = bySlide.get(slide);
     if (have) return have;
-    if (!p.hasSymbol('_stext') || !p.hasSymbol('_etext')) throw new VmiError('EPROFILE', `the profile ${p.source} has no _stext/_etext: core kernel text cannot be told`);
+    if (!p.hasSymbol('_stext') || !p.hasSymbol('_etext')) throw new VmiError('ENOCORETEXT', `the profile ${p.source} has no _stext/_etext: core kernel text cannot be told`);
     const syms: CodeSymbol[] = [];
     for (const name of p.symbolNames()) {
       const a = p.symbol(name);
