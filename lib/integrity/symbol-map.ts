@@ -13,28 +13,37 @@ export interface CodeSymbol {
   address: bigint;
 }
 
+/** Sort keys are offsets from here (the kernel map; module space lies above it). */
+const KEY_BASE = 0xffffffff80000000n;
 /** Longest stretch taken as one function (x64_sys_call is 5 KB; nothing watched is near this). */
 const MAX_FUNCTION = 64 * 1024;
 
 export class SymbolMap {
   /** Text symbols sorted by address; several names may share one. */
   readonly #sorted: CodeSymbol[];
-  readonly #byName: Map<string, bigint>;
+  /** Name → run-time address (the profile's own index, or a map of the symbols given). */
+  readonly #lookup: (name: string) => bigint | undefined;
   /** Every distinct symbol address (text and data), sorted: where an object ends. */
   readonly #starts: bigint[];
 
-  constructor(symbols: Iterable<CodeSymbol>, readonly textStart: bigint, readonly textEnd: bigint) {
-    this.#byName = new Map();
-    const sorted: CodeSymbol[] = [];
-    const starts = new Set<bigint>();
+  constructor(symbols: Iterable<CodeSymbol>, readonly textStart: bigint, readonly textEnd: bigint, lookup?: (name: string) => bigint | undefined) {
+    const byName = lookup ? undefined : new Map<string, bigint>();
+    this.#lookup = lookup ?? ((name) => byName!.get(name));
+    // sorted as numbers (offsets from the kernel map's start fit a double): 150k symbols in a few
+    // tens of ms, where comparing bigints took the better part of a second
+    const keyed: Array<{ s: CodeSymbol; k: number }> = [];
+    const starts: number[] = [];
     for (const s of symbols) {
-      this.#byName.set(s.name, s.address);
-      starts.add(s.address);
-      if (s.address >= textStart && s.address < textEnd) sorted.push(s);
+      byName?.set(s.name, s.address);
+      const k = Number(s.address - KEY_BASE);
+      starts.push(k);
+      if (s.address >= textStart && s.address < textEnd) keyed.push({ s, k });
     }
-    sorted.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.name < b.name ? -1 : 1));
-    this.#sorted = sorted;
-    this.#starts = [...starts].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    keyed.sort((a, b) => a.k - b.k || (a.s.name < b.s.name ? -1 : 1));
+    this.#sorted = keyed.map((e) => e.s);
+    const uniq = Float64Array.from(starts).sort();
+    this.#starts = [];
+    for (let i = 0; i < uniq.length; i++) if (i === 0 || uniq[i] !== uniq[i - 1]) this.#starts.push(BigInt(uniq[i]) + KEY_BASE);
   }
 
   /** The first symbol address above `addr` (text or data), or undefined. */
@@ -66,7 +75,7 @@ export class SymbolMap {
       // absolute symbols (per-CPU offsets) are not code
       if (a >= 0xffffffff80000000n) syms.push({ name, address: a + slide });
     }
-    const map = new SymbolMap(syms, kernel.symbol('_stext'), kernel.symbol('_etext'));
+    const map = new SymbolMap(syms, kernel.symbol('_stext'), kernel.symbol('_etext'), (name) => (p.hasSymbol(name) ? p.symbol(name) + slide : undefined));
     bySlide.set(slide, map);
     return map;
   }
@@ -76,7 +85,7 @@ export class SymbolMap {
   }
 
   address(name: string): bigint | undefined {
-    return this.#byName.get(name);
+    return this.#lookup(name);
   }
 
   inCoreText(addr: bigint): boolean {
