@@ -208,12 +208,19 @@ export async function scanSyscallPaths(kernel: Kernel, syscalls: readonly string
   return { hooks, functions: [...watched.values()], bytes };
 }
 
+/** What restorable bytes are, in words. */
+function goodBytes(good: Buffer): string {
+  if (good.length === 5 && good[0] === 0xf3) return 'ENDBR64 and the first byte of the ftrace NOP';
+  if (good.length === 1) return 'the first byte of the ftrace NOP';
+  return 'the ftrace NOP';
+}
+
 export function hookToFinding(symbols: SymbolMap, h: FunctionHook): Finding {
   return {
     kind: 'inline-hook',
     address: h.address,
     symbol: symbols.describe(h.address),
-    expected: h.fentry ? `${h.good ? h.good.toString('hex') + ' (' : ''}the ftrace NOP or a call to an ftrace trampoline${h.good ? ')' : ''}` : 'code that stays in core kernel text',
+    expected: h.good ? `${h.good.toString('hex')} (${goodBytes(h.good)})` : h.fentry ? 'the ftrace NOP or a call to an ftrace trampoline' : 'code that stays in core kernel text',
     found: h.bytes.toString('hex'),
     detail: `${h.how}${h.target !== undefined ? `: ${pointsAt(symbols, h.target)}` : ''}`,
   };
