@@ -4,12 +4,14 @@
  *   integrity.protect.<b>     protectFor() before one operation (the code paths of the syscalls an
  *                             injection uses: read, compare, nothing to restore on a clean guest)
  *   integrity.check.<b>       a full `vmictl check` (sys_call_table, all of .text, IDT, pid IDR, modules)
+ *   integrity.protect-kallsyms.<b>, integrity.check-kallsyms.<b>   the same without a vmlinux (from
+ *                             guest memory and kallsyms: the syscall paths decoded, tables, IDT, hidden)
  * for each memory backend b (gdbstub, procmem: the local fast path).
  * Environment: VMICTL_BENCH_INTEGRITY_RUNS (protect runs per backend, default 10),
  * VMICTL_BENCH_CHECK_RUNS (full checks per backend, default 2).
  */
 import { Vm, type MemoryBackendChoice } from '../lib/vm';
-import { KernelBaseline, checkKernel, protectFor } from '../lib/integrity';
+import { KernelBaseline, checkKernel, protectFor, protectWithoutVmlinux } from '../lib/integrity';
 import type { Figure, Log } from './run';
 
 const OPERATION = ['openat', 'read', 'write', 'close', 'getdents64', 'kill', 'mmap', 'munmap', 'getpid', 'uname'];
@@ -57,6 +59,25 @@ export async function runIntegrityBench(opts: { qmp: string; gdb: string; vmlinu
       }
       log(`  full check, ${backend}: median ${median(check).toFixed(0)} ms of ${checkRuns} (${check.map((x) => x.toFixed(0)).join(', ')} ms), ${findings} findings`);
       figures.push({ name: `integrity.check.${backend}`, value: median(check), unit: 'ms' });
+      const bare: number[] = [];
+      for (let i = 0; i < runs; i++) {
+        t0 = performance.now();
+        const p = await protectWithoutVmlinux(vm, OPERATION, {});
+        await p.release();
+        bare.push(performance.now() - t0);
+      }
+      log(`  protect without vmlinux (${OPERATION.length} syscalls: paths decoded, table entries), ${backend}: median ${median(bare).toFixed(1)} ms of ${runs}`);
+      figures.push({ name: `integrity.protect-kallsyms.${backend}`, value: median(bare), unit: 'ms', goal: { text: '< 100 ms', met: median(bare) < 100 } });
+      const bareCheck: number[] = [];
+      for (let i = 0; i < checkRuns; i++) {
+        t0 = performance.now();
+        const r = await checkKernel(vm, { withoutVmlinux: true });
+        bareCheck.push(performance.now() - t0);
+        findings = r.findings.length;
+        await vm.resume();
+      }
+      log(`  check without vmlinux, ${backend}: median ${median(bareCheck).toFixed(0)} ms of ${checkRuns}, ${findings} findings`);
+      figures.push({ name: `integrity.check-kallsyms.${backend}`, value: median(bareCheck), unit: 'ms' });
     } catch (err) {
       log(`  ${backend}: ${(err as Error).message}`);
       if (backend !== 'procmem') throw err;

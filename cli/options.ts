@@ -16,6 +16,8 @@ export interface ConnectionFlags {
   vmlinux?: string;
   /** --repair: keep the guard's repair of tampered kernel code after the operation. */
   repair?: boolean;
+  /** --allow-hooked: without a vmlinux, go on through a hook the guard cannot undo. */
+  allowHooked?: boolean;
 }
 
 /** A flag's value as a positive number, or a usage error naming the flag. */
@@ -40,7 +42,8 @@ export function connectionOptions(cmd: Command, opts: { dump?: boolean; injects?
   if (opts.injects) {
     cmd
       .addOption(new Option('--vmlinux <file>', "the guest kernel's vmlinux: the code injected syscalls go through is checked against it first, and restored for the operation where tampered").env('VMICTL_VMLINUX'))
-      .option('--repair', 'keep the repair of tampered kernel code after the operation (default: put the guest\'s bytes back)');
+      .option('--repair', 'keep the repair of tampered kernel code after the operation (default: put the guest\'s bytes back)')
+      .option('--allow-hooked', 'without --vmlinux: go on although a hook on the path of injected syscalls cannot be undone (default: refuse)');
   }
   if (opts.dump !== false) cmd.addOption(new Option('--dump <file>', 'read an ELF dump (dump-guest-memory) instead of a live VM'));
   return cmd;

@@ -61,7 +61,7 @@ async function run<T>(flags: ConnectionFlags, controller: AbortController, maxRe
     memory: flags.memory,
     signal: controller.signal,
     onNotice,
-    protect: operationGuard({ vmlinux: flags.vmlinux, repair: flags.repair, onNotice }),
+    protect: operationGuard({ vmlinux: flags.vmlinux, repair: flags.repair, allowHooked: flags.allowHooked, onNotice }),
   });
   try {
     return await fn(vm, controller.signal);

@@ -16,7 +16,7 @@ interface CheckFlags extends ConnectionFlags {
 
 /** `vmictl check`: kernel integrity (hooks, inline patches, IDT, hidden processes and modules). */
 export function registerCheck(program: Command): void {
-  connectionOptions(program.command('check').description('check the guest kernel against its vmlinux: syscall table, inline hooks, .text, IDT, hidden processes and modules'))
+  connectionOptions(program.command('check').description('check the guest kernel (against its vmlinux, or from its own kallsyms and code without one): syscall table, inline hooks, .text, IDT, hidden processes and modules'))
     .option('--json', 'print JSON')
     .addOption(new Option('--vmlinux <file>', "the guest kernel's vmlinux with relocations (linux-image-*-dbg)").env('VMICTL_VMLINUX'))
     .option('--baseline <file>', 'a baseline recorded from this boot: compared with when the file exists, recorded when not')
@@ -35,7 +35,7 @@ export function registerCheck(program: Command): void {
         });
         if (report.findings.length > 0) process.exitCode = 1;
         if (flags.json) {
-          process.stdout.write(JSON.stringify({ findings: report.findings.map(findingToJson), checked: report.checked, recorded: report.recorded, ms: report.ms }, null, 2) + '\n');
+          process.stdout.write(JSON.stringify({ findings: report.findings.map(findingToJson), checked: report.checked, recorded: report.recorded, mode: report.mode, notChecked: report.notChecked, ms: report.ms }, null, 2) + '\n');
           return;
         }
         const c = report.checked;
@@ -43,7 +43,10 @@ export function registerCheck(program: Command): void {
           const o = findingToJson(f);
           return `${o.kind.padEnd(15)} ${o.address}  ${escapeForTerminal(o.symbol)}\n${' '.repeat(16)}expected ${escapeForTerminal(o.expected)}\n${' '.repeat(16)}found    ${escapeForTerminal(o.found)}${o.detail ? `\n${' '.repeat(16)}${escapeForTerminal(o.detail)}` : ''}`;
         });
-        lines.push(`${report.findings.length} finding(s); checked ${c.syscallTableEntries} sys_call_table entries, ${c.functions} watched functions, ${c.textBytes} bytes of code (${c.patchSites} patch sites), ${c.idtGates} IDT gates, the pid IDR and the module tree, in ${report.ms} ms`);
+        if (report.mode === 'kallsyms') {
+          lines.push(`${report.findings.length} finding(s); checked from guest memory and kallsyms: ${c.syscallTableEntries} sys_call_table entries, ${c.functions} functions on the syscall paths (${c.textBytes} bytes of code decoded), ${c.idtGates} IDT gates, the pid IDR and the module tree, in ${report.ms} ms`);
+          lines.push(`not checked ${report.notChecked} (--vmlinux FILE does those)`);
+        } else lines.push(`${report.findings.length} finding(s); checked ${c.syscallTableEntries} sys_call_table entries, ${c.functions} watched functions, ${c.textBytes} bytes of code (${c.patchSites} patch sites), ${c.idtGates} IDT gates, the pid IDR and the module tree, in ${report.ms} ms`);
         if (report.recorded) lines.push(`baseline recorded in ${escapeForTerminal(report.recorded)}`);
         process.stdout.write(lines.join('\n') + '\n');
       });

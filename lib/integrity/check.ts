@@ -10,10 +10,18 @@ import { checkIdt, checkRegions, checkSyscallTable, checkText } from './code';
 import { hiddenModules, hiddenProcesses } from './hidden';
 import { compareWithRecorded, recordBaseline } from './recorded';
 import type { Finding } from './finding';
+import { VmiError } from '../errors';
+import { checkIdtFromSymbols, checkTablesFromSymbols, hookToFinding, scanSyscallPaths, syscallTableEntries } from './kallsyms-checks';
+import { SymbolMap } from './symbol-map';
+
+/** What a check without a vmlinux cannot do, said in one line. */
+export const NOT_CHECKED_WITHOUT_VMLINUX = 'without a vmlinux: no byte-for-byte comparison of .text (changes that stay inside core kernel text, functions outside the syscall paths), no boot-time patch-site check, no recorded baseline';
 
 export interface CheckOptions extends CallOptions {
-  /** The guest kernel's vmlinux (default $VMICTL_VMLINUX). */
+  /** The guest kernel's vmlinux (default $VMICTL_VMLINUX); without one, the checks from guest memory and kallsyms. */
   vmlinux?: string;
+  /** Check from guest memory and kallsyms even when a vmlinux is known (to compare the two). */
+  withoutVmlinux?: boolean;
   /** The system calls whose code paths are watched (default: those vmictl injects). */
   syscalls?: readonly string[];
   /** Compare all of .text, not only the watched functions (default true). */
@@ -29,11 +37,16 @@ export interface CheckReport {
   checked: { functions: number; syscallTableEntries: number; textBytes: number; patchSites: number; idtGates: number };
   /** Set when a recorded baseline was written by this run. */
   recorded?: string;
+  /** 'vmlinux', or 'kallsyms' when no vmlinux was given (known-good from guest memory only). */
+  mode: 'vmlinux' | 'kallsyms';
+  /** What this mode could not check (kallsyms mode), for the summary line. */
+  notChecked?: string;
   ms: number;
 }
 
 export async function checkKernel(vm: Vm, opts: CheckOptions = {}): Promise<CheckReport> {
   const t0 = Date.now();
+  if (opts.withoutVmlinux || !(opts.vmlinux ?? process.env.VMICTL_VMLINUX ?? process.env.VMICTL_DBG_VMLINUX)) return checkWithoutVmlinux(vm, opts, t0);
   const base = KernelBaseline.load(vmlinuxPath(opts.vmlinux));
   await vm.pause();
   const kernel = await vm.kernel();
@@ -64,6 +77,36 @@ export async function checkKernel(vm: Vm, opts: CheckOptions = {}): Promise<Chec
       idtGates: 256,
     },
     recorded,
+    mode: 'vmlinux',
+    ms: Date.now() - t0,
+  };
+}
+
+/** The same report from the guest's kallsyms and code alone (kallsyms-checks.ts says how and what not). */
+async function checkWithoutVmlinux(vm: Vm, opts: CheckOptions, t0: number): Promise<CheckReport> {
+  if (opts.baseline) throw new VmiError('EUSAGE', 'a recorded baseline (--baseline) needs the vmlinux of the guest kernel (--vmlinux FILE)');
+  await vm.pause();
+  const kernel = await vm.kernel();
+  const symbols = SymbolMap.of(kernel);
+  const findings: Finding[] = [];
+  const tables = await checkTablesFromSymbols(kernel, opts);
+  findings.push(...tables.map(({ good: _good, ...f }) => f));
+  const scan = await scanSyscallPaths(kernel, opts.syscalls ?? INJECTED_SYSCALLS, { ...opts, otherAbis: true });
+  findings.push(...scan.hooks.map((h) => hookToFinding(symbols, h)));
+  findings.push(...(await checkIdtFromSymbols(kernel, opts)));
+  findings.push(...(await hiddenProcesses(kernel, opts)));
+  findings.push(...(await hiddenModules(kernel, opts)));
+  return {
+    findings,
+    checked: {
+      functions: scan.functions.length,
+      syscallTableEntries: await syscallTableEntries(kernel, opts),
+      textBytes: scan.bytes,
+      patchSites: 0,
+      idtGates: 256,
+    },
+    mode: 'kallsyms',
+    notChecked: NOT_CHECKED_WITHOUT_VMLINUX,
     ms: Date.now() - t0,
   };
 }

@@ -114,7 +114,8 @@ export async function hiddenModules(kernel: Kernel, opts: CallOptions = {}): Pro
   const listed = await listedModules(kernel, opts);
   const candidates = new Map<bigint, string>();
   // mod_tree.root.tree[0]: rb_nodes embedded as mod_tree_node.node.node[0] in module_layout.mtn
-  if (kernel.hasSymbol('mod_tree') && p.hasField('module', 'core_layout')) {
+  // (6.4+: one per module_memory region, module.mem[type].mtn; the node still names its module)
+  if (kernel.hasSymbol('mod_tree') && (p.hasField('module', 'core_layout') || p.hasField('module', 'mem'))) {
     const root = await kernel.readU64(kernel.symbol('mod_tree') + BigInt(p.fieldOffset('mod_tree_root', 'root') + p.fieldOffset('latch_tree_root', 'tree')), opts);
     const nodeOff = BigInt(p.fieldOffset('mod_tree_node', 'node'));
     for (const n of await rbTreeNodes(kernel, root, opts)) {

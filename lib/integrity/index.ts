@@ -12,3 +12,7 @@ export { hiddenModules, hiddenProcesses } from './hidden';
 export { checkIdt, checkSyscallTable, checkText, checkRegions } from './code';
 export { protectFor, type ProtectOptions, type Protection } from './protect';
 export { operationGuard, type Guard, type GuardOptions } from './guard';
+export { protectWithoutVmlinux, HookedKernelError, type KallsymsProtectOptions, type KallsymsProtection } from './protect-kallsyms';
+export { checkTablesFromSymbols, checkIdtFromSymbols, scanSyscallPaths, handlerName } from './kallsyms-checks';
+export { SymbolMap } from './symbol-map';
+export { scanFunction, type Hook } from './hooks';

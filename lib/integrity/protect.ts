@@ -39,7 +39,7 @@ export interface Protection {
   release(): Promise<void>;
 }
 
-interface Patch {
+export interface Patch {
   /** Run-time virtual address. */
   address: bigint;
   good: Buffer;
@@ -47,7 +47,7 @@ interface Patch {
 }
 
 /** Runs `fn` with the VM stopped, restarting it afterwards only if it was running. */
-async function stopped<T>(vm: Vm, fn: () => Promise<T>): Promise<T> {
+export async function stopped<T>(vm: Vm, fn: () => Promise<T>): Promise<T> {
   const running = vm.qmp ? ((await vm.qmp.execute('query-status')) as { running: boolean }).running : false;
   if (running) await vm.qmp!.execute('stop');
   try {
@@ -58,7 +58,7 @@ async function stopped<T>(vm: Vm, fn: () => Promise<T>): Promise<T> {
 }
 
 /** Writes each patch's `which` bytes to the physical pages the kernel maps them at. */
-async function writePatches(vm: Vm, kernel: Kernel, patches: readonly Patch[], which: 'good' | 'guest', opts: CallOptions): Promise<void> {
+export async function writePatches(vm: Vm, kernel: Kernel, patches: readonly Patch[], which: 'good' | 'guest', opts: CallOptions): Promise<void> {
   const memory = new InjectionMemory(await vm.memory(), await vm.gdb());
   for (const p of patches) {
     const data = p[which];

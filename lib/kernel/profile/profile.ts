@@ -263,6 +263,11 @@ export class Profile {
     return own(this.doc.symbols, name) !== undefined;
   }
 
+  /** Every symbol name the profile has. */
+  symbolNames(): string[] {
+    return Object.keys(this.doc.symbols);
+  }
+
   /** Link-time address of a symbol (before any KASLR slide). */
   symbol(name: string): bigint {
     const s = own(this.doc.symbols, name);

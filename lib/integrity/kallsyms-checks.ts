@@ -1,0 +1,273 @@
+/**
+ * Integrity without a vmlinux: what good is can still be told from the guest's own kallsyms and
+ * the code itself.
+ *   sys_call_table[n] must be the kallsyms address of n's own handler (`__x64_sys_<entry>`, the
+ *     entry point syscall_64.tbl names), or sys_ni_syscall where the kernel has none; entries
+ *     vmictl has no name for must still start a `__x64_sys_*`/ni symbol in core kernel text. The
+ *     ia32 (and x32) tables, when present, must point at their ABI's handlers.
+ *   The functions injected syscalls go through (entry_SYSCALL_64, do_syscall_64, x64_sys_call, the
+ *     handlers and the functions they call directly) must not leave core kernel text (hooks.ts).
+ *   Every present IDT gate must enter core kernel text at an interrupt entry point.
+ * What this cannot see: a change that stays inside core text (a handler's body rewritten in
+ * place, a branch bent to other kernel code), functions outside the watched set, a table entry
+ * swapped for another handler of an unnamed (newer) number, and anything done through data
+ * (ftrace_ops, kprobes through ftrace, notifier chains). `check --vmlinux` sees those.
+ */
+import type { CallOptions } from '../util/deadline';
+import type { Kernel } from '../kernel/kernel';
+import { SYSCALLS_X86_64, syscallName } from '../inject/syscalls';
+import { VmiError } from '../errors';
+import { SymbolMap } from './symbol-map';
+import { scanFunction, type Hook, type ScanContext } from './hooks';
+import type { Finding } from './finding';
+
+const hex = (v: bigint) => `0x${v.toString(16)}`;
+/** syscall_64.tbl entry points that are not `sys_<name>` (64-bit and common ABIs). */
+const ENTRY_POINT: Readonly<Record<string, string>> = { stat: 'newstat', fstat: 'newfstat', lstat: 'newlstat', uname: 'newuname', umount2: 'umount', sendfile: 'sendfile64' };
+/** Numbers syscall_64.tbl gives no 64-bit entry point (32-bit only), though their __x64_sys_ symbol exists. */
+const NO_ENTRY = new Set(['uselib', 'set_thread_area', 'get_thread_area']);
+const NI = ['__x64_sys_ni_syscall', 'sys_ni_syscall'];
+const MAX_TABLE = 1024;
+
+/** What each table's entries must point at. */
+const TABLES = [
+  { name: 'sys_call_table', handler: /^(__x64_sys_|sys_ni_syscall$)/ },
+  { name: 'ia32_sys_call_table', handler: /^(__ia32_sys_|__ia32_compat_sys_|__x64_sys_ni_syscall$|sys_ni_syscall$)/ },
+  { name: 'x32_sys_call_table', handler: /^(__x64_sys_|__x32_compat_sys_|sys_ni_syscall$)/ },
+] as const;
+
+/** The handler symbol of a 64-bit syscall by name. */
+export function handlerName(syscall: string): string {
+  return `__x64_sys_${ENTRY_POINT[syscall] ?? syscall}`;
+}
+
+/** Where `addr` points, in words for a finding. */
+export function pointsAt(symbols: SymbolMap, addr: bigint): string {
+  if (symbols.inCoreText(addr)) return `points at ${symbols.describe(addr)}`;
+  return `points outside core kernel text (${addr >= 0xffffffffa0000000n ? 'module space' : addr >= 0xffff800000000000n ? 'kernel data or vmalloc space' : 'not a kernel address'})`;
+}
+
+/** The address of sys_ni_syscall (either name). */
+function niAddress(symbols: SymbolMap): bigint | undefined {
+  for (const n of NI) {
+    const a = symbols.address(n);
+    if (a !== undefined) return a;
+  }
+  return undefined;
+}
+
+/** The x64 handler sys_call_table[nr] must hold, when vmictl knows nr's name. */
+export function expectedEntry(symbols: SymbolMap, nr: number): { address: bigint; name: string } | undefined {
+  const name = syscallName(nr);
+  if (name === undefined) return undefined;
+  const h = handlerName(name);
+  const a = NO_ENTRY.has(name) ? undefined : symbols.address(h);
+  if (a !== undefined) return { address: a, name: h };
+  const ni = niAddress(symbols);
+  return ni === undefined ? undefined : { address: ni, name: 'sys_ni_syscall' };
+}
+
+/** Number of entries of a table: up to the next symbol, without the zero padding after it. */
+function tableLength(bytes: Buffer): number {
+  let n = bytes.length / 8;
+  while (n > 0 && bytes.readBigUInt64LE((n - 1) * 8) === 0n) n--;
+  return n;
+}
+
+export interface TableCheckOptions extends CallOptions {
+  /** Only these x64 numbers (the guard); default: every entry of every table. */
+  numbers?: readonly number[];
+}
+
+/** Findings for the syscall tables, and for each x64 finding the handler address it should hold. */
+export async function checkTablesFromSymbols(kernel: Kernel, opts: TableCheckOptions = {}): Promise<TableFinding[]> {
+  const symbols = SymbolMap.of(kernel);
+  const out: TableFinding[] = [];
+  for (const table of TABLES) {
+    const start = symbols.address(table.name);
+    if (start === undefined) continue;
+    if (opts.numbers && table.name !== 'sys_call_table') continue;
+    const next = symbols.nextAfter(start);
+    const span = Math.min(MAX_TABLE * 8, next === undefined ? MAX_TABLE * 8 : Number(next - start)) & ~7;
+    out.push(...tableFindings(symbols, table.name, start, await kernel.space.read(start, span, opts), opts.numbers));
+  }
+  return out;
+}
+
+export type TableFinding = Finding & { good?: bigint };
+
+/**
+ * The entries of one table (`bytes`, read from `start` up to the next symbol) that do not hold
+ * what they must; `numbers` limits the x64 table to those entries.
+ */
+export function tableFindings(symbols: SymbolMap, tableName: typeof TABLES[number]['name'], start: bigint, bytes: Buffer, numbers?: readonly number[]): TableFinding[] {
+  const table = TABLES.find((t) => t.name === tableName)!;
+  const out: TableFinding[] = [];
+  const entries = tableLength(bytes);
+  const x64 = table.name === 'sys_call_table';
+  for (const nr of x64 && numbers ? numbers : [...Array(entries).keys()]) {
+    if (nr < 0 || nr >= entries) continue;
+    const found = bytes.readBigUInt64LE(nr * 8);
+    const want = x64 ? expectedEntry(symbols, nr) : undefined;
+    let ok: boolean;
+    let expected: string;
+    if (want) {
+      ok = found === want.address;
+      expected = `${hex(want.address)} (${want.name})`;
+    } else {
+      ok = symbols.inCoreText(found) && symbols.namesAt(found).some((n) => table.handler.test(n));
+      expected = `the start of a ${x64 ? '__x64_sys_*' : table.name.startsWith('ia32') ? '__ia32_sys_*' : 'x32'} handler or sys_ni_syscall in core kernel text`;
+    }
+    if (ok) continue;
+    const name = x64 ? syscallName(nr) : undefined;
+    out.push({
+      kind: 'syscall-table',
+      address: start + BigInt(nr * 8),
+      symbol: `${table.name}[${nr}]${name ? ` (${name})` : ''}`,
+      expected,
+      found: hex(found),
+      detail: pointsAt(symbols, found),
+      good: want?.address,
+    });
+  }
+  return out;
+}
+
+/** Number of entries of sys_call_table (without the padding after it), for the summary. */
+export async function syscallTableEntries(kernel: Kernel, opts: CallOptions = {}): Promise<number> {
+  const symbols = SymbolMap.of(kernel);
+  const start = symbols.address('sys_call_table');
+  if (start === undefined) return 0;
+  const next = symbols.nextAfter(start);
+  const span = Math.min(MAX_TABLE * 8, next === undefined ? MAX_TABLE * 8 : Number(next - start)) & ~7;
+  return tableLength(await kernel.space.read(start, span, opts));
+}
+
+export interface WatchedFunction {
+  name: string;
+  address: bigint;
+  role: 'entry' | 'dispatch' | 'handler' | 'callee';
+}
+
+export interface FunctionHook extends Hook {
+  function: WatchedFunction;
+}
+
+export interface ScanReport {
+  hooks: FunctionHook[];
+  functions: WatchedFunction[];
+  /** Bytes of code decoded. */
+  bytes: number;
+}
+
+/**
+ * The functions `syscalls` go through, scanned for hooks: the entry, the dispatch, each handler,
+ * and (found by decoding the handlers) the functions the handlers call directly.
+ */
+export async function scanSyscallPaths(kernel: Kernel, syscalls: readonly string[], opts: CallOptions & { otherAbis?: boolean } = {}): Promise<ScanReport> {
+  const symbols = SymbolMap.of(kernel);
+  const ctx: ScanContext = { symbols, read: (a, n) => kernel.space.read(a, n, opts).catch(() => null) };
+  const watched = new Map<bigint, WatchedFunction>();
+  const add = (name: string, role: WatchedFunction['role']) => {
+    const a = symbols.address(name);
+    if (a !== undefined && symbols.inCoreText(a) && !watched.has(a)) watched.set(a, { name, address: a, role });
+  };
+  add('entry_SYSCALL_64', 'entry');
+  add('do_syscall_64', 'dispatch');
+  add('x64_sys_call', 'dispatch');
+  // the 32-bit dispatch is off vmictl's path (it injects into 64-bit processes): `check` only
+  if (opts.otherAbis) for (const d of ['ia32_sys_call', 'x32_sys_call', 'do_int80_syscall_32', 'do_fast_syscall_32']) add(d, 'dispatch');
+  for (const s of syscalls) {
+    if (SYSCALLS_X86_64[s] === undefined) throw new VmiError('EUSAGE', `unknown system call ${JSON.stringify(s)}`);
+    add(handlerName(s), 'handler');
+  }
+  const hooks: FunctionHook[] = [];
+  let bytes = 0;
+  const scan = async (fns: WatchedFunction[]): Promise<bigint[]> => {
+    const codes = await kernel.space.readMany(fns.map((f) => ({ address: f.address, length: symbols.extentFrom(f.address) })), opts);
+    const callees: bigint[] = [];
+    for (let i = 0; i < fns.length; i++) {
+      const f = fns[i];
+      const r = await scanFunction(codes[i], f.address, ctx, { traceable: f.role === 'handler' });
+      bytes += r.decoded;
+      for (const h of r.hooks) hooks.push({ ...h, function: f });
+      if (f.role === 'handler') callees.push(...r.callees);
+    }
+    return callees;
+  };
+  const first = [...watched.values()];
+  const callees = await scan(first);
+  const second: WatchedFunction[] = [];
+  for (const c of callees) {
+    if (watched.has(c)) continue;
+    const f: WatchedFunction = { name: symbols.namesAt(c)[0] ?? hex(c), address: c, role: 'callee' };
+    watched.set(c, f);
+    second.push(f);
+  }
+  await scan(second);
+  return { hooks, functions: [...watched.values()], bytes };
+}
+
+/** What restorable bytes are, in words. */
+function goodBytes(good: Buffer): string {
+  if (good.length === 5 && good[0] === 0xf3) return 'ENDBR64 and the first byte of the ftrace NOP';
+  if (good.length === 1) return 'the first byte of the ftrace NOP';
+  return 'the ftrace NOP';
+}
+
+export function hookToFinding(symbols: SymbolMap, h: FunctionHook): Finding {
+  return {
+    kind: 'inline-hook',
+    address: h.address,
+    symbol: symbols.describe(h.address),
+    expected: h.good ? `${h.good.toString('hex')} (${goodBytes(h.good)})` : h.fentry ? 'the ftrace NOP or a call to an ftrace trampoline' : 'code that stays in core kernel text',
+    found: h.bytes.toString('hex'),
+    detail: `${h.how}${h.target !== undefined ? `: ${pointsAt(symbols, h.target)}` : ''}`,
+  };
+}
+
+/** Entry stubs a gate may point at by symbol name. */
+const IDT_ENTRY = /^(asm_|entry_INT80|xen_asm_|asm_sysvec_|asm_exc_)/;
+
+/**
+ * The IDT: every present gate enters core kernel text (selector 0x10) at an interrupt entry point
+ * kallsyms names (asm_*), or one of the irq_entries_start/spurious_entries_start stubs (8 or, with
+ * IBT, 16 bytes apart), or the early handler of an exception vector nobody claimed.
+ */
+export async function checkIdtFromSymbols(kernel: Kernel, opts: CallOptions = {}): Promise<Finding[]> {
+  const idt = kernel.symbol('idt_table');
+  return idtFindings(SymbolMap.of(kernel), idt, await kernel.space.read(idt, 256 * 16, opts));
+}
+
+/** The gates of an IDT (`bytes` at `idt`) that do not enter an interrupt entry point. */
+export function idtFindings(symbols: SymbolMap, idt: bigint, bytes: Buffer): Finding[] {
+  const stubs = ['irq_entries_start', 'spurious_entries_start'].map((n) => symbols.address(n)).filter((a) => a !== undefined);
+  const early = symbols.address('early_idt_handler_array');
+  const out: Finding[] = [];
+  for (let v = 0; v < 256; v++) {
+    const g = bytes.subarray(v * 16, v * 16 + 16);
+    if (!(g.readUInt16LE(4) & 0x8000)) continue;
+    const target = BigInt(g.readUInt16LE(0)) | (BigInt(g.readUInt16LE(6)) << 16n) | (BigInt(g.readUInt32LE(8)) << 32n);
+    const selector = g.readUInt16LE(2);
+    let ok = false;
+    if (selector === 0x10) {
+      if (symbols.inCoreText(target)) {
+        ok = symbols.namesAt(target).some((n) => IDT_ENTRY.test(n)) ||
+          stubs.some((s) => target >= s && target < s + 16n * 256n && (target - s) % 8n === 0n);
+      }
+      // exception vectors no handler claims keep idt_setup_early_handler()'s gate:
+      // EARLY_IDT_HANDLER_SIZE is 9 bytes, 13 with IBT's ENDBR64 in front (6.2+)
+      if (!ok && v < 32 && early !== undefined) ok = target === early + BigInt(9 * v) || target === early + BigInt(13 * v);
+    }
+    if (ok) continue;
+    out.push({
+      kind: 'idt',
+      address: idt + BigInt(v * 16),
+      symbol: `idt_table[${v}]`,
+      expected: 'a gate to an interrupt entry point in core kernel text (selector 0x10)',
+      found: `${g.toString('hex')} (selector ${hex(BigInt(selector))}, target ${hex(target)})`,
+      detail: pointsAt(symbols, target),
+    });
+  }
+  return out;
+}
