@@ -440,6 +440,15 @@ export class InjectionSession {
     return { ...this.#in, callTimeout: this.#callTimeout, signal: this.#opts.signal };
   }
 
+  /**
+   * @internal The thread was run by someone else on this engine (the bench's floor) and caught at
+   * the return address again by `hit`: the session takes it from there (it may be on another vCPU).
+   */
+  adoptParked(hit: Hit): void {
+    if (!this.#parked || hit.rip !== this.returnAddress) throw new InjectionError('adoptParked: the thread must be parked at the return address', 'unknown');
+    this.#park(hit);
+  }
+
   #park(hit: Hit): void {
     this.#vcpu = hit.thread;
     this.#regs = hit.regs;
