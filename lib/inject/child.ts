@@ -15,13 +15,17 @@
  * (CLONE_PARENT for a grandchild reaped by the first caller) inherits that mapping: what it needs
  * there (execve's strings) is written before the clone.
  *
- * No child is left behind: if driving it fails while it is stopped, it is made to exit_group; the
- * caller reaps it (wait4) or leaves that to the code that asked for it (see forkChild()).
+ * No child is left behind: if driving it fails while it is stopped, it is made to exit_group; if it
+ * fails while the child is inside a syscall that does not end (a timeout, or an abort, in a
+ * blocking read), the child is killed (SIGKILL) from a root-namespace helper process — its vfork
+ * parent cannot run anything until the child is gone. The caller reaps it (wait4) or leaves that
+ * to the code that asked for it (see forkChild()); after an abort, vfork() reaps it itself.
  */
 import { AbortError, InjectionError, TimeoutError } from '../errors';
 import type { Kernel } from '../kernel/kernel';
 import type { AddressSpace } from '../memory/address-space';
 import type { GdbClient } from '../transport/gdb';
+import type { Vm } from '../vm';
 import { findTask } from '../kernel/helpers/task';
 import { cr3Root, currentTask, inUserMode, isThreadAt, mmRoot, writeRegistersOver } from './cpu';
 import { errnoOf, toSigned64 } from './errno';
@@ -29,6 +33,7 @@ import { SyscallError, SyscallTimeoutError, TargetGoneError } from './errors';
 import { spaceAt } from './guest-memory';
 import type { BreakpointRunner, Hit } from './runner';
 import type { PendingCall, SyscallArgument } from './session';
+import { openInjection } from './open';
 import { cString } from './structs';
 import { resolveSyscall, syscallName, SYSCALLS_X86_64 } from './syscalls';
 
@@ -52,6 +57,8 @@ export interface ChildEngine {
   space: AddressSpace;
   callTimeout: number;
   signal?: AbortSignal;
+  /** The VM, for a helper injection that kills a child stuck in a syscall. */
+  vm?: Vm;
 }
 
 /** A thread that can run clone for a child: an InjectionSession or a ChildProcess. */
@@ -60,6 +67,10 @@ export interface Forker {
   readonly callSp: bigint;
   readonly target: { task: bigint; pid: number; root: bigint };
   startCall(nr: number | string, args: readonly bigint[]): Promise<PendingCall>;
+  /** A syscall made even after the caller's abort (reaping a killed child), where the forker has one. */
+  cleanupCall?(nr: number | string, ...args: bigint[]): Promise<bigint>;
+  /** Its scratch pages made its own again after a fork (see InjectionSession.remakeScratchWritable). */
+  remakeScratchWritable?(opts: { ignoreAbort?: boolean }): Promise<void>;
 }
 
 export type ChildState = 'parked' | 'running' | 'exited' | 'execed' | 'lost';
@@ -233,6 +244,11 @@ export class ChildProcess implements Forker {
    */
   async exit(code: number): Promise<void> {
     await this.#issue(SYSCALLS_X86_64.exit_group, [BigInt(code)]);
+    this.#state = 'exited';
+  }
+
+  /** @internal The child was killed while inside a syscall: it will not come back. */
+  killed(): void {
     this.#state = 'exited';
   }
 
@@ -411,17 +427,64 @@ export async function vfork<T>(caller: Forker, engine: ChildEngine, work: (child
     // never leave a forked child stopped in the caller's code: it exits instead
     await child.exit(failed ? 127 : 0).catch((e: unknown) => { if (!failed) { failure = e; failed = true; } });
   }
+  let killed = false;
+  if (child && (child.state === 'running' || child.state === 'lost')) {
+    // inside a syscall that did not end: only a signal from elsewhere gets it out (the caller
+    // waits in vfork until it is gone)
+    try {
+      await killStuckChild(engine, child);
+      killed = true;
+    } catch (err) {
+      if (!failed) {
+        failure = err;
+        failed = true;
+      } else (failure as Error & { cleanup?: unknown }).cleanup = err;
+    }
+  }
+  const aborted = engine.signal?.aborted === true;
   let r: bigint;
   try {
-    r = await pending.wait();
+    // a cleanup after an abort still waits for the caller to be back (parked, not redirected)
+    r = await pending.wait({ ignoreAbort: killed && aborted });
   } catch (err) {
     throw failed ? failure : err;
   }
-  if (r > 0n) opts.onForked?.(Number(r));
+  if (r > 0n) {
+    if (killed && aborted && caller.cleanupCall) {
+      // the caller's code would not reap it any more (its signal is aborted): reap it here
+      try {
+        for (let i = 0; i < MAX_EINTR; i++) {
+          if (errnoOf(await caller.cleanupCall('wait4', r, 0n, 0n, 0n)) !== EINTR) break;
+        }
+        // and its stack area, copy-on-write since the fork, is written back at the end
+        await caller.remakeScratchWritable?.({ ignoreAbort: true });
+      } catch (err) {
+        (failure as Error & { cleanup?: unknown }).cleanup = err;
+      }
+    } else opts.onForked?.(Number(r));
+  }
   if (failed) throw failure;
   if (errnoOf(r)) throw new SyscallError('clone', errnoOf(r), '(vfork)');
   if (!child) throw new InjectionError(`the forked child ${r} ended before it could be caught`, 'restored');
   return { pid: Number(r), value: value as T };
+}
+
+const SIGKILL = 9n;
+
+/**
+ * SIGKILL to a child stuck inside a syscall, sent by kill() injected into a root-namespace process
+ * (the VM is left stopped for the caller's wait). Not bound to the caller's signal: it is the
+ * cleanup after that signal.
+ */
+async function killStuckChild(engine: ChildEngine, child: ChildProcess): Promise<void> {
+  if (!engine.vm) throw new InjectionError(`child ${child.pid} is stuck in a syscall and no helper can be had to kill it`, 'unknown');
+  const helper = await openInjection(engine.vm, { container: 'host' }, { leaveStopped: true, maxBreakpoints: 1, timeout: Math.max(10_000, engine.callTimeout), callTimeout: 10_000 });
+  try {
+    check('kill', await helper.syscall('kill', BigInt(child.pid), SIGKILL), `(child ${child.pid})`);
+  } finally {
+    await helper.end();
+  }
+  child.killed();
 }
 
 const EINTR = 4;

@@ -66,6 +66,12 @@ interface Shared {
   /** vCPU → the hit it is held on. */
   held: Map<string, Held>;
   threads?: string[];
+  /**
+   * Whether a single step leaves a breakpoint at the pc alone (TCG: "singlestep overrides
+   * breakpoints", check_for_breakpoints since QEMU 6.1) or stops there with no progress (KVM's debug
+   * registers): learnt at the first step-over; when true, step-overs need no z/Z.
+   */
+  stepPassesBreakpoint?: boolean;
 }
 
 const SHARED = new WeakMap<GdbClient, Shared>();
@@ -260,11 +266,28 @@ export class BreakpointRunner {
   }
 
   /**
-   * Moves a vCPU stopped on a breakpoint at `address` past it: removes the breakpoint (whichever
-   * runner owns it), single-steps only that vCPU, and puts the breakpoint back.
+   * Moves a vCPU stopped on a breakpoint at `address` past it: single-steps only that vCPU, with
+   * the breakpoint removed (whichever runner owns it) and put back around the step unless a step
+   * is known to pass it (TCG). The first step-over finds out: a step with the breakpoint in place,
+   * then the pc read; if it did not move, the step is made again without the breakpoint.
    */
   async stepOver(thread: string, address: bigint): Promise<void> {
     const had = this.#shared.breakpoints.has(address);
+    if (had && this.#shared.stepPassesBreakpoint !== false) {
+      try {
+        await this.#gdb.step(thread, { timeout: CONTROL_TIMEOUT });
+      } finally {
+        this.#afterStop();
+      }
+      if (this.#shared.stepPassesBreakpoint === undefined) {
+        const rip = await this.#gdb.readRegister('rip', { thread, timeout: CONTROL_TIMEOUT });
+        this.#shared.stepPassesBreakpoint = rip !== address;
+      }
+      if (this.#shared.stepPassesBreakpoint) {
+        this.stats.stepOvers++;
+        return;
+      }
+    }
     if (had) await this.#gdb.removeBreakpoint(1, address, 1, { timeout: CONTROL_TIMEOUT });
     try {
       await this.#gdb.step(thread, { timeout: CONTROL_TIMEOUT });

@@ -96,8 +96,11 @@ export interface PendingCall {
   isReturn(hit: Hit): Promise<boolean>;
   /** Hands over the return, met by another runner's wait (the VM is stopped there). */
   take(hit: Hit): void;
-  /** Waits for the return (taken, held, or yet to come), parks the thread there; rax, signed. */
-  wait(): Promise<bigint>;
+  /**
+   * Waits for the return (taken, held, or yet to come), parks the thread there; rax, signed.
+   * `ignoreAbort`: the caller's abort signal is not heeded (a cleanup after that abort).
+   */
+  wait(opts?: { ignoreAbort?: boolean }): Promise<bigint>;
 }
 
 export interface SessionStats {
@@ -311,17 +314,26 @@ export class InjectionSession {
    * One syscall, with the session lock held. `internal` calls (munmap while finishing) ignore the
    * abort signal and leave failure handling to the caller.
    */
-  async #call(nr: number, args: readonly bigint[], internal = false): Promise<bigint> {
+  async #call(nr: number, args: readonly bigint[], internal = false, ignoreAbort = false): Promise<bigint> {
     const started = Date.now();
-    const sp = await this.#issue(nr, args, internal);
-    return this.#complete(nr, sp, started, internal);
+    const sp = await this.#issue(nr, args, internal, ignoreAbort);
+    return this.#complete(nr, sp, started, internal, undefined, ignoreAbort);
+  }
+
+  /**
+   * @internal A syscall a cleanup must make even once the caller's signal has aborted (reaping a
+   * child killed because of that abort); otherwise like syscall().
+   */
+  cleanupCall(nr: number | string, ...args: bigint[]): Promise<bigint> {
+    const n = resolveSyscall(nr);
+    return this.#serial(() => this.#call(n, args, false, true));
   }
 
   /** Points the parked thread at the gadget with the call's registers; returns the call's rsp. */
-  async #issue(nr: number, args: readonly bigint[], internal: boolean): Promise<bigint> {
+  async #issue(nr: number, args: readonly bigint[], internal: boolean, ignoreAbort = false): Promise<bigint> {
     if (this.#state !== (internal ? 'finishing' : 'open')) throw new SessionClosedError();
     if (args.length > 6) throw new RangeError(`a syscall takes at most 6 arguments, not ${args.length}`);
-    const signal = internal ? undefined : this.#opts.signal;
+    const signal = internal || ignoreAbort ? undefined : this.#opts.signal;
     if (signal?.aborted) {
       await this.#finishAfterFailure();
       throw new AbortError('syscall injection', { cause: signal.reason });
@@ -342,8 +354,8 @@ export class InjectionSession {
   }
 
   /** Runs the VM until the issued call returns (or takes `caught`, its return seen by someone else). */
-  async #complete(nr: number, sp: bigint, started: number, internal: boolean, caught?: Hit): Promise<bigint> {
-    const signal = internal ? undefined : this.#opts.signal;
+  async #complete(nr: number, sp: bigint, started: number, internal: boolean, caught?: Hit, ignoreAbort = false): Promise<bigint> {
+    const signal = internal || ignoreAbort ? undefined : this.#opts.signal;
     const name = syscallName(nr) ?? `syscall ${nr}`;
     let hit: Hit;
     try {
@@ -396,11 +408,11 @@ export class InjectionSession {
       return {
         isReturn,
         take: (h: Hit) => { caught = h; },
-        wait: () => {
+        wait: (o?: { ignoreAbort?: boolean }) => {
           done ??= (async () => {
             unhold();
             try {
-              return await this.#complete(n, sp, started, false, caught);
+              return await this.#complete(n, sp, started, false, caught, o?.ignoreAbort === true);
             } finally {
               release();
             }
@@ -420,14 +432,15 @@ export class InjectionSession {
    * process its own writable copies again. Their content is scratch (the stack is put back at the
    * end from the saved copy).
    */
-  async remakeScratchWritable(): Promise<void> {
+  async remakeScratchWritable(opts: { ignoreAbort?: boolean } = {}): Promise<void> {
     const areas: [bigint, number][] = [];
     if (this.#stack) areas.push([this.#stack.low, Number(this.#stack.high - this.#stack.low)]);
     if (this.#map) areas.push([this.#map.address, this.#map.length]);
     for (const [address, length] of areas) {
       // getrandom may write less than asked (a pending signal): go on from there
       for (let done = 0; done < length;) {
-        const n = Number(await this.call('getrandom', address + BigInt(done), BigInt(length - done), GRND_NONBLOCK_INSECURE));
+        const args = [address + BigInt(done), BigInt(length - done), GRND_NONBLOCK_INSECURE];
+        const n = Number(this.#check('getrandom', opts.ignoreAbort ? await this.cleanupCall('getrandom', ...args) : await this.syscall('getrandom', ...args)));
         if (n <= 0) throw new InjectionError(`getrandom wrote nothing at 0x${(address + BigInt(done)).toString(16)}`, 'unknown');
         done += n;
       }
@@ -438,6 +451,15 @@ export class InjectionSession {
   /** @internal The engine parts a child process driven from this session shares. */
   get engine(): Internals & { callTimeout: number; signal?: AbortSignal } {
     return { ...this.#in, callTimeout: this.#callTimeout, signal: this.#opts.signal };
+  }
+
+  /**
+   * @internal The thread was run by someone else on this engine (the bench's floor) and caught at
+   * the return address again by `hit`: the session takes it from there (it may be on another vCPU).
+   */
+  adoptParked(hit: Hit): void {
+    if (!this.#parked || hit.rip !== this.returnAddress) throw new InjectionError('adoptParked: the thread must be parked at the return address', 'unknown');
+    this.#park(hit);
   }
 
   #park(hit: Hit): void {

@@ -215,9 +215,16 @@ export class FakeGdb {
 
   /** Writes a packet now (outside the request/reply flow), e.g. an unsolicited stop. */
   sendPacket(payload: string): void {
+    this.#stopSelects(payload);
     this.packetsSent++;
     this.#write(this.#encode(payload));
     this.#lastSent = payload;
+  }
+
+  /** As QEMU (gdb_set_stop_cpu): the thread a stop reply names becomes the general thread. */
+  #stopSelects(payload: string): void {
+    const m = /^T[0-9a-f]{2}thread:([^;]+);/.exec(payload);
+    if (m) this.currentThread = m[1];
   }
 
   sendRaw(data: string | Buffer): void {
@@ -504,7 +511,12 @@ export class FakeGdb {
       this.running = true;
       return null;
     }
-    if (packet === 's' || packet.startsWith('vCont;s')) return `T05thread:${this.currentThread};`;
+    if (packet === 's' || packet.startsWith('vCont;s')) {
+      // QEMU reports the vCPU that was stepped, which becomes the general thread
+      const stepped = /^vCont;s:([^;]+)$/.exec(packet);
+      if (stepped) this.currentThread = stepped[1];
+      return `T05thread:${this.currentThread};`;
+    }
     if (packet === '?') return `T05thread:${this.currentThread};`;
     if (packet.startsWith('qRcmd,')) {
       const cmd = Buffer.from(packet.slice(6), 'hex').toString();

@@ -2,14 +2,18 @@
  * Child processes of a hijacked thread, against the real test VM: vm.inject() with `await using`,
  * a vforked child caught at its first instruction and driven on its own (its pid, a file it
  * writes, its exit status reaped by the parent), a grandchild with CLONE_PARENT, a failure inside
- * the child's work (the child is made to exit, and reaped), and the parent carrying on unharmed.
+ * the child's work (the child is made to exit, and reaped), a child stuck in a blocking read that
+ * times out or is aborted (killed from a root-namespace helper, reaped), and the parent carrying on
+ * unharmed.
  */
 import t from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Vm } from '../../lib/vm';
-import { CLONE_PARENT, exitStatus, reapChild, vfork } from '../../lib/inject/child';
+import { AbortError } from '../../lib/errors';
+import { CLONE_PARENT, exitStatus, reapChild, vfork, type ChildProcess } from '../../lib/inject/child';
+import { SyscallTimeoutError } from '../../lib/inject';
 import { guestRun, testVm, type VmEnv } from '../helpers/vm';
 
 const journal = mkdtempSync(join(tmpdir(), 'vmictl-journal-'));
@@ -20,6 +24,19 @@ async function counter(env: VmEnv): Promise<number> {
     const r = await guestRun(env, 'runc exec ticker cat /tmp/counter');
     if (r.output.trim() !== '' || i >= 5) return Number(r.output.trim() || NaN);
   }
+}
+
+/** In the child: a pipe whose write end it keeps, and a read of it that never ends. */
+async function readForever(child: ChildProcess): Promise<void> {
+  const { out } = await child.syscallWith('pipe2', [{ out: 8 }, 0n]);
+  const readEnd = out[0].readInt32LE(0);
+  const [buf] = await child.place([16]);
+  await child.syscall('read', BigInt(readEnd), buf, 1n);
+}
+
+/** Host pids of the processes whose parent is `pid`, zombies included. */
+async function childrenOf(env: VmEnv, pid: number): Promise<string> {
+  return (await guestRun(env, `grep -l '^PPid:[[:space:]]*${pid}$' /proc/[0-9]*/status 2>/dev/null | wc -l`)).output.trim();
 }
 
 t.test('vfork from an injection session', async (t) => {
@@ -82,5 +99,54 @@ t.test('vfork from an injection session', async (t) => {
     const { status } = await reapChild(s, pid);
     t.equal(exitStatus(status), 127, 'it exited with 127');
     t.equal((await s.uname()).nodename, 'ticker', 'the parent carries on');
+  });
+
+  await t.test('a child stuck in a blocking read times out: it is killed, reaped, nothing is left', async (t) => {
+    let target = 0;
+    let pid = 0;
+    let hostPid = 0;
+    {
+      await using s = await vm.inject({ container: 'ticker' }, { journal, timeout: 30_000, callTimeout: 3_000 });
+      target = s.target.pid;
+      const parentPid = await s.getpid();
+      const err = await vfork(s, s.engine, readForever, { onChild: (p) => { hostPid = p; }, onForked: (p) => { pid = p; } }).then(() => null, (e: unknown) => e);
+      t.ok(err instanceof SyscallTimeoutError, `the stuck read ends in a SyscallTimeoutError (${(err as Error)?.message})`);
+      t.ok(pid > 0, `the parent's vfork came back with the child (pid ${pid} in the container, ${hostPid} on the host)`);
+      await s.remakeScratchWritable();
+      const { status } = await reapChild(s, pid);
+      t.equal(exitStatus(status), 128 + 9, 'the child was killed by SIGKILL');
+      t.equal(await s.getpid(), parentPid, 'the parent answers injected syscalls after it');
+    }
+    t.equal(await childrenOf(env, target), '0', 'the target has no child left (no zombie)');
+    t.equal((await guestRun(env, `test -d /proc/${hostPid} && echo alive || echo gone`)).output.trim(), 'gone', 'the child is gone from the guest');
+    const a = await counter(env);
+    await new Promise((r) => setTimeout(r, 1000));
+    t.ok((await counter(env)) > a, 'the ticker keeps counting');
+  });
+
+  await t.test('an abort while a child is stuck in a blocking read: killed and reaped by vfork, the parent restored', async (t) => {
+    const ac = new AbortController();
+    const s = await vm.inject({ container: 'ticker' }, { journal, timeout: 30_000, callTimeout: 60_000, signal: ac.signal });
+    const target = s.target.pid;
+    let hostPid = 0;
+    let forked = 0;
+    try {
+      const err = await vfork(s, s.engine, async (child) => {
+        setTimeout(() => ac.abort(new Error('test abort')), 1500).unref();
+        await readForever(child);
+      }, { onChild: (p) => { hostPid = p; }, onForked: (p) => { forked = p; } }).then(() => null, (e: unknown) => e);
+      t.ok(err instanceof AbortError, `the stuck read ends in an AbortError (${(err as Error)?.message})`);
+      t.equal(forked, 0, 'the child is not handed to the caller to reap: vfork reaped it');
+    } finally {
+      await s.close();
+    }
+    t.equal(s.leftState, 'restored', 'the parent is restored');
+    t.same(s.breakpoints, [], 'no breakpoint left');
+    t.ok(hostPid > 0, `the child (host pid ${hostPid}) had been caught`);
+    t.equal(await childrenOf(env, target), '0', 'the target has no child left (no zombie)');
+    t.equal((await guestRun(env, `test -d /proc/${hostPid} && echo alive || echo gone`)).output.trim(), 'gone', 'the child is gone from the guest');
+    const a = await counter(env);
+    await new Promise((r) => setTimeout(r, 1000));
+    t.ok((await counter(env)) > a, 'the ticker keeps counting');
   });
 });

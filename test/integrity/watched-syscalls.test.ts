@@ -7,7 +7,7 @@ import { INJECTED_SYSCALLS } from '../../lib/integrity';
 import { SYSCALLS_X86_64 } from '../../lib/inject/syscalls';
 
 const ROOT = resolve(__dirname, '../..');
-const CALL = /\b(?:syscall|call|syscallWith|startCall|check)\(\s*'([a-z0-9_]+)'|SYSCALLS_X86_64(?:\.([a-z0-9_]+)|\[\s*'([a-z0-9_]+)'\s*\])/g;
+const CALL = /\b(?:syscall|call|cleanupCall|syscallWith|startCall|check)\(\s*'([a-z0-9_]+)'|SYSCALLS_X86_64(?:\.([a-z0-9_]+)|\[\s*'([a-z0-9_]+)'\s*\])/g;
 
 t.test('every syscall named by the injection engine and the operations is watched', async (t) => {
   const used = new Map<string, string>();

@@ -318,6 +318,22 @@ t.test('a swallowed continue (VM resumed through QMP) is sent again, and the T02
   t.equal(stop.signal, 2);
 });
 
+t.test('Hg is sent only when the general thread is not known to be the one wanted', async (t) => {
+  const { fake, client } = await setup(t);
+  const hg = () => fake.received.filter((p) => p.startsWith('Hg'));
+  await client.step('02');
+  t.equal(client.generalThread, '02', 'a stop reply selects its thread');
+  await client.readRegisters({ thread: '02' });
+  t.same(hg(), [], 'no Hg for the thread that just stopped');
+  await client.readRegisters({ thread: '01' });
+  await client.readRegister('rip', { thread: '01' });
+  await client.selectThread('01');
+  t.same(hg(), ['Hg01'], 'one Hg for another thread, none after it while it stays selected');
+  await client.step('02');
+  await client.readRegisters({ thread: '01' });
+  t.same(hg(), ['Hg01', 'Hg01'], 'a stop of another thread makes it needed again');
+});
+
 t.test('step returns the stop; vCont validates against vCont?', async (t) => {
   const { fake, client } = await setup(t);
   const s = await client.step();
@@ -325,7 +341,7 @@ t.test('step returns the stop; vCont validates against vCont?', async (t) => {
   t.equal(client.state, 'stopped');
   const s2 = await client.step('02');
   t.ok(fake.received.includes('vCont;s:02'));
-  t.equal(s2.thread, '01');
+  t.equal(s2.thread, '02', 'the stepped vCPU is the one reported (as QEMU does)');
   fake.swallowWhenRunning = false;
   await client.vCont([{ action: 'c', thread: '01' }, { action: 'c' }]);
   t.equal(fake.received[fake.received.length - 1], 'vCont;c:01;c');

@@ -95,10 +95,23 @@ export class GdbClient extends TypedEmitter<GdbClientEvents> implements GdbMemor
   #description: TargetDescription | undefined;
   #early: (() => void)[] | undefined = [];
   #vContActions: Set<string> | undefined;
+  /**
+   * The thread the stub's register and memory accesses apply to, when known: the last `Hg` it took,
+   * or the thread of the last stop reply, which becomes the stub's general thread (QEMU's
+   * gdb_set_stop_cpu; gdb's remote.c record_currthread assumes the same). Spares an `Hg` round
+   * trip before each `g`/`G` of the thread that just stopped.
+   */
+  #generalThread: string | undefined;
+  /** Counts stop replies, so that an `Hg` answered around a stop is not trusted. */
+  #stopCount = 0;
 
   private constructor(conn: GdbConnection, opts: GdbConnectOptions) {
     super();
     this.#conn = conn;
+    conn.on('stop', (r) => {
+      this.#stopCount++;
+      this.#generalThread = r.kind === 'T' ? r.thread : undefined;
+    });
     this.address = conn.address;
     this.#maxInFlight = Math.max(1, opts.maxInFlight ?? 32);
     this.#requestTimeout = opts.requestTimeout ?? 10_000;
@@ -274,7 +287,16 @@ export class GdbClient extends TypedEmitter<GdbClientEvents> implements GdbMemor
   /** Selects the thread for register and memory access (`Hg`, default) or for resuming (`Hc`). */
   async selectThread(thread: string, op: 'g' | 'c' = 'g', opts: CallOptions = {}): Promise<void> {
     checkThread(thread);
+    if (op === 'g' && thread === this.#generalThread) return;
+    const stops = this.#stopCount;
+    if (op === 'g') this.#generalThread = undefined;
     await this.#ok(`H${op}${thread}`, opts, `selecting thread ${thread}`);
+    if (op === 'g' && stops === this.#stopCount) this.#generalThread = thread;
+  }
+
+  /** The thread `g`/`G`/`m` apply to, if the client knows it (see selectThread). */
+  get generalThread(): string | undefined {
+    return this.#generalThread;
   }
 
   /** The thread ids (`qfThreadInfo`/`qsThreadInfo`); on QEMU, one per vCPU. */
@@ -362,13 +384,16 @@ export class GdbClient extends TypedEmitter<GdbClientEvents> implements GdbMemor
    * other request can come between them.
    */
   async #withThread(thread: string | undefined, packet: string, call: CallOptions): Promise<string> {
-    if (thread === undefined) return this.#text(packet, call);
+    if (thread === undefined || thread === this.#generalThread) return this.#text(packet, call);
     checkThread(thread);
+    const stops = this.#stopCount;
+    this.#generalThread = undefined;
     const select = this.#text(`Hg${thread}`, call);
     const reply = this.#text(packet, call);
     reply.catch(() => undefined);
     const selected = await select;
     if (selected !== 'OK') throw replyError(`Hg${thread}`, selected, `selecting thread ${thread}`);
+    if (stops === this.#stopCount) this.#generalThread = thread;
     return reply;
   }
 
