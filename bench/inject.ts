@@ -16,7 +16,7 @@
  */
 import { Vm } from '../lib/vm';
 import { openInjection, type InjectionSession } from '../lib/inject';
-import { closeVm, median, nowMs } from './memory';
+import { closeVm, median, nowMs } from './common';
 import type { Figure, Log } from './run';
 
 const GOAL_RATIO = 1.5;
