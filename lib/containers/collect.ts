@@ -41,7 +41,7 @@ export async function collectTasks(kernel: Kernel, opts: CollectOptions = {}): P
   const prefix = spans[spans.length - 1][1];
   const p = kernel.profile;
 
-  await warmTaskList(kernel, spans, maxTasks, opts);
+  await warmTaskList(kernel, spans, maxTasks, warnings, opts);
 
   // stage 0: the task list (leaders) and each leader's threads; each step fetches the used part of
   // the task_struct it lands on (unless the warming above did), so stage 1 finds every task in the cache
@@ -108,12 +108,14 @@ export async function collectTasks(kernel: Kernel, opts: CollectOptions = {}): P
  * thread walk reads) is fetched from there first, and the walk that follows — still the source of
  * truth, with its checks — runs from the cache. Best effort: a corrupt IDR only costs round trips.
  * A guest with more pids than maxTasks is not warmed (its walk stops early; reading all of it would not).
+ * Damage seen in the IDR is reported: the listing is still whole, but the kernel's pid table is not.
  */
-async function warmTaskList(kernel: Kernel, spans: TaskSpans, maxTasks: number, opts: CallOptions): Promise<void> {
+async function warmTaskList(kernel: Kernel, spans: TaskSpans, maxTasks: number, warnings: string[], opts: CallOptions): Promise<void> {
   const p = kernel.profile;
   if (!kernel.hasSymbol('init_pid_ns') || !p.hasField('task_struct', 'pid_links') || !p.hasField('pid', 'tasks')) return;
   try {
-    const pids = await pidNamespaceEntries(kernel, kernel.symbol('init_pid_ns'), opts);
+    const onCorruption = (m: string) => warnings.push(`pid IDR of init_pid_ns: ${m}; listed from the task list alone`);
+    const pids = await pidNamespaceEntries(kernel, kernel.symbol('init_pid_ns'), { ...opts, onCorruption });
     if (pids.length === 0 || pids.length > maxTasks) return;
     const pidLen = p.fieldOffset('pid', 'numbers') + p.typeSize('upid') * 4;
     await kernel.prefetch(pids.map((address) => ({ address, length: pidLen })), opts);
@@ -130,6 +132,7 @@ async function warmTaskList(kernel: Kernel, spans: TaskSpans, maxTasks: number, 
     await kernel.prefetch(distinct(heads), opts);
   } catch (err) {
     if (isFatalReadError(err)) throw err;
+    warnings.push(`pid IDR of init_pid_ns: ${(err as Error).message}; listed from the task list alone`);
   }
 }
 
