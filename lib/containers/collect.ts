@@ -11,7 +11,7 @@ import type { CallOptions } from '../util/deadline';
 import { isFatalReadError, ValidationError } from '../errors';
 import type { Kernel } from '../kernel/kernel';
 import type { KObject } from '../kernel/object';
-import { forEachProcess, forEachThreadOf } from '../kernel/helpers/task';
+import { forEachProcess, forEachThreadOf, processesCached, threadsOfCached } from '../kernel/helpers/task';
 import { objectAt, readStructs } from '../kernel/helpers/batch';
 import { pidNamespaceEntries, pidTasksCached } from '../kernel/helpers/pid';
 import { prefetchCgroupPaths } from '../kernel/helpers/cgroup';
@@ -51,20 +51,37 @@ export async function collectTasks(kernel: Kernel, opts: CollectOptions = {}): P
   const onCorruption = (e: ValidationError) => warnings.push(`task list: ${e.message}; showing the part before it`);
   // walks go one past maxTasks: the list is only known to be longer once the next task is seen
   const walkMax = maxTasks + 1;
-  const leaders = forEachProcess(kernel, { ...opts, max: walkMax, onCorruption, fetchAround: { before: p.fieldOffset('task_struct', 'tasks'), length: prefix, entries: maxTasks } });
+  // from the cache without a promise per task when the lists are there and sound (the IDR warmed
+  // them); otherwise, or at the first doubt, the careful walk, which reads and reports
+  const leaders = processesCached(kernel, walkMax) ?? forEachProcess(kernel, { ...opts, max: walkMax, onCorruption, fetchAround: { before: p.fieldOffset('task_struct', 'tasks'), length: prefix, entries: maxTasks } });
   const threadOpts = { ...opts, max: walkMax, fetchAround: { before: threadLinkOffset(kernel), length: prefix, entries: maxTasks } };
-  for await (const leader of leaders) {
+  /** Takes one task; false once there are more than maxTasks. */
+  const take = (threads: bigint[], t: bigint): boolean => {
+    if (count >= maxTasks) { truncated = true; return false; }
+    threads.push(t);
+    count++;
+    return true;
+  };
+  const group = async (leader: bigint): Promise<boolean> => {
     // one more task than allowed exists: only now is the list known to be longer than maxTasks
-    if (count >= maxTasks) { truncated = true; break; }
+    if (count >= maxTasks) { truncated = true; return false; }
     const threads: bigint[] = [];
-    for await (const t of forEachThreadOf(kernel, leader, { ...threadOpts, onCorruption: (e) => warnings.push(`threads of 0x${leader.toString(16)}: ${e.message}`) })) {
-      if (count >= maxTasks) { truncated = true; break; }
-      threads.push(t);
-      count++;
+    const cached = threadsOfCached(kernel, leader, walkMax);
+    if (cached) {
+      for (const t of cached) if (!take(threads, t)) break;
+    } else {
+      for await (const t of forEachThreadOf(kernel, leader, { ...threadOpts, onCorruption: (e) => warnings.push(`threads of 0x${leader.toString(16)}: ${e.message}`) })) {
+        if (!take(threads, t)) break;
+      }
     }
     if (!threads.includes(leader)) threads.unshift(leader);
     groups.push({ leader, threads });
-    if (truncated) break;
+    return !truncated;
+  };
+  if (Array.isArray(leaders)) {
+    for (const leader of leaders) if (!(await group(leader))) break;
+  } else {
+    for await (const leader of leaders) if (!(await group(leader))) break;
   }
   if (truncated) warnings.push(`more than ${maxTasks} tasks: stopped there (raise --max-tasks)`);
 
