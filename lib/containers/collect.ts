@@ -136,7 +136,8 @@ async function warmTaskList(kernel: Kernel, spans: TaskSpans, maxTasks: number, 
     if (pids.length === 0 || pids.length > maxTasks) return;
     const pidLen = p.fieldOffset('pid', 'numbers') + p.typeSize('upid') * 4;
     await kernel.prefetch(pids.map((address) => ({ address, length: pidLen })), opts);
-    const tasks = pidTasksCached(kernel, pids);
+    // init_task too: it heads the task list, and has no pid in the IDR
+    const tasks = [kernel.symbol('init_task'), ...pidTasksCached(kernel, pids)];
     await kernel.prefetch(tasks.flatMap((t) => spans.map(([start, end]) => ({ address: t + BigInt(start), length: end - start }))), opts);
     if (!p.hasField('signal_struct', 'thread_head')) return;
     const signalOff = BigInt(p.fieldOffset('task_struct', 'signal'));
