@@ -35,6 +35,12 @@ export interface PageCacheOptions {
   maxRunPages?: number;
   /** At the limit, drop the least recently used page ('lru', default) or everything ('clear'). */
   policy?: 'lru' | 'clear';
+  /**
+   * Whether prefetch() fetches only the sectors it needs (default) or whole pages. Sectors pay
+   * where bytes cost (the gdbstub); where they do not (/proc/<tid>/mem, a dump) whole pages mean
+   * fewer, longer reads, and each read costs a system call.
+   */
+  prefetchSectors?: boolean;
 }
 
 /** A page of which only some sectors were fetched (`data` is page sized; other bytes are garbage). */
@@ -70,6 +76,7 @@ export class PageCache implements PhysicalMemory {
   readonly #maxPages: number;
   readonly #maxRunPages: number;
   readonly #policy: 'lru' | 'clear';
+  readonly #sectors: boolean;
   /** Page number → 4 KiB of data; Map order is the LRU order (oldest first). */
   readonly #pages = new Map<bigint, Buffer>();
   /** Pages prefetch() fetched only in part (never also in #pages). */
@@ -86,6 +93,7 @@ export class PageCache implements PhysicalMemory {
     this.#maxPages = Math.max(1, Math.floor((opts.maxBytes ?? 256 * 1024 * 1024) / PAGE_SIZE));
     this.#maxRunPages = Math.max(1, Math.floor(opts.maxRunPages ?? 32));
     this.#policy = opts.policy ?? 'lru';
+    this.#sectors = opts.prefetchSectors ?? true;
   }
 
   get generation(): number {
@@ -223,7 +231,7 @@ export class PageCache implements PhysicalMemory {
         if (this.#pages.has(p)) continue;
         const shared = this.#inflight.get(p);
         if (shared) { waits.push(shared); continue; }
-        const m = sectorMask(off, n) & ~(this.#partial.get(p)?.mask ?? 0);
+        const m = (this.#sectors ? sectorMask(off, n) : FULL_MASK) & ~(this.#partial.get(p)?.mask ?? 0);
         if (m !== 0) wanted.set(p, (wanted.get(p) ?? 0) | m);
       }
     }
