@@ -97,7 +97,10 @@ export class AddressSpace {
     const big = this.#large2M.get(vpn >> 9n) ?? this.#large1G.get(vpn >> 18n);
     if (big === undefined) return undefined;
     const mask = BigInt(big.t.pageSize - 1);
-    return { physicalPage: (big.physicalPage & ~mask) | ((vpn << 12n) & mask), t: big.t };
+    const own = { physicalPage: (big.physicalPage & ~mask) | ((vpn << 12n) & mask), t: big.t };
+    // kept per 4 KiB page too: the next peek of this page is one lookup, not this arithmetic
+    if (this.#resolved.size < this.#maxCached) this.#resolved.set(vpn, own);
+    return own;
   }
 
   /** Maps one virtual address, or throws PageFaultError naming it. */
