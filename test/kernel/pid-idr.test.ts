@@ -106,10 +106,11 @@ t.test('IDR slots into nowhere, bogus node pointers and an unreadable head', asy
   const r = await collectTasks(k);
   t.same(r.processes, reference.processes, 'the tasks the IDR lost are still listed');
   t.equal(r.warnings.length, 2);
+  // in the order the walk meets them: bad pointers while taking a level, unreadable nodes after its fetch
   t.match(r.warnings, [
     /^pid IDR of init_pid_ns: 1 node pointers that are not kernel pointers, the first at 0x7f0000001002; /,
     /^pid IDR of init_pid_ns: 1 unreadable nodes, the first at 0xffffc90000123000; /,
-  ].sort(() => 0));
+  ]);
 
   g.writeU64(g.symbol('init_pid_ns') + g.offset('pid_namespace', 'idr.idr_rt.xa_head'), UNMAPPED_KERNEL | 2n);
   const r2 = await collectTasks(await g.open());
