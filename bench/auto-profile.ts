@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { Vm } from '../lib/vm';
 import { buildProfileFromMemory } from '../lib/kernel/profile/from-memory';
 import { listProfiles, writeProfile } from '../lib/kernel/profile';
-import { closeVm, median, nowMs } from './memory';
+import { closeVm, median, nowMs } from './common';
 import type { Figure, Log } from './run';
 
 export interface AutoProfileBenchOptions {

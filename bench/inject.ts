@@ -34,7 +34,7 @@
 import { Vm } from '../lib/vm';
 import { openInjection, type InjectionSession } from '../lib/inject';
 import { isThreadAt, writeRegistersOver, type Registers } from '../lib/inject/cpu';
-import { closeVm, median, nowMs } from './memory';
+import { closeVm, median, nowMs } from './common';
 import type { Figure, Log } from './run';
 
 const GOAL_RATIO = 1.5;

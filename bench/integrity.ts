@@ -13,13 +13,10 @@
 import { Vm, type MemoryBackendChoice } from '../lib/vm';
 import { KernelBaseline, checkKernel, protectFor, protectWithoutVmlinux } from '../lib/integrity';
 import type { Figure, Log } from './run';
+import { median } from './common';
 
 const OPERATION = ['openat', 'read', 'write', 'close', 'getdents64', 'kill', 'mmap', 'munmap', 'getpid', 'uname'];
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
 
 export async function runIntegrityBench(opts: { qmp: string; gdb: string; vmlinux: string; log: Log }): Promise<Figure[]> {
   const { log } = opts;

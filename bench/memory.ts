@@ -16,85 +16,23 @@
  * bytes from the same file (what the backend adds to the system call).
  *
  *   VMICTL_QMP=… VMICTL_GDB=… node dist/bench/memory.js
- *
- * Also holds the QMP helpers the bench driver uses (a fresh connection per call: QEMU's -qmp
- * socket serves one client at a time, and the code under test opens its own).
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { QmpClient } from '../lib/transport/qmp';
 import { Vm } from '../lib/vm';
 import { VmiError } from '../lib/errors';
 import { findKaslr, type KaslrResult } from '../lib/kernel/kaslr';
 import type { Profile } from '../lib/kernel/profile';
 import { ElfDumpMemory, ProcMemPhysicalMemory, type PhysicalMemory, type PhysicalRange } from '../lib/memory';
 import type { Figure, Log } from './run';
+import { closeVm, makeDump, median, nowMs, setRunning, vmRunning } from './common';
 
 const MiB = 1024 * 1024;
 const PAGE = 4096;
 const BATCH_PAGES = 256;
-
-export function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-export const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
-
-// ---- QMP helpers ----
-
-/** Runs `f` with a fresh QMP connection, closed afterwards. */
-export async function withQmp<T>(address: string, f: (qmp: QmpClient) => Promise<T>): Promise<T> {
-  const qmp = await QmpClient.connect(address, { timeout: 15_000 });
-  try {
-    return await f(qmp);
-  } finally {
-    await qmp.close().catch(() => undefined);
-  }
-}
-
-export async function vmRunning(qmpAddress: string): Promise<boolean> {
-  return withQmp(qmpAddress, async (q) => ((await q.execute('query-status')) as { running: boolean }).running);
-}
-
-/** Stops or restarts the vCPUs (no-op when they already are so). */
-export async function setRunning(qmpAddress: string, running: boolean): Promise<void> {
-  await withQmp(qmpAddress, async (q) => {
-    const st = (await q.execute('query-status')) as { running: boolean; status: string };
-    if (st.running === running) return;
-    if (!running) await q.execute('stop');
-    else if (st.status === 'paused' || st.status === 'debug') await q.execute('cont');
-    else throw new Error(`the VM is ${st.status}: cannot resume it`);
-  });
-}
-
-/** Writes an ELF dump of guest memory (dump-guest-memory, paging off) to `file`, replacing it. */
-export async function makeDump(qmpAddress: string, file: string): Promise<{ ms: number; bytes: number }> {
-  fs.rmSync(file, { force: true });
-  const t0 = nowMs();
-  await withQmp(qmpAddress, (q) => q.execute('dump-guest-memory', { paging: false, protocol: `file:${file}` }, { timeout: 600_000 }));
-  return { ms: nowMs() - t0, bytes: fs.statSync(file).size };
-}
-
-/**
- * Closes a Vm and the /proc/<tid>/mem backend it may hold: Vm.close() does not close that one
- * (its file handle would be closed by the garbage collector, with a warning).
- */
-export async function closeVm(vm: Vm, memoryOpened: boolean): Promise<void> {
-  try {
-    // vm.memory() is cached once opened; it must not be called to open it here
-    const mem = vm.live && memoryOpened ? (await vm.memory()).backend : undefined;
-    if (mem instanceof ProcMemPhysicalMemory) await mem.close();
-  } catch {
-    // opening it had failed: nothing to close
-  } finally {
-    await vm.close();
-  }
-}
 
 // ---- ranges and patterns ----
 

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Vm } from '../lib/vm';
 import { copyFromContainer, execInContainer, pauseContainer, unpauseContainer } from '../lib/ops';
-import { median, nowMs } from './memory';
+import { median, nowMs } from './common';
 import type { Figure, Log } from './run';
 
 const SIZE = 10_000_000;

@@ -12,7 +12,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { median } from './memory';
+import { median } from './common';
 import type { Figure, Log } from './run';
 
 export interface ChildResult {

@@ -162,7 +162,9 @@ export class Vm {
       }
     }
     this.#rawBackend = backend;
-    this.#memory = new PageCache(new ReadBudgetMemory(backend, this.options.maxReadBytes ?? DEFAULT_MAX_READ_BYTES));
+    // over the gdbstub a prefetch is paid by the byte (hex in packets): only the sectors wanted
+    const prefetchSectors = backend instanceof GdbstubPhysicalMemory;
+    this.#memory = new PageCache(new ReadBudgetMemory(backend, this.options.maxReadBytes ?? DEFAULT_MAX_READ_BYTES), { prefetchSectors });
     return this.#memory;
   }
 

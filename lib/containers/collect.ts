@@ -11,9 +11,10 @@ import type { CallOptions } from '../util/deadline';
 import { isFatalReadError, ValidationError } from '../errors';
 import type { Kernel } from '../kernel/kernel';
 import type { KObject } from '../kernel/object';
-import { forEachProcess, forEachThreadOf } from '../kernel/helpers/task';
+import { forEachProcess, forEachThreadOf, processesCached, threadsOfCached } from '../kernel/helpers/task';
 import { objectAt, readStructs } from '../kernel/helpers/batch';
 import { pidNamespaceEntries, pidTasksCached } from '../kernel/helpers/pid';
+import { prefetchCgroupPaths } from '../kernel/helpers/cgroup';
 import type { ProcessInfo, TaskInfo } from './model';
 import { TaskReader } from './task-reader';
 
@@ -36,10 +37,11 @@ type Range = { address: bigint; length: number };
 export async function collectTasks(kernel: Kernel, opts: CollectOptions = {}): Promise<CollectResult> {
   const warnings: string[] = [];
   const maxTasks = opts.maxTasks ?? 100_000;
-  const prefix = taskPrefix(kernel);
+  const spans = taskSpans(kernel);
+  const prefix = spans[spans.length - 1][1];
   const p = kernel.profile;
 
-  await warmTaskList(kernel, prefix, maxTasks, opts);
+  await warmTaskList(kernel, spans, maxTasks, warnings, opts);
 
   // stage 0: the task list (leaders) and each leader's threads; each step fetches the used part of
   // the task_struct it lands on (unless the warming above did), so stage 1 finds every task in the cache
@@ -49,26 +51,43 @@ export async function collectTasks(kernel: Kernel, opts: CollectOptions = {}): P
   const onCorruption = (e: ValidationError) => warnings.push(`task list: ${e.message}; showing the part before it`);
   // walks go one past maxTasks: the list is only known to be longer once the next task is seen
   const walkMax = maxTasks + 1;
-  const leaders = forEachProcess(kernel, { ...opts, max: walkMax, onCorruption, fetchAround: { before: p.fieldOffset('task_struct', 'tasks'), length: prefix, entries: maxTasks } });
+  // from the cache without a promise per task when the lists are there and sound (the IDR warmed
+  // them); otherwise, or at the first doubt, the careful walk, which reads and reports
+  const leaders = processesCached(kernel, walkMax) ?? forEachProcess(kernel, { ...opts, max: walkMax, onCorruption, fetchAround: { before: p.fieldOffset('task_struct', 'tasks'), length: prefix, entries: maxTasks } });
   const threadOpts = { ...opts, max: walkMax, fetchAround: { before: threadLinkOffset(kernel), length: prefix, entries: maxTasks } };
-  for await (const leader of leaders) {
+  /** Takes one task; false once there are more than maxTasks. */
+  const take = (threads: bigint[], t: bigint): boolean => {
+    if (count >= maxTasks) { truncated = true; return false; }
+    threads.push(t);
+    count++;
+    return true;
+  };
+  const group = async (leader: bigint): Promise<boolean> => {
     // one more task than allowed exists: only now is the list known to be longer than maxTasks
-    if (count >= maxTasks) { truncated = true; break; }
+    if (count >= maxTasks) { truncated = true; return false; }
     const threads: bigint[] = [];
-    for await (const t of forEachThreadOf(kernel, leader, { ...threadOpts, onCorruption: (e) => warnings.push(`threads of 0x${leader.toString(16)}: ${e.message}`) })) {
-      if (count >= maxTasks) { truncated = true; break; }
-      threads.push(t);
-      count++;
+    const cached = threadsOfCached(kernel, leader, walkMax);
+    if (cached) {
+      for (const t of cached) if (!take(threads, t)) break;
+    } else {
+      for await (const t of forEachThreadOf(kernel, leader, { ...threadOpts, onCorruption: (e) => warnings.push(`threads of 0x${leader.toString(16)}: ${e.message}`) })) {
+        if (!take(threads, t)) break;
+      }
     }
     if (!threads.includes(leader)) threads.unshift(leader);
     groups.push({ leader, threads });
-    if (truncated) break;
+    return !truncated;
+  };
+  if (Array.isArray(leaders)) {
+    for (const leader of leaders) if (!(await group(leader))) break;
+  } else {
+    for await (const leader of leaders) if (!(await group(leader))) break;
   }
   if (truncated) warnings.push(`more than ${maxTasks} tasks: stopped there (raise --max-tasks)`);
 
   // stage 1: every task_struct, once, up to the last field used
   const all = groups.flatMap((g) => g.threads);
-  const structs = await readStructs(kernel, 'task_struct', all, { ...opts, size: prefix });
+  const structs = await readStructs(kernel, 'task_struct', all, { ...opts, size: prefix, spans });
   const tasks = new Map<bigint, KObject>();
   const taskWarnings = new Map<bigint, string[]>();
   for (const addr of all) {
@@ -106,17 +125,20 @@ export async function collectTasks(kernel: Kernel, opts: CollectOptions = {}): P
  * thread walk reads) is fetched from there first, and the walk that follows — still the source of
  * truth, with its checks — runs from the cache. Best effort: a corrupt IDR only costs round trips.
  * A guest with more pids than maxTasks is not warmed (its walk stops early; reading all of it would not).
+ * Damage seen in the IDR is reported: the listing is still whole, but the kernel's pid table is not.
  */
-async function warmTaskList(kernel: Kernel, prefix: number, maxTasks: number, opts: CallOptions): Promise<void> {
+async function warmTaskList(kernel: Kernel, spans: TaskSpans, maxTasks: number, warnings: string[], opts: CallOptions): Promise<void> {
   const p = kernel.profile;
   if (!kernel.hasSymbol('init_pid_ns') || !p.hasField('task_struct', 'pid_links') || !p.hasField('pid', 'tasks')) return;
   try {
-    const pids = await pidNamespaceEntries(kernel, kernel.symbol('init_pid_ns'), opts);
+    const onCorruption = (m: string) => warnings.push(`pid IDR of init_pid_ns: ${m}; listed from the task list alone`);
+    const pids = await pidNamespaceEntries(kernel, kernel.symbol('init_pid_ns'), { ...opts, onCorruption });
     if (pids.length === 0 || pids.length > maxTasks) return;
     const pidLen = p.fieldOffset('pid', 'numbers') + p.typeSize('upid') * 4;
     await kernel.prefetch(pids.map((address) => ({ address, length: pidLen })), opts);
-    const tasks = pidTasksCached(kernel, pids);
-    await kernel.prefetch(tasks.map((address) => ({ address, length: prefix })), opts);
+    // init_task too: it heads the task list, and has no pid in the IDR
+    const tasks = [kernel.symbol('init_task'), ...pidTasksCached(kernel, pids)];
+    await kernel.prefetch(tasks.flatMap((t) => spans.map(([start, end]) => ({ address: t + BigInt(start), length: end - start }))), opts);
     if (!p.hasField('signal_struct', 'thread_head')) return;
     const signalOff = BigInt(p.fieldOffset('task_struct', 'signal'));
     const headOff = BigInt(p.fieldOffset('signal_struct', 'thread_head'));
@@ -128,6 +150,7 @@ async function warmTaskList(kernel: Kernel, prefix: number, maxTasks: number, op
     await kernel.prefetch(distinct(heads), opts);
   } catch (err) {
     if (isFatalReadError(err)) throw err;
+    warnings.push(`pid IDR of init_pid_ns: ${(err as Error).message}; listed from the task list alone`);
   }
 }
 
@@ -139,18 +162,31 @@ function threadLinkOffset(kernel: Kernel): number {
     : p.fieldOffset('task_struct', 'thread_group');
 }
 
-/** Bytes of task_struct that hold every field read (a task_struct is ~10 KiB; those sit in its first part). */
-function taskPrefix(kernel: Kernel): number {
+type TaskSpans = Array<[number, number]>;
+
+/** A gap between fields used wider than this is not fetched (one more piece costs about as much). */
+const SPAN_GAP = 512;
+
+/**
+ * The parts of task_struct that hold every field read, as [start, end) offsets: a task_struct is
+ * ~10 KiB, and the fields used sit in two clusters of its first 4 KiB (the state and flags at the
+ * start; the links, ids, pointers and comm past 2 KiB), so only those are fetched.
+ */
+function taskSpans(kernel: Kernel): TaskSpans {
   const p = kernel.profile;
   const names = ['pid', 'tgid', 'comm', 'flags', 'mm', 'real_parent', 'thread_pid', 'real_cred', 'nsproxy', 'cgroups', 'fs', 'exit_state', 'tasks', 'signal',
     p.hasField('task_struct', '__state') ? '__state' : 'state', p.hasField('task_struct', 'start_boottime') ? 'start_boottime' : 'start_time'];
   if (p.hasField('task_struct', 'thread_node')) names.push('thread_node');
-  let end = 0;
-  for (const n of names) {
-    const f = p.field('task_struct', n);
-    end = Math.max(end, f.offset + f.size);
+  if (p.hasField('task_struct', 'thread_group')) names.push('thread_group');
+  const fields = names.map((n) => p.field('task_struct', n)).map((f) => [f.offset, f.offset + f.size] as [number, number]);
+  fields.sort((a, b) => a[0] - b[0]);
+  const spans: TaskSpans = [];
+  for (const [start, end] of fields) {
+    const last = spans[spans.length - 1];
+    if (last && start <= last[1] + SPAN_GAP) last[1] = Math.max(last[1], end);
+    else spans.push([start, end]);
   }
-  return end;
+  return spans;
 }
 
 /**
@@ -167,7 +203,8 @@ async function prefetchPointees(kernel: Kernel, tasks: KObject[], known: Readonl
   const upid = p.typeSize('upid');
   const pidLen = p.fieldOffset('pid', 'numbers') + upid * 4;
   const mmLen = Math.max(size('mm_struct', 'arg_end'), size('mm_struct', 'exe_file'), size('mm_struct', 'pgd'));
-  const csetLen = size('css_set', 'dfl_cgrp');
+  // with v1 hierarchies, up to the head of the list of their links too
+  const csetLen = Math.max(size('css_set', 'dfl_cgrp'), p.hasField('css_set', 'cgrp_links') ? size('css_set', 'cgrp_links') : 0);
   const fsRoot = p.hasField('fs_struct', 'root') ? p.fieldOffset('fs_struct', 'root') : undefined;
   const tgidOff = p.fieldOffset('task_struct', 'tgid');
 
@@ -221,28 +258,30 @@ async function prefetchPointees(kernel: Kernel, tasks: KObject[], known: Readonl
   }
   await kernel.prefetch(distinct(level2), opts);
 
-  // level 3: the kernfs nodes of the cgroups (their parents and names follow, memoized per node)
-  const level3: Range[] = [];
-  const knLen = size('kernfs_node', 'name');
-  for (const a of seen) {
-    const cs = kernel.peek('css_set', a, { size: csetLen });
-    if (!cs || !kernel.isKernelPointer(cs.ptr('dfl_cgrp'))) continue;
-    const cg = kernel.peek('cgroup', cs.ptr('dfl_cgrp'), { upTo: 'kn' });
-    if (cg) level3.push({ address: cg.ptr('kn'), length: knLen });
+  // level 3 on: the cgroups' kernfs nodes and names up to the root, and the v1 hierarchies'
+  // links, cgroups and nodes (each a list or a chain: one batch per step along all of them)
+  const csets = new Set<bigint>();
+  const cgroups = new Set<bigint>();
+  for (const t of tasks) {
+    const cset = t.ptr('cgroups');
+    if (csets.has(cset)) continue;
+    csets.add(cset);
+    const cs = kernel.isKernelPointer(cset) ? kernel.peek('css_set', cset, { size: csetLen }) : undefined;
+    if (cs) cgroups.add(cs.ptr('dfl_cgrp'));
   }
-  await kernel.prefetch(distinct(level3), opts);
+  await prefetchCgroupPaths(kernel, csets, cgroups, opts);
 }
 
-/** Each range once, dropping those no kernel object can be at. */
+/** Each address once (with the longest length asked for it), dropping those no kernel object can be at. */
 function distinct(ranges: Range[]): Range[] {
-  const seen = new Set<string>();
-  const out: Range[] = [];
+  // keyed by the bigint itself: a string key per range cost more than the rest of the stage
+  const longest = new Map<bigint, number>();
   for (const r of ranges) {
     if (r.address === 0n) continue;
-    const key = `${r.address}:${r.length}`;
-    if (seen.has(key)) continue;
-    seen.add(key);
-    out.push(r);
+    const had = longest.get(r.address);
+    if (had === undefined || had < r.length) longest.set(r.address, r.length);
   }
+  const out: Range[] = [];
+  for (const [address, length] of longest) out.push({ address, length });
   return out;
 }

@@ -98,6 +98,23 @@ export class Kernel {
   }
 
   /**
+   * The struct at `address` if the parts `spans` names ([start, end) offsets, ascending) are
+   * cached, else undefined: a KObject that decodes the fields within them and refuses the rest.
+   * For a big struct whose fields used lie in a few far-apart clusters (task_struct). With `into`,
+   * the bytes go there (one block for many structs saves an allocation each).
+   */
+  peekSpans(type: string, address: bigint, spans: ReadonlyArray<readonly [number, number]>, into?: Buffer): KObject | undefined {
+    const size = spans.length > 0 ? spans[spans.length - 1][1] : 0;
+    const bytes = into && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size);
+    for (const [start, end] of spans) {
+      const part = this.space.peek(address + BigInt(start), end - start, true);
+      if (!part) return undefined;
+      part.copy(bytes, start);
+    }
+    return new KObject(this.profile, type, address, bytes, spans);
+  }
+
+  /**
    * Brings kernel virtual ranges into the page cache in one batch (unmapped ones skipped): a stage
    * of a collection fetches every object it will need at once, then reads them from the cache.
    */

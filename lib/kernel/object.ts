@@ -13,6 +13,11 @@ export class KObject {
     readonly address: bigint,
     /** The bytes of the struct from its start (possibly only a prefix covering the fields read); read-only, possibly a view of the page cache. */
     readonly bytes: Buffer,
+    /**
+     * When only parts of `bytes` were read (Kernel.peekSpans), those parts as [start, end) byte
+     * offsets; a field outside them is refused like one beyond the bytes read.
+     */
+    readonly spans?: ReadonlyArray<readonly [number, number]>,
   ) {}
 
   field(path: string): FieldLayout {
@@ -26,7 +31,7 @@ export class KObject {
 
   #at(path: string, size: number): number {
     const f = this.field(path);
-    if (f.offset + size > this.bytes.length) {
+    if (f.offset + size > this.bytes.length || (this.spans !== undefined && !this.spans.some(([a, b]) => f.offset >= a && f.offset + size <= b))) {
       throw new MissingSymbolError(`${this.type}.${path}`, `${this.type}.${path} lies outside the ${this.bytes.length} bytes read`);
     }
     return f.offset;

@@ -51,6 +51,12 @@ export class AddressSpace {
   readonly #tlb = new Map<bigint, Promise<PageTranslation>>();
   /** The settled part of #tlb, for the synchronous peek(). */
   readonly #resolved = new Map<bigint, PageTranslation>();
+  /**
+   * Settled translations of 2 MiB and 1 GiB pages, by large-page number (va >> 21 or va >> 30):
+   * the kernel's direct map uses them, so one walk serves every 4 KiB page inside.
+   */
+  readonly #large2M = new Map<bigint, PageTranslation>();
+  readonly #large1G = new Map<bigint, PageTranslation>();
   #tlbGeneration: number | undefined;
 
   constructor(pageTable: X86PageTable, opts: AddressSpaceOptions = {}) {
@@ -70,8 +76,31 @@ export class AddressSpace {
 
   /** Forgets cached translations (also happens by itself when the physical generation changes). */
   invalidate(): void {
+    this.#clearTranslations();
+  }
+
+  #clearTranslations(): void {
     this.#tlb.clear();
     this.#resolved.clear();
+    this.#large2M.clear();
+    this.#large1G.clear();
+  }
+
+  /**
+   * The settled translation of the 4 KiB page `vpn` (va >> 12), from the per-page cache or from a
+   * large page that holds it; the caller has checked the generation.
+   */
+  #settled(vpn: bigint): PageTranslation | undefined {
+    const t = this.#resolved.get(vpn);
+    if (t !== undefined) return t;
+    if (this.#large2M.size === 0 && this.#large1G.size === 0) return undefined;
+    const big = this.#large2M.get(vpn >> 9n) ?? this.#large1G.get(vpn >> 18n);
+    if (big === undefined) return undefined;
+    const mask = BigInt(big.t.pageSize - 1);
+    const own = { physicalPage: (big.physicalPage & ~mask) | ((vpn << 12n) & mask), t: big.t };
+    // kept per 4 KiB page too: the next peek of this page is one lookup, not this arithmetic
+    if (this.#resolved.size < this.#maxCached) this.#resolved.set(vpn, own);
+    return own;
   }
 
   /** Maps one virtual address, or throws PageFaultError naming it. */
@@ -96,7 +125,7 @@ export class AddressSpace {
     if (!Number.isSafeInteger(length) || length <= 0 || va < 0n) return undefined;
     const off = Number(va & OFFSET_MASK);
     if (off + length <= PAGE_SIZE) {
-      const t = this.#resolved.get(va >> 12n);
+      const t = this.#settled(va >> 12n);
       return t === undefined ? undefined : physical.peek(t.physicalPage + BigInt(off), length, view);
     }
     if (length > MAX_PEEK) return undefined;
@@ -106,7 +135,7 @@ export class AddressSpace {
       const at = va + BigInt(done);
       const o = Number(at & OFFSET_MASK);
       const n = Math.min(length - done, PAGE_SIZE - o);
-      const t = this.#resolved.get(at >> 12n);
+      const t = this.#settled(at >> 12n);
       const part = t === undefined ? undefined : physical.peek(t.physicalPage + BigInt(o), n);
       if (part === undefined) return undefined;
       part.copy(out, done);
@@ -116,28 +145,43 @@ export class AddressSpace {
   }
 
   /**
-   * Translates `ranges` and brings their pages into the physical layer's cache in one batch,
+   * Translates `ranges` and brings their bytes into the physical layer's cache in one batch,
    * without assembling anything; unmapped parts are skipped (the reads that follow report them).
    * Without a cache below, it does nothing.
    */
   async prefetch(ranges: readonly VirtualRange[], opts?: CallOptions): Promise<void> {
     const physical = this.physical as PhysicalMemory & { prefetch?: (r: readonly PhysicalRange[], o?: CallOptions) => Promise<void> };
     if (!physical.prefetch || physical.generation === undefined) return;
-    const pages = new Set<bigint>();
+    this.#checkGeneration();
+    // the per-page pieces, and the pages no settled translation covers yet
+    const pieces: Array<{ vpn: bigint; offset: number; length: number }> = [];
+    const unknown = new Set<bigint>();
     for (const r of ranges) {
       if (!Number.isSafeInteger(r.length) || r.length <= 0 || r.length > MAX_PEEK || r.address < 0n || r.address + BigInt(r.length) > U64_LIMIT) continue;
-      const last = (r.address + BigInt(r.length) - 1n) >> 12n;
-      for (let p = r.address >> 12n; p <= last; p++) pages.add(p);
+      for (let done = 0; done < r.length; ) {
+        const va = r.address + BigInt(done);
+        const offset = Number(va & OFFSET_MASK);
+        const length = Math.min(r.length - done, PAGE_SIZE - offset);
+        const vpn = va >> 12n;
+        pieces.push({ vpn, offset, length });
+        if (this.#settled(vpn) === undefined) unknown.add(vpn);
+        done += length;
+      }
     }
-    const list = [...pages];
-    const found: PhysicalRange[] = [];
+    const walked = new Map<bigint, PageTranslation>();
+    const list = [...unknown];
     for (let i = 0; i < list.length; i += TRANSLATE_BATCH) {
       const batch = list.slice(i, i + TRANSLATE_BATCH);
       const settled = await Promise.allSettled(batch.map((p) => this.#translatePage(p << 12n, opts)));
-      for (const s of settled) {
-        if (s.status === 'fulfilled') found.push({ address: s.value.physicalPage, length: PAGE_SIZE });
+      settled.forEach((s, k) => {
+        if (s.status === 'fulfilled') walked.set(batch[k], s.value);
         else if (isFatalReadError(s.reason)) throw s.reason;
-      }
+      });
+    }
+    const found: PhysicalRange[] = [];
+    for (const p of pieces) {
+      const t = walked.get(p.vpn) ?? this.#settled(p.vpn);
+      if (t) found.push({ address: t.physicalPage + BigInt(p.offset), length: p.length });
     }
     if (found.length > 0) await physical.prefetch(found, opts);
   }
@@ -297,29 +341,36 @@ export class AddressSpace {
     return result;
   }
 
+  /** Drops the translations when the physical layer's generation moved on (the VM ran). */
+  #checkGeneration(): void {
+    const generation = this.physical.generation;
+    if (generation !== this.#tlbGeneration) {
+      this.#clearTranslations();
+      this.#tlbGeneration = generation;
+    }
+  }
+
   #translatePage(va: bigint, opts?: CallOptions): Promise<PageTranslation> {
     const generation = this.physical.generation;
     const walk = () =>
       this.pageTable.translate(va, opts).then((t) => ({ physicalPage: t.physical & PAGE_MASK, t }));
     if (generation === undefined) return walk();
-    if (generation !== this.#tlbGeneration) {
-      this.#tlb.clear();
-      this.#resolved.clear();
-      this.#tlbGeneration = generation;
-    }
+    this.#checkGeneration();
     const key = va >> 12n;
     const cached = this.#tlb.get(key);
     if (cached) return cached;
-    if (this.#tlb.size >= this.#maxCached) {
-      this.#tlb.clear();
-      this.#resolved.clear();
-    }
+    const settled = this.#settled(key);
+    if (settled) return Promise.resolve(settled);
+    if (this.#tlb.size >= this.#maxCached) this.#clearTranslations();
     const p = walk();
     this.#tlb.set(key, p);
     // Faults are not cached: the guest may map the page later, and retrying is cheap through the page cache.
     p.then(
       (t) => {
-        if (this.#tlb.get(key) === p && this.#tlbGeneration === generation) this.#resolved.set(key, t);
+        if (this.#tlb.get(key) !== p || this.#tlbGeneration !== generation) return;
+        this.#resolved.set(key, t);
+        if (t.t.pageSize === 0x200000) this.#large2M.set(va >> 21n, t);
+        else if (t.t.pageSize === 0x40000000) this.#large1G.set(va >> 30n, t);
       },
       () => {
         if (this.#tlb.get(key) === p) this.#tlb.delete(key);

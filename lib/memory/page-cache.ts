@@ -6,7 +6,11 @@
  * them and a file backend reads them in few syscalls. Two calls wanting the same missing page share
  * one fetch.
  *
- * Reads are rounded out to whole pages. Backends only expose RAM/ROM-backed pages (procmem, dumps)
+ * Reads are rounded out to whole pages. prefetch() is finer: it fetches only the 256-byte sectors
+ * its ranges touch, and keeps such a page as a partial one (its sectors and a mask of which are
+ * valid) until a read wants more of it. A stage of a collection wants a few hundred bytes from each
+ * of thousands of objects scattered over as many pages; over the gdbstub, whose cost is in the bytes
+ * sent, whole pages cost several times what the objects do. Backends only expose RAM/ROM-backed pages (procmem, dumps)
  * or read device memory as the guest would (gdbstub), so callers must not point this at MMIO.
  */
 import { isFatalReadError, MemoryReadError, VmiError } from '../errors';
@@ -15,6 +19,12 @@ import { PAGE_SHIFT, PAGE_SIZE } from './pages';
 import { checkPhysicalRange, totalLength, type PhysicalMemory, type PhysicalRange } from './physical';
 
 const PAGE_OFFSET_MASK = BigInt(PAGE_SIZE - 1);
+/** Granule of prefetch(): 16 sectors a page, one bit each in a partial page's mask. */
+const SECTOR = 256;
+const SECTORS = PAGE_SIZE / SECTOR;
+const FULL_MASK = (1 << SECTORS) - 1;
+/** Gaps between wanted sectors up to this many are fetched too: one read costs as much as that. */
+const MAX_SECTOR_GAP = 2;
 /** Longest single range prefetch() takes; longer ones are left to the reads. */
 const MAX_PREFETCH_RANGE = 1024 * 1024;
 
@@ -25,6 +35,25 @@ export interface PageCacheOptions {
   maxRunPages?: number;
   /** At the limit, drop the least recently used page ('lru', default) or everything ('clear'). */
   policy?: 'lru' | 'clear';
+  /**
+   * Whether prefetch() fetches only the sectors it needs (default) or whole pages. Sectors pay
+   * where bytes cost (the gdbstub); where they do not (/proc/<tid>/mem, a dump) whole pages mean
+   * fewer, longer reads, and each read costs a system call.
+   */
+  prefetchSectors?: boolean;
+}
+
+/** A page of which only some sectors were fetched (`data` is page sized; other bytes are garbage). */
+interface PartialPage {
+  data: Buffer;
+  mask: number;
+}
+
+/** Bits of the sectors that bytes [off, off + length) of a page touch. */
+function sectorMask(off: number, length: number): number {
+  const first = Math.floor(off / SECTOR);
+  const last = Math.floor((off + length - 1) / SECTOR);
+  return ((1 << (last + 1)) - 1) & ~((1 << first) - 1);
 }
 
 export interface PageCacheStats {
@@ -34,8 +63,10 @@ export interface PageCacheStats {
   misses: number;
   /** readRanges() calls made on the backend. */
   backendCalls: number;
-  /** Pages held now. */
+  /** Pages held now (whole ones). */
   pages: number;
+  /** Pages of which only some sectors are held. */
+  partialPages: number;
   invalidations: number;
 }
 
@@ -45,8 +76,11 @@ export class PageCache implements PhysicalMemory {
   readonly #maxPages: number;
   readonly #maxRunPages: number;
   readonly #policy: 'lru' | 'clear';
+  readonly #sectors: boolean;
   /** Page number → 4 KiB of data; Map order is the LRU order (oldest first). */
   readonly #pages = new Map<bigint, Buffer>();
+  /** Pages prefetch() fetched only in part (never also in #pages). */
+  readonly #partial = new Map<bigint, PartialPage>();
   readonly #inflight = new Map<bigint, Promise<Buffer>>();
   #generation = 0;
   /** Bumped by every write, so a fetch that raced one does not store what it read before it. */
@@ -59,6 +93,7 @@ export class PageCache implements PhysicalMemory {
     this.#maxPages = Math.max(1, Math.floor((opts.maxBytes ?? 256 * 1024 * 1024) / PAGE_SIZE));
     this.#maxRunPages = Math.max(1, Math.floor(opts.maxRunPages ?? 32));
     this.#policy = opts.policy ?? 'lru';
+    this.#sectors = opts.prefetchSectors ?? true;
   }
 
   get generation(): number {
@@ -70,12 +105,13 @@ export class PageCache implements PhysicalMemory {
     this.#generation++;
     this.#stats.invalidations++;
     this.#pages.clear();
+    this.#partial.clear();
     // Fetches under way may return pre-run data: new readers must not join them.
     this.#inflight.clear();
   }
 
   stats(): PageCacheStats {
-    return { ...this.#stats, pages: this.#pages.size };
+    return { ...this.#stats, pages: this.#pages.size, partialPages: this.#partial.size };
   }
 
   async read(address: bigint, length: number, opts?: CallOptions): Promise<Buffer> {
@@ -84,20 +120,33 @@ export class PageCache implements PhysicalMemory {
 
   async readRanges(ranges: readonly PhysicalRange[], opts?: CallOptions): Promise<Buffer[]> {
     totalLength(ranges);
-    const wanted = new Set<bigint>();
+    // page → sectors wanted of it
+    const wanted = new Map<bigint, number>();
     for (const r of ranges) {
       if (r.length === 0) continue;
-      const last = (r.address + BigInt(r.length) - 1n) >> PAGE_SHIFT;
-      for (let p = r.address >> PAGE_SHIFT; p <= last; p++) wanted.add(p);
+      const end = r.address + BigInt(r.length);
+      for (let at = r.address; at < end; ) {
+        const p = at >> PAGE_SHIFT;
+        const off = Number(at & PAGE_OFFSET_MASK);
+        const n = Math.min(Number(end - at), PAGE_SIZE - off);
+        wanted.set(p, (wanted.get(p) ?? 0) | sectorMask(off, n));
+        at += BigInt(n);
+      }
     }
     const got = new Map<bigint, Buffer>();
     const waits: Promise<void>[] = [];
     const missing: bigint[] = [];
-    for (const p of wanted) {
+    for (const [p, mask] of wanted) {
       const hit = this.#pages.get(p);
       if (hit) {
         this.#touch(p, hit);
         got.set(p, hit);
+        this.#stats.hits++;
+        continue;
+      }
+      const part = this.#partial.get(p);
+      if (part && (part.mask & mask) === mask) {
+        got.set(p, part.data);
         this.#stats.hits++;
         continue;
       }
@@ -125,7 +174,7 @@ export class PageCache implements PhysicalMemory {
     const first = address >> PAGE_SHIFT;
     const off = Number(address & PAGE_OFFSET_MASK);
     if (off + length <= PAGE_SIZE) {
-      const page = this.#pages.get(first);
+      const page = this.#pages.get(first) ?? this.#partialData(first, off, length);
       if (!page) return undefined;
       this.#stats.hits++;
       if (view) return page.subarray(off, off + length);
@@ -134,39 +183,131 @@ export class PageCache implements PhysicalMemory {
       return out;
     }
     const last = (address + BigInt(length) - 1n) >> PAGE_SHIFT;
-    for (let p = first; p <= last; p++) if (!this.#pages.has(p)) return undefined;
-    this.#stats.hits += Number(last - first) + 1;
+    const pages: Buffer[] = [];
+    let left = length;
+    for (let p = first; p <= last; p++) {
+      const o = p === first ? off : 0;
+      const n = Math.min(left, PAGE_SIZE - o);
+      const page = this.#pages.get(p) ?? this.#partialData(p, o, n);
+      if (!page) return undefined;
+      pages.push(page);
+      left -= n;
+    }
+    this.#stats.hits += pages.length;
     const out = Buffer.allocUnsafe(length);
     let done = 0;
-    for (let p = first; done < length; p++) {
+    for (const page of pages) {
       const o = done === 0 ? off : 0;
-      done += this.#pages.get(p)!.copy(out, done, o, Math.min(PAGE_SIZE, o + length - done));
+      done += page.copy(out, done, o, Math.min(PAGE_SIZE, o + length - done));
     }
     return out;
   }
 
+  /** The data of partial page `p` if it holds bytes [off, off + length), else undefined. */
+  #partialData(p: bigint, off: number, length: number): Buffer | undefined {
+    const part = this.#partial.get(p);
+    if (!part) return undefined;
+    const m = sectorMask(off, length);
+    return (part.mask & m) === m ? part.data : undefined;
+  }
+
   /**
-   * Brings the pages of `ranges` into the cache with one backend call, assembling nothing; a
-   * failure is left for the reads that follow to report (one bad range must not sink the rest).
+   * Brings the bytes of `ranges` into the cache with one backend call, assembling nothing: only
+   * the sectors they touch (whole pages where they want all of one); a failure is left for the
+   * reads that follow to report (one bad range must not sink the rest).
    */
   async prefetch(ranges: readonly PhysicalRange[], opts?: CallOptions): Promise<void> {
-    const missing: bigint[] = [];
+    // page → sectors still wanted of it
+    const wanted = new Map<bigint, number>();
     const waits: Promise<unknown>[] = [];
-    const seen = new Set<bigint>();
     for (const r of ranges) {
       if (r.length <= 0 || r.length > MAX_PREFETCH_RANGE || r.address < 0n) continue;
-      const last = (r.address + BigInt(r.length) - 1n) >> PAGE_SHIFT;
-      for (let p = r.address >> PAGE_SHIFT; p <= last; p++) {
-        if (seen.has(p) || this.#pages.has(p)) continue;
-        seen.add(p);
+      const end = r.address + BigInt(r.length);
+      for (let at = r.address; at < end; ) {
+        const p = at >> PAGE_SHIFT;
+        const off = Number(at & PAGE_OFFSET_MASK);
+        const n = Math.min(Number(end - at), PAGE_SIZE - off);
+        at += BigInt(n);
+        if (this.#pages.has(p)) continue;
         const shared = this.#inflight.get(p);
-        if (shared) waits.push(shared);
-        else missing.push(p);
+        if (shared) { waits.push(shared); continue; }
+        const m = (this.#sectors ? sectorMask(off, n) : FULL_MASK) & ~(this.#partial.get(p)?.mask ?? 0);
+        if (m !== 0) wanted.set(p, (wanted.get(p) ?? 0) | m);
       }
     }
-    if (missing.length > 0) waits.push(this.#fetch(missing, new Map(), opts));
+    const whole: bigint[] = [];
+    const some: Array<[bigint, number]> = [];
+    for (const [p, m] of wanted) {
+      if (m === FULL_MASK) whole.push(p);
+      else some.push([p, m]);
+    }
+    if (whole.length > 0) waits.push(this.#fetch(whole, new Map(), opts));
+    if (some.length > 0) waits.push(this.#fetchSectors(some, opts));
     const settled = await Promise.allSettled(waits);
     for (const s of settled) if (s.status === 'rejected' && isFatalReadError(s.reason)) throw s.reason;
+  }
+
+  /**
+   * Fetches the sectors `mask` names of each page, as runs of adjacent sectors (small gaps read
+   * through), in one backend call, into partial pages. No other call waits for these: one that
+   * wants more of a page fetches it whole.
+   */
+  async #fetchSectors(wanted: Array<[bigint, number]>, opts?: CallOptions): Promise<void> {
+    wanted.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    const maxRun = this.#maxRunPages * PAGE_SIZE;
+    const runs: PhysicalRange[] = [];
+    let runEnd = -1n;
+    for (const [p, mask] of wanted) {
+      const base = p << PAGE_SHIFT;
+      for (let i = 0; i < SECTORS; i++) {
+        if (((mask >> i) & 1) === 0) continue;
+        const at = base + BigInt(i * SECTOR);
+        const run = runs[runs.length - 1];
+        if (run && at >= runEnd && at - runEnd <= BigInt(MAX_SECTOR_GAP * SECTOR) && run.length + Number(at - runEnd) + SECTOR <= maxRun) {
+          run.length += Number(at - runEnd) + SECTOR;
+        } else {
+          runs.push({ address: at, length: SECTOR });
+        }
+        runEnd = at + BigInt(SECTOR);
+      }
+    }
+    const generation = this.#generation;
+    const writes = this.#writes;
+    this.#stats.misses += wanted.length;
+    this.#stats.backendCalls++;
+    const bufs = await this.backend.readRanges(runs, opts);
+    runs.forEach((r, i) => {
+      if (bufs[i]?.length !== r.length) throw new MemoryReadError(r.address, r.length, `${this.backend.name} returned ${bufs[i]?.length ?? 0} bytes`);
+    });
+    if (generation !== this.#generation || writes !== this.#writes) return;
+    // one block for every partial page of the call (see #fetch for why not one allocation each)
+    const block = Buffer.allocUnsafeSlow(wanted.length * PAGE_SIZE);
+    let used = 0;
+    runs.forEach((r, i) => {
+      const buf = bufs[i];
+      for (let done = 0; done < r.length; ) {
+        const at = r.address + BigInt(done);
+        const p = at >> PAGE_SHIFT;
+        const off = Number(at & PAGE_OFFSET_MASK);
+        const n = Math.min(r.length - done, PAGE_SIZE - off);
+        done += n;
+        if (this.#pages.has(p)) continue; // a whole-page fetch got there first
+        let part = this.#partial.get(p);
+        if (!part) {
+          if (used + PAGE_SIZE > block.length) continue; // a page only the gaps reach: not worth keeping
+          part = { data: block.subarray(used, used + PAGE_SIZE), mask: 0 };
+          used += PAGE_SIZE;
+          this.#partial.set(p, part);
+        }
+        buf.copy(part.data, off, done - n, done);
+        part.mask |= sectorMask(off, n);
+        if (part.mask === FULL_MASK) {
+          this.#partial.delete(p);
+          this.#insert(p, part.data);
+        }
+      }
+    });
+    if (this.#partial.size > this.#maxPages) this.#partial.clear();
   }
 
   async write(address: bigint, data: Buffer, opts?: CallOptions): Promise<void> {
@@ -181,6 +322,7 @@ export class PageCache implements PhysicalMemory {
         const last = (address + BigInt(data.length) - 1n) >> PAGE_SHIFT;
         for (let p = address >> PAGE_SHIFT; p <= last; p++) {
           this.#pages.delete(p);
+          this.#partial.delete(p);
           this.#inflight.delete(p);
         }
       }
@@ -261,6 +403,7 @@ export class PageCache implements PhysicalMemory {
   }
 
   #insert(p: bigint, page: Buffer): void {
+    this.#partial.delete(p);
     this.#pages.set(p, page);
     if (this.#pages.size <= this.#maxPages) return;
     if (this.#policy === 'clear') {

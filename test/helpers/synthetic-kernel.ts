@@ -32,12 +32,13 @@ export const BANNER = 'Linux version 6.1.0-synthetic (vmictl@test) (gcc-12 (Debi
 
 /** Link-time addresses of the symbols in the image. */
 const TEXT = 0xffffffff81000000n;
-const LINK: Record<'_text' | 'linux_banner' | 'init_top_pgt' | 'phys_base' | 'init_task', bigint> = {
+const LINK: Record<'_text' | 'linux_banner' | 'init_top_pgt' | 'phys_base' | 'init_task' | 'init_pid_ns', bigint> = {
   _text: TEXT,
   linux_banner: TEXT + 0x400100n,
   init_top_pgt: TEXT + 0x600000n,
   phys_base: TEXT + 0x700010n,
   init_task: TEXT + 0x740000n,
+  init_pid_ns: TEXT + 0x750000n,
 };
 const IMAGE_SIZE = 0x800000n;
 
@@ -93,6 +94,7 @@ function profileDocument(): Record<string, unknown> {
       tgid: [2420, base('int')],
       real_parent: [2432, ptr(struct('task_struct'))],
       thread_pid: [2520, ptr(struct('pid'))],
+      pid_links: [2528, array(4, struct('hlist_node'))],
       thread_node: [2608, listHead],
       start_boottime: [2784, base('long long unsigned int')],
       real_cred: [2952, ptr(struct('cred'))],
@@ -104,10 +106,16 @@ function profileDocument(): Record<string, unknown> {
     }),
     signal_struct: userType(1112, { thread_head: [16, listHead] }),
     // numbers[] is a flexible array at the end, as in the kernel
-    pid: userType(96, { level: [4, base('unsigned int')], numbers: [96, array(0, struct('upid'))] }),
+    pid: userType(96, { level: [4, base('unsigned int')], tasks: [16, array(4, struct('hlist_head'))], numbers: [96, array(0, struct('upid'))] }),
+    hlist_head: userType(8, { first: [0, ptr(struct('hlist_node'))] }),
+    hlist_node: userType(16, { next: [0, ptr(struct('hlist_node'))], pprev: [8, ptr(ptr(struct('hlist_node')))] }),
+    // the pid IDR: struct idr { struct radix_tree_root (= struct xarray) idr_rt; ... }
+    idr: userType(24, { idr_rt: [0, struct('xarray')] }),
+    xarray: userType(16, { xa_head: [8, ptr(base('void'))] }),
+    xa_node: userType(576, { shift: [0, base('unsigned char')], slots: [40, array(64, ptr(base('void')))] }),
     upid: userType(16, { nr: [0, base('int')], ns: [8, ptr(struct('pid_namespace'))] }),
     ns_common: userType(24, { inum: [16, base('unsigned int')] }),
-    pid_namespace: namespaceType(136, 112),
+    pid_namespace: userType(136, { idr: [0, struct('idr')], ns: [112, struct('ns_common')] }),
     uts_namespace: userType(432, { name: [0, struct('new_utsname')], ns: [408, struct('ns_common')] }),
     new_utsname: userType(390, { nodename: [65, array(65, base('char'))] }),
     ipc_namespace: namespaceType(1128, 1104),
@@ -183,6 +191,7 @@ function profileDocument(): Record<string, unknown> {
       phys_base: symbol(LINK.phys_base, base('long unsigned int')),
       init_top_pgt: symbol(LINK.init_top_pgt, array(512, struct('pgd_t'))),
       init_task: symbol(LINK.init_task, struct('task_struct')),
+      init_pid_ns: symbol(LINK.init_pid_ns, struct('pid_namespace')),
     },
   };
 }
@@ -316,6 +325,8 @@ export class SyntheticGuest {
   readonly #kernfs = new Map<string, bigint>();
   readonly #creds = new Map<string, bigint>();
   readonly #dentries = new Map<string, bigint>();
+  /** host pid number → struct pid *, for the IDR of init_pid_ns */
+  readonly #hostPids = new Map<number, bigint>();
 
   constructor(opts: SyntheticGuestOptions = {}) {
     this.ramSize = opts.ramSize ?? 512n << 20n;
@@ -471,9 +482,8 @@ export class SyntheticGuest {
 
   // --- namespaces, cgroups, credentials, files ---------------------------------------------------
 
-  #nsObject(kind: NamespaceKind, inum: number, hostname: string | Buffer = ''): bigint {
+  #nsObject(kind: NamespaceKind, inum: number, hostname: string | Buffer = '', at = this.alloc(NS_TYPES[kind])): bigint {
     const type = NS_TYPES[kind];
-    const at = this.alloc(type);
     this.set(type, at, 'ns.inum', inum);
     if (kind === 'uts') this.setChars('uts_namespace', at, 'name.nodename', hostname);
     return at;
@@ -487,7 +497,10 @@ export class SyntheticGuest {
 
   #rootNamespaces(): NsSet {
     const obj = {} as Record<NamespaceKind, bigint>;
-    for (const kind of Object.keys(NS_TYPES) as NamespaceKind[]) obj[kind] = this.#nsObject(kind, ROOT_INUMS[kind], 'synthetic');
+    // the root pid namespace is init_pid_ns, in the image, as in the kernel
+    for (const kind of Object.keys(NS_TYPES) as NamespaceKind[]) {
+      obj[kind] = this.#nsObject(kind, ROOT_INUMS[kind], 'synthetic', kind === 'pid' ? this.symbol('init_pid_ns') : undefined);
+    }
     return {
       nsproxy: this.#nsproxy(obj), pidNs: [obj.pid], user: obj.user, uts: obj.uts,
       inums: { ...ROOT_INUMS }, hostname: 'synthetic',
@@ -621,7 +634,40 @@ export class SyntheticGuest {
       this.set('upid', u, 'nr', nr);
       this.set('upid', u, 'ns', ns.pidNs[i]!);
     });
+    // init_task's pid (init_struct_pid) is in no IDR
+    if (pid !== 0) this.#hostPids.set(pid, at);
     return at;
+  }
+
+  /**
+   * Fills the IDR of init_pid_ns (an xarray indexed by host pid) with the struct pid of every task
+   * added so far, as alloc_pid() keeps it: nodes of 64 slots, `shift` 0 at the bottom, each inner
+   * entry a node pointer tagged 2. Returns the nodes top-down (root first), for tests to damage.
+   */
+  buildPidIdr(): Array<{ node: bigint; shift: number; base: number }> {
+    const nodes: Array<{ node: bigint; shift: number; base: number }> = [];
+    const head = this.symbol('init_pid_ns') + this.offset('pid_namespace', 'idr.idr_rt.xa_head');
+    const pids = [...this.#hostPids.keys()];
+    if (pids.length === 0) { this.writeU64(head, 0n); return nodes; }
+    const max = Math.max(...pids);
+    let shift = 0;
+    while (max >= 64 ** (shift / 6 + 1)) shift += 6;
+    const build = (sh: number, base: number): bigint => {
+      const node = this.alloc('xa_node');
+      nodes.push({ node, shift: sh, base });
+      this.set('xa_node', node, 'shift', sh);
+      const span = 2 ** sh;
+      for (let i = 0; i < 64; i++) {
+        const from = base + i * span;
+        let entry = 0n;
+        if (sh === 0) entry = this.#hostPids.get(from) ?? 0n;
+        else if (pids.some((p) => p >= from && p < from + span)) entry = build(sh - 6, from) | 2n;
+        if (entry !== 0n) this.writeU64(node + this.offset('xa_node', 'slots') + BigInt(i * 8), entry);
+      }
+      return node;
+    };
+    this.writeU64(head, build(shift, 0) | 2n);
+    return nodes;
   }
 
   /** A user address space whose argument area holds `bytes`; returns the pgd (a direct-map address). */
@@ -668,6 +714,9 @@ export class SyntheticGuest {
     this.set(T, at, 'tgid', leader.pid);
     this.set(T, at, 'real_parent', (spec.parent ?? this.initTask).address);
     this.set(T, at, 'thread_pid', h.pidStruct);
+    // pid->tasks[PIDTYPE_PID] heads the one task using the pid, through task->pid_links[PIDTYPE_PID]
+    this.set('pid', h.pidStruct, 'tasks[0].first', at + this.offset(T, 'pid_links[0]'));
+    this.set(T, at, 'pid_links[0].pprev', h.pidStruct + this.offset('pid', 'tasks[0]'));
     this.set(T, at, 'start_boottime', spec.startTime ?? BigInt(spec.pid) * 1_000_000n);
     const uid = spec.uid ?? 0;
     const gid = spec.gid ?? 0;

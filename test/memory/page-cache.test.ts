@@ -167,3 +167,48 @@ t.test('a backend that answers short is refused, not cached', async (t) => {
   t.match(err.message, /short returned 10 bytes/);
   t.equal(cache.stats().pages, 0);
 });
+
+t.test('prefetch fetches only the sectors its ranges touch, and a read wanting more fetches the page', async (t) => {
+  const mem = new SparseMemory(1n << 24n);
+  const data = pattern(mem, 0x40000n, 3 * 4096);
+  const cache = new PageCache(mem);
+  // 16 bytes in sector 2 of page 0x40, 100 bytes straddling sectors 15 of 0x41 and 0 of 0x42
+  await cache.prefetch([{ address: 0x40210n, length: 16 }, { address: 0x41fd0n, length: 100 }]);
+  t.equal(mem.callCount, 1);
+  t.same(mem.calls[0], [{ address: 0x40200n, length: 256 }, { address: 0x41f00n, length: 512 }], 'sectors, adjacent ones as one run');
+  t.same(cache.peek(0x40210n, 16), data.subarray(0x210, 0x220));
+  t.same(cache.peek(0x41fd0n, 100), data.subarray(0x1fd0, 0x1fd0 + 100), 'across the page boundary');
+  t.equal(cache.peek(0x40300n, 8), undefined, 'a sector not fetched is not there');
+  t.match(cache.stats(), { pages: 0, partialPages: 3 });
+  // covered by the partial page: no backend call
+  t.same(await cache.read(0x40200n, 256), data.subarray(0x200, 0x300));
+  t.equal(mem.callCount, 1);
+  // wants more of page 0x40: the whole page comes, and replaces the partial one
+  t.same(await cache.read(0x40000n, 4096), data.subarray(0, 4096));
+  t.equal(mem.callCount, 2);
+  t.same(mem.calls[1], [{ address: 0x40000n, length: 4096 }]);
+  t.match(cache.stats(), { pages: 1, partialPages: 2 });
+  // the rest of page 0x42 (it holds sector 0): only what is missing, and then the page is whole
+  await cache.prefetch([{ address: 0x42000n, length: 4096 }]);
+  t.same(mem.calls[2], [{ address: 0x42100n, length: 3840 }]);
+  t.match(cache.stats(), { pages: 2, partialPages: 1 });
+  t.same(cache.peek(0x42000n, 4096), data.subarray(0x2000, 0x3000));
+  // all 16 sectors of a page wanted: fetched as a whole page
+  pattern(mem, 0x43000n, 4096);
+  await cache.prefetch([{ address: 0x43000n, length: 4096 }]);
+  t.same(mem.calls[3], [{ address: 0x43000n, length: 4096 }]);
+  t.match(cache.stats(), { pages: 3, partialPages: 1 });
+  cache.invalidate();
+  t.equal(cache.peek(0x41fd0n, 8), undefined, 'partial pages go with invalidate()');
+});
+
+t.test('a write drops the partial page it touches', async (t) => {
+  const mem = new SparseMemory(1n << 24n);
+  pattern(mem, 0x50000n, 4096);
+  const cache = new PageCache(mem);
+  await cache.prefetch([{ address: 0x50100n, length: 8 }]);
+  t.ok(cache.peek(0x50100n, 8));
+  await cache.write(0x50104n, Buffer.from([1, 2]));
+  t.equal(cache.peek(0x50100n, 8), undefined);
+  t.same((await cache.read(0x50104n, 2)), Buffer.from([1, 2]));
+});

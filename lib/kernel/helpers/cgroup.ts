@@ -7,7 +7,7 @@
 import { ValidationError } from '../../errors';
 import type { CallOptions } from '../../util/deadline';
 import type { Kernel } from '../kernel';
-import { kernfsPath } from './kernfs';
+import { kernfsPath, prefetchKernfsPaths } from './kernfs';
 import { listForEachEntry } from './list';
 
 /** Most hierarchies a css_set may link to (the kernel allows 16 v1 roots plus the default one). */
@@ -47,6 +47,57 @@ export async function cgroupV1Paths(kernel: Kernel, cset: bigint, opts: CallOpti
     out[await hierarchyName(kernel, root, opts)] = await cgroupPath(kernel, cgrp, opts);
   }
   return out;
+}
+
+/**
+ * Brings into the cache what cgroupV1Paths() and the v2 paths will read for every css_set of
+ * `csets`: their cgrp_links lists (walked in step, one batch per position on the lists), the
+ * cgroups linked and their roots, and the kernfs nodes of every cgroup (with prefetchKernfsPaths).
+ * `cgroups` are v2 cgroups (struct cgroup *) whose paths will be wanted too. Best effort and
+ * bounded: the walks that follow check everything.
+ */
+export async function prefetchCgroupPaths(kernel: Kernel, csets: Iterable<bigint>, cgroups: Iterable<bigint>, opts: CallOptions = {}): Promise<void> {
+  const p = kernel.profile;
+  const cgrps = new Set<bigint>([...cgroups].filter((c) => kernel.isKernelPointer(c)));
+  if (hasCgroupV1(kernel)) {
+    const linksOff = BigInt(p.fieldOffset('css_set', 'cgrp_links'));
+    const linkOff = BigInt(p.fieldOffset('cgrp_cset_link', 'cgrp_link'));
+    const cgrpOff = BigInt(p.fieldOffset('cgrp_cset_link', 'cgrp'));
+    const start = linkOff < cgrpOff ? linkOff : cgrpOff;
+    const linkLen = Number((linkOff + 16n > cgrpOff + 8n ? linkOff + 16n : cgrpOff + 8n) - start);
+    // one cursor per list: [head, current entry]
+    let cursors: Array<[bigint, bigint]> = [];
+    const heads = [...new Set(csets)].filter((c) => kernel.isKernelPointer(c)).map((c) => c + linksOff);
+    await kernel.prefetch(heads.map((address) => ({ address, length: 16 })), opts);
+    for (const h of heads) {
+      const b = kernel.space.peek(h, 8);
+      if (b) cursors.push([h, b.readBigUInt64LE(0)]);
+    }
+    const seen = new Set<bigint>();
+    for (let step = 0; cursors.length > 0 && step < MAX_LINKS; step++) {
+      cursors = cursors.filter(([h, cur]) => cur !== h && kernel.isKernelPointer(cur) && !seen.has(cur));
+      for (const [, cur] of cursors) seen.add(cur);
+      await kernel.prefetch(cursors.map(([, cur]) => ({ address: cur - linkOff + start, length: linkLen })), opts);
+      const next: Array<[bigint, bigint]> = [];
+      for (const [h, cur] of cursors) {
+        const b = kernel.space.peek(cur - linkOff + start, linkLen);
+        if (!b) continue;
+        cgrps.add(b.readBigUInt64LE(Number(cgrpOff - start)));
+        next.push([h, b.readBigUInt64LE(Number(linkOff - start))]);
+      }
+      cursors = next;
+    }
+  }
+  const cgLen = (field: string) => p.fieldOffset('cgroup', field) + 8;
+  const len = Math.max(cgLen('kn'), hasCgroupV1(kernel) ? cgLen('root') : 0, p.hasField('cgroup', 'flags') ? cgLen('flags') : 0);
+  const list = [...cgrps].filter((c) => kernel.isKernelPointer(c));
+  await kernel.prefetch(list.map((address) => ({ address, length: len })), opts);
+  const kns: bigint[] = [];
+  for (const c of list) {
+    const cg = kernel.peek('cgroup', c, { size: len });
+    if (cg) kns.push(cg.ptr('kn'));
+  }
+  await prefetchKernfsPaths(kernel, kns, opts);
 }
 
 /** "cpu,cpuacct" or "name=systemd" (or both, comma-separated) for a struct cgroup_root *. */

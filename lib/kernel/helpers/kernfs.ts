@@ -55,6 +55,36 @@ async function climb(kernel: Kernel, kn: bigint, opts: CallOptions): Promise<str
   return path || '/';
 }
 
+/**
+ * Brings into the cache, one batch per tree level, the nodes and names kernfsPath() will read for
+ * each of `nodes` (struct kernfs_node *), so that the climbs that follow make no round trip. Best
+ * effort and bounded: whatever looks odd is left for the climb to report.
+ */
+export async function prefetchKernfsPaths(kernel: Kernel, nodes: Iterable<bigint>, opts: CallOptions = {}): Promise<void> {
+  const p = kernel.profile;
+  const nodeLen = p.fieldOffset('kernfs_node', 'name') + 8;
+  const cache = kernelCache(kernel);
+  const seen = new Set<bigint>();
+  let level = [...new Set(nodes)].filter((n) => kernel.isKernelPointer(n) && !cache.has(n));
+  for (let depth = 0; level.length > 0 && depth <= MAX_DEPTH; depth++) {
+    for (const n of level) seen.add(n);
+    await kernel.prefetch(level.map((address) => ({ address, length: nodeLen })), opts);
+    const names: Array<{ address: bigint; length: number }> = [];
+    const next: bigint[] = [];
+    for (const n of level) {
+      const node = kernel.peek('kernfs_node', n, { upTo: 'name' });
+      if (!node) continue;
+      const name = node.ptr('name');
+      // to the end of its page at most: readCString reads no further in one piece
+      if (kernel.isKernelPointer(name)) names.push({ address: name, length: Math.min(MAX_NAME, 4096 - Number(name & 0xfffn)) });
+      const parent = node.ptr('parent');
+      if (kernel.isKernelPointer(parent) && !seen.has(parent) && !cache.has(parent)) next.push(parent);
+    }
+    await kernel.prefetch(names, opts);
+    level = [...new Set(next)];
+  }
+}
+
 /** The path of `kn` if an earlier kernfsPath() already found it (no I/O), else undefined. */
 export function kernfsPathCached(kernel: Kernel, kn: bigint): string | undefined {
   return kernelCache(kernel).get(kn);

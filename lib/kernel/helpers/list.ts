@@ -80,6 +80,32 @@ export async function* listForEach(kernel: Kernel, head: bigint, opts: ListWalkO
   }
 }
 
+/**
+ * The list_heads on the list at `head`, as listForEach() yields them, when every link is already
+ * cached and the list is whole (each prev as expected, no loop, no bad pointer, at most `max`
+ * entries) — without a promise; undefined otherwise, and the caller walks it with listForEach(),
+ * which reads what is missing and reports what is wrong. A thousand tasks walked from the cache
+ * cost more in async-generator steps than in anything else.
+ */
+export function listEntriesCached(kernel: Kernel, head: bigint, max = DEFAULT_LIST_MAX): bigint[] | undefined {
+  const first = kernel.space.peek(head, 8, true);
+  if (!first) return undefined;
+  const seen = new Set<bigint>([head]);
+  const out: bigint[] = [];
+  let prev = head;
+  let cur = first.readBigUInt64LE(0);
+  while (cur !== head) {
+    if (out.length >= max || !kernel.isKernelPointer(cur) || seen.has(cur)) return undefined;
+    seen.add(cur);
+    const link = kernel.space.peek(cur, 16, true);
+    if (!link || link.readBigUInt64LE(8) !== prev) return undefined;
+    out.push(cur);
+    prev = cur;
+    cur = link.readBigUInt64LE(0);
+  }
+  return out;
+}
+
 /** `list_for_each_entry(pos, head, member)`: yields the address of every `type` on the list. */
 export async function* listForEachEntry(kernel: Kernel, head: bigint, type: string, member: string, opts: ListWalkOptions = {}): AsyncGenerator<bigint> {
   const off = BigInt(kernel.profile.fieldOffset(type, member));

@@ -17,12 +17,21 @@ function isNode(entry: bigint): boolean {
   return (entry & 3n) === 2n && entry > 4096n;
 }
 
+export interface PidIdrOptions extends CallOptions {
+  /**
+   * Told, once per kind of damage and at the end, what looked wrong in the tree (a node reached
+   * twice, a bad or unreadable node, a tree too deep or too big); those parts are skipped.
+   */
+  onCorruption?: (message: string) => void;
+}
+
 /**
  * `idr_for_each(&ns->idr, ...)`: the struct pid * of every pid in the namespace whose struct
- * pid_namespace is at `ns`, reading the tree one level per batch. Best effort: nodes that cannot
- * be read, or are not plausible, are skipped (callers that must be exact walk the task list).
+ * pid_namespace is at `ns`, reading the tree one level per batch. Best effort and bounded (nodes
+ * are walked once each, MAX_LEVELS deep, MAX_NODES in all): callers that must be exact walk the
+ * task list.
  */
-export async function pidNamespaceEntries(kernel: Kernel, ns: bigint, opts: CallOptions = {}): Promise<bigint[]> {
+export async function pidNamespaceEntries(kernel: Kernel, ns: bigint, opts: PidIdrOptions = {}): Promise<bigint[]> {
   const p = kernel.profile;
   if (!p.hasField('pid_namespace', 'idr') || !p.hasField('xa_node', 'slots')) return [];
   const headAt = ns + BigInt(p.fieldOffset('pid_namespace', 'idr.idr_rt.xa_head'));
@@ -30,18 +39,31 @@ export async function pidNamespaceEntries(kernel: Kernel, ns: bigint, opts: Call
   const out: bigint[] = [];
   const slotsOff = p.fieldOffset('xa_node', 'slots');
   const nodeSize = slotsOff + XA_CHUNK_SIZE * 8;
+  const seen = new Set<bigint>();
+  const damage = new Map<string, { count: number; first: bigint }>();
+  const note = (what: string, at: bigint) => {
+    const d = damage.get(what);
+    if (d) d.count++;
+    else damage.set(what, { count: 1, first: at });
+  };
   let level = [head];
-  let nodes = 0;
-  for (let depth = 0; level.length > 0 && depth < MAX_LEVELS; depth++) {
+  for (let depth = 0; level.length > 0; depth++) {
+    if (depth >= MAX_LEVELS) { note(`deeper than ${MAX_LEVELS} levels (not walked further)`, level[0]); break; }
+    const inner: bigint[] = [];
+    for (const e of level) {
+      if (isNode(e)) {
+        const node = e - 2n;
+        if (!kernel.isKernelPointer(node)) note('node pointers that are not kernel pointers', e);
+        else if (seen.has(node)) note('node pointers back to nodes already walked (a cycle)', node);
+        else if (seen.size >= MAX_NODES) note(`nodes beyond the first ${MAX_NODES} (not walked)`, node);
+        else { seen.add(node); inner.push(node); }
+      } else if ((e & 3n) === 0n && kernel.isKernelPointer(e)) out.push(e);
+    }
+    await kernel.prefetch(inner.map((address) => ({ address, length: nodeSize })), opts);
     const next: bigint[] = [];
-    const inner = level.filter((e) => isNode(e) && kernel.isKernelPointer(e - 2n));
-    for (const e of level) if (!isNode(e) && (e & 3n) === 0n && kernel.isKernelPointer(e)) out.push(e);
-    nodes += inner.length;
-    if (nodes > MAX_NODES) break;
-    await kernel.prefetch(inner.map((e) => ({ address: e - 2n, length: nodeSize })), opts);
-    for (const e of inner) {
-      const slots = kernel.space.peek(e - 2n + BigInt(slotsOff), XA_CHUNK_SIZE * 8);
-      if (!slots) continue;
+    for (const node of inner) {
+      const slots = kernel.space.peek(node + BigInt(slotsOff), XA_CHUNK_SIZE * 8);
+      if (!slots) { note('unreadable nodes', node); continue; }
       for (let i = 0; i < XA_CHUNK_SIZE; i++) {
         const s = slots.readBigUInt64LE(i * 8);
         if (s !== 0n) next.push(s);
@@ -49,6 +71,7 @@ export async function pidNamespaceEntries(kernel: Kernel, ns: bigint, opts: Call
     }
     level = next;
   }
+  for (const [what, d] of damage) opts.onCorruption?.(`${d.count} ${what}, the first at 0x${d.first.toString(16)}`);
   return out;
 }
 

@@ -5,7 +5,7 @@
  */
 import type { CallOptions } from '../../util/deadline';
 import type { Kernel } from '../kernel';
-import { listForEachEntry, type ListWalkOptions } from './list';
+import { listEntriesCached, listForEachEntry, type ListWalkOptions } from './list';
 
 /**
  * `for_each_process(p)`: every thread-group leader (struct task_struct *). Like the kernel's macro
@@ -32,6 +32,27 @@ export async function* forEachThreadOf(kernel: Kernel, leader: bigint, opts: Lis
     return;
   }
   yield* listForEachEntry(kernel, signal + BigInt(p.fieldOffset('signal_struct', 'thread_head')), 'task_struct', 'thread_node', opts);
+}
+
+/**
+ * What forEachProcess() would yield, when the whole list is cached and sound (listEntriesCached),
+ * else undefined.
+ */
+export function processesCached(kernel: Kernel, max?: number): bigint[] | undefined {
+  const off = BigInt(kernel.profile.fieldOffset('task_struct', 'tasks'));
+  return listEntriesCached(kernel, kernel.symbol('init_task') + off, max)?.map((l) => l - off);
+}
+
+/** What forEachThreadOf() would yield, when the whole thread list is cached and sound, else undefined. */
+export function threadsOfCached(kernel: Kernel, leader: bigint, max?: number): bigint[] | undefined {
+  const p = kernel.profile;
+  if (!p.hasField('signal_struct', 'thread_head') || !p.hasField('task_struct', 'thread_node')) return undefined;
+  const b = kernel.space.peek(leader + BigInt(p.fieldOffset('task_struct', 'signal')), 8, true);
+  if (!b) return undefined;
+  const signal = b.readBigUInt64LE(0);
+  if (!kernel.isKernelPointer(signal)) return undefined;
+  const off = BigInt(p.fieldOffset('task_struct', 'thread_node'));
+  return listEntriesCached(kernel, signal + BigInt(p.fieldOffset('signal_struct', 'thread_head')), max)?.map((l) => l - off);
 }
 
 /** `for_each_process_thread(p, t)`: every task (struct task_struct *). */
