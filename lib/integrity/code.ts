@@ -121,10 +121,12 @@ export async function checkIdt(kernel: Kernel, base: KernelBaseline, opts: CallO
     const link = target - slide;
     const f = base.image.functionAt(link);
     let ok = g.readUInt16LE(2) === 0x10 && f !== undefined && /^(asm_|entry_INT80|xen_asm_)/.test(f.name);
-    if (!ok && g.readUInt16LE(2) === 0x10) ok = stubs.some((s) => link >= s!.address && link < s!.address + 8n * 256n && (link - s!.address) % 8n === 0n);
+    // IRQ_STUB_SIZE is 8 bytes, 16 with IBT's ENDBR64 (6.2+ built with CONFIG_X86_KERNEL_IBT)
+    if (!ok && g.readUInt16LE(2) === 0x10) ok = stubs.some((s) => link >= s!.address && link < s!.address + 16n * 256n && (link - s!.address) % 8n === 0n);
     // exception vectors no handler claims keep the gate idt_setup_early_handler() set:
-    // early_idt_handler_array[v] (9 bytes each, EARLY_IDT_HANDLER_SIZE), in init text freed since
-    if (!ok && g.readUInt16LE(2) === 0x10 && v < 32 && early) ok = link === early.address + BigInt(9 * v);
+    // early_idt_handler_array[v] (EARLY_IDT_HANDLER_SIZE: 9 bytes, 13 with IBT's ENDBR64), in init
+    // text freed since
+    if (!ok && g.readUInt16LE(2) === 0x10 && v < 32 && early) ok = link === early.address + BigInt(9 * v) || link === early.address + BigInt(13 * v);
     if (ok) continue;
     out.push({
       kind: 'idt',
