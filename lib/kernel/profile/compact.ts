@@ -208,7 +208,7 @@ export class PackedStore implements ProfileStore {
   readonly #enumText: Texts;
   readonly #symbolNames: NameIndex;
   readonly #addresses: BigUint64Array;
-  /** A symbol's whole entry when it has more than an address; empty text when it has not. */
+  /** A symbol's entry but its address (type, constant data); empty text when it has no more. */
   readonly #symbolText: Texts;
   /** Entries asked for, parsed once: the ones a listing reads are few. */
   readonly #userCache = new Map<number, IsfUserType>();
@@ -239,9 +239,11 @@ export class PackedStore implements ProfileStore {
     for (let i = 0; i < symbols.length; i++) {
       const s = doc.symbols[symbols[i]];
       this.#addresses[i] = s.address;
-      let more = false;
-      for (const k in s) if (k !== 'address') more = true;
-      pieces[i] = more ? packJson(s) : '';
+      let rest: Record<string, unknown> | undefined;
+      for (const k in s) {
+        if (k !== 'address') (rest ??= dict())[k] = (s as unknown as Record<string, unknown>)[k];
+      }
+      pieces[i] = rest ? packJson(rest) : '';
     }
     this.#symbolText = new Texts(pieces);
   }
@@ -304,9 +306,7 @@ export class PackedStore implements ProfileStore {
 
   #symbolAt(i: number): IsfSymbol {
     if (this.#symbolText.empty(i)) return { address: this.#addresses[i] };
-    const s = JSON.parse(this.#symbolText.at(i)) as IsfSymbol;
-    s.address = this.#addresses[i];
-    return s;
+    return { address: this.#addresses[i], ...(JSON.parse(this.#symbolText.at(i)) as Omit<IsfSymbol, 'address'>) };
   }
 
   baseTypeNames(): string[] {
