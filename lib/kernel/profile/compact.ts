@@ -12,7 +12,7 @@
  * validated JSON text in one string, parsed again only when it is asked for (a listing asks for a
  * few dozen structs). The document, when something asks for all of it, is rebuilt from that text.
  */
-import { own, dict, type IsfBaseType, type IsfDocument, type IsfEnum, type IsfMetadata, type IsfSymbol, type IsfUserType } from './isf';
+import { own, dict, type IsfBaseType, type IsfDocument, type IsfEnum, type IsfMetadata, type IsfSymbol, type IsfUserType, type TypeRef } from './isf';
 
 export interface ProfileStore {
   readonly metadata: IsfMetadata;
@@ -192,9 +192,11 @@ class Texts {
   }
 }
 
-/** JSON text of a validated entry; bigints (addresses, enum constants) become decimal strings. */
-function packJson(v: unknown): string {
-  return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x));
+/** JSON text of an enum, its bigint constants as decimal strings (other entries hold no bigint). */
+function packEnum(e: IsfEnum): string {
+  const constants = dict<string>();
+  for (const c of Object.keys(e.constants)) constants[c] = e.constants[c].toString();
+  return JSON.stringify({ ...e, constants });
 }
 
 export class PackedStore implements ProfileStore {
@@ -208,8 +210,10 @@ export class PackedStore implements ProfileStore {
   readonly #enumText: Texts;
   readonly #symbolNames: NameIndex;
   readonly #addresses: BigUint64Array;
-  /** A symbol's entry but its address (type, constant data); empty text when it has no more. */
+  /** A symbol's entry but its address (type, constant data), or only its type; empty text when it has no more. */
   readonly #symbolText: Texts;
+  /** 1 where the text is the symbol's type alone (the entry is `{ address, type }`). */
+  readonly #typeOnly: Uint8Array;
   /** Entries asked for, parsed once: the ones a listing reads are few. */
   readonly #userCache = new Map<number, IsfUserType>();
   readonly #enumCache = new Map<number, IsfEnum>();
@@ -228,22 +232,30 @@ export class PackedStore implements ProfileStore {
     this.#baseTypes = doc.base_types;
     const users = Object.keys(doc.user_types);
     this.#userNames = new NameIndex(users);
-    this.#userText = new Texts(users.map((n) => packJson(doc.user_types[n])));
+    this.#userText = new Texts(users.map((n) => JSON.stringify(doc.user_types[n])));
     const enums = Object.keys(doc.enums);
     this.#enumNames = new NameIndex(enums);
-    this.#enumText = new Texts(enums.map((n) => packJson(doc.enums[n])));
+    this.#enumText = new Texts(enums.map((n) => packEnum(doc.enums[n])));
     const symbols = Object.keys(doc.symbols);
     this.#symbolNames = new NameIndex(symbols);
     this.#addresses = new BigUint64Array(symbols.length);
+    this.#typeOnly = new Uint8Array(symbols.length);
     const pieces = new Array<string>(symbols.length);
     for (let i = 0; i < symbols.length; i++) {
       const s = doc.symbols[symbols[i]];
       this.#addresses[i] = s.address;
-      let rest: Record<string, unknown> | undefined;
-      for (const k in s) {
-        if (k !== 'address') (rest ??= dict())[k] = (s as unknown as Record<string, unknown>)[k];
+      let keys = 0;
+      for (const _ in s) keys++;
+      if (keys === 1) pieces[i] = '';
+      else if (keys === 2 && s.type !== undefined) {
+        // most entries are an address and a type: the type alone is half the work to write
+        this.#typeOnly[i] = 1;
+        pieces[i] = JSON.stringify(s.type);
+      } else {
+        const rest = dict<unknown>();
+        for (const k in s) if (k !== 'address') rest[k] = (s as unknown as Record<string, unknown>)[k];
+        pieces[i] = JSON.stringify(rest);
       }
-      pieces[i] = rest ? packJson(rest) : '';
     }
     this.#symbolText = new Texts(pieces);
   }
@@ -306,6 +318,7 @@ export class PackedStore implements ProfileStore {
 
   #symbolAt(i: number): IsfSymbol {
     if (this.#symbolText.empty(i)) return { address: this.#addresses[i] };
+    if (this.#typeOnly[i] === 1) return { address: this.#addresses[i], type: JSON.parse(this.#symbolText.at(i)) as TypeRef };
     return { address: this.#addresses[i], ...(JSON.parse(this.#symbolText.at(i)) as Omit<IsfSymbol, 'address'>) };
   }
 
