@@ -88,6 +88,39 @@ export class DocumentStore implements ProfileStore {
   }
 }
 
+export interface NameIndexParts {
+  text: string;
+  start: Uint32Array;
+  docIndex: Uint32Array;
+  sortedAt: Uint32Array;
+}
+
+export interface TextsParts {
+  text: string;
+  start: Uint32Array;
+}
+
+/** Everything a PackedStore holds, for the packed cache file (cache.ts). */
+export interface PackedParts {
+  metadata: IsfMetadata;
+  rest: Record<string, unknown>;
+  baseTypes: Record<string, IsfBaseType>;
+  userNames: NameIndexParts;
+  userText: TextsParts;
+  enumNames: NameIndexParts;
+  enumText: TextsParts;
+  symbolNames: NameIndexParts;
+  addresses: BigUint64Array;
+  symbolText: TextsParts;
+  typeOnly: Uint8Array;
+}
+
+/** Offsets read back from a cache file must be n+1 rising values within the text. */
+function checkOffsets(start: Uint32Array, n: number, textLength: number): void {
+  if (n < 0 || start.length !== n + 1 || start[0] !== 0 || start[n] !== textLength) throw new Error('offsets do not fit the text');
+  for (let i = 0; i < n; i++) if (start[i] > start[i + 1]) throw new Error('offsets out of order');
+}
+
 /** Orders strings by UTF-16 code units, as the binary search compares them. */
 function codeUnitOrder(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
@@ -106,7 +139,19 @@ class NameIndex {
   /** Sorted position of the i-th name in document order. */
   readonly #sortedAt: Uint32Array;
 
-  constructor(names: readonly string[]) {
+  /** From names in document order, or (`parts`) from what `parts()` gave. */
+  constructor(names: readonly string[], from?: NameIndexParts) {
+    if (from) {
+      const n = from.docIndex.length;
+      checkOffsets(from.start, n, from.text.length);
+      if (from.sortedAt.length !== n) throw new Error('name index: lengths differ');
+      for (let k = 0; k < n; k++) if (from.docIndex[k] >= n || from.sortedAt[from.docIndex[k]] !== k) throw new Error('name index: not a permutation');
+      this.#text = from.text;
+      this.#start = from.start;
+      this.#docIndex = from.docIndex;
+      this.#sortedAt = from.sortedAt;
+      return;
+    }
     const n = names.length;
     const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => codeUnitOrder(names[a], names[b]));
     this.#start = new Uint32Array(n + 1);
@@ -128,6 +173,10 @@ class NameIndex {
 
   get size(): number {
     return this.#docIndex.length;
+  }
+
+  parts(): NameIndexParts {
+    return { text: this.#text, start: this.#start, docIndex: this.#docIndex, sortedAt: this.#sortedAt };
   }
 
   /** Document index of the name, or -1. */
@@ -172,7 +221,13 @@ class Texts {
   readonly #text: string;
   readonly #start: Uint32Array;
 
-  constructor(pieces: readonly string[]) {
+  constructor(pieces: readonly string[], parts?: TextsParts) {
+    if (parts) {
+      checkOffsets(parts.start, parts.start.length - 1, parts.text.length);
+      this.#text = parts.text;
+      this.#start = parts.start;
+      return;
+    }
     this.#start = new Uint32Array(pieces.length + 1);
     let at = 0;
     for (let i = 0; i < pieces.length; i++) {
@@ -183,8 +238,16 @@ class Texts {
     this.#text = pieces.join('');
   }
 
+  parts(): TextsParts {
+    return { text: this.#text, start: this.#start };
+  }
+
   at(i: number): string {
     return this.#text.slice(this.#start[i], this.#start[i + 1]);
+  }
+
+  get count(): number {
+    return this.#start.length - 1;
   }
 
   empty(i: number): boolean {
@@ -220,8 +283,27 @@ export class PackedStore implements ProfileStore {
   /** Every enumerator name (first enum winning) and the index of its enum; built when first asked. */
   #constants: { names: NameIndex; enumOf: Uint32Array } | undefined;
 
-  /** Packs a validated document. The document is not kept. */
-  constructor(doc: IsfDocument) {
+  /** Packs a validated document (the document is not kept), or takes back what `parts()` gave. */
+  constructor(doc: IsfDocument | null, parts?: PackedParts) {
+    if (!doc) {
+      if (!parts) throw new Error('nothing to pack');
+      this.metadata = parts.metadata;
+      this.#rest = parts.rest;
+      this.#baseTypes = parts.baseTypes;
+      this.#userNames = new NameIndex([], parts.userNames);
+      this.#userText = new Texts([], parts.userText);
+      this.#enumNames = new NameIndex([], parts.enumNames);
+      this.#enumText = new Texts([], parts.enumText);
+      this.#symbolNames = new NameIndex([], parts.symbolNames);
+      this.#addresses = parts.addresses;
+      this.#symbolText = new Texts([], parts.symbolText);
+      this.#typeOnly = parts.typeOnly;
+      const n = this.#symbolNames.size;
+      if (this.#userText.count !== this.#userNames.size || this.#enumText.count !== this.#enumNames.size || this.#addresses.length !== n || this.#symbolText.count !== n || this.#typeOnly.length !== n) {
+        throw new Error('packed parts of different lengths');
+      }
+      return;
+    }
     this.metadata = doc.metadata;
     this.#rest = {};
     for (const key of Object.keys(doc)) {
@@ -258,6 +340,22 @@ export class PackedStore implements ProfileStore {
       }
     }
     this.#symbolText = new Texts(pieces);
+  }
+
+  parts(): PackedParts {
+    return {
+      metadata: this.metadata,
+      rest: this.#rest,
+      baseTypes: this.#baseTypes,
+      userNames: this.#userNames.parts(),
+      userText: this.#userText.parts(),
+      enumNames: this.#enumNames.parts(),
+      enumText: this.#enumText.parts(),
+      symbolNames: this.#symbolNames.parts(),
+      addresses: this.#addresses,
+      symbolText: this.#symbolText.parts(),
+      typeOnly: this.#typeOnly,
+    };
   }
 
   baseType(name: string): IsfBaseType | undefined {

@@ -12,6 +12,9 @@ import { MissingSymbolError, ValidationError } from '../../errors';
 import { own, type IsfDocument, type IsfEnum, type IsfField, type IsfMetadata, type IsfSymbol, type IsfUserType, type TypeRef } from './isf';
 import { loadProfileDocument, parseProfile } from './load';
 import { DocumentStore, PackedStore, type ProfileStore } from './compact';
+import { loadPackedProfile } from './cache';
+
+const EMPTY_DOC: IsfDocument = { metadata: { format: '6.2.0' }, base_types: {}, user_types: {}, enums: {}, symbols: {} };
 
 export interface FieldLayout {
   /** The path as asked for. */
@@ -56,9 +59,16 @@ export class Profile {
     return p;
   }
 
-  /** Loads, validates and wraps a profile file (`.json` or gzip-compressed); kept packed. */
-  static load(path: string): Profile {
-    return Profile.#packed(loadProfileDocument(path), path);
+  /**
+   * Loads, validates and wraps a profile file (`.json` or gzip-compressed); kept packed. With
+   * `packedCache`, a directory, the packed form is read from there when an earlier load of the
+   * same file bytes left it, and left there otherwise (cache.ts).
+   */
+  static load(path: string, opts: { packedCache?: string } = {}): Profile {
+    if (opts.packedCache === undefined) return Profile.#packed(loadProfileDocument(path), path);
+    const p = new Profile(EMPTY_DOC, path);
+    p.#store = loadPackedProfile(path, opts.packedCache);
+    return p;
   }
 
   static fromJson(text: string, source = '<profile>'): Profile {
