@@ -35,7 +35,8 @@ export interface VmConnectOptions extends CallOptions {
   memory?: MemoryBackendChoice;
   /**
    * Where profiles built from guest memory are cached (default $XDG_CACHE_HOME/vmictl or
-   * ~/.cache/vmictl); false: neither use nor build one.
+   * ~/.cache/vmictl), and under its `packed/` the packed form of large profile files, which
+   * the next process loads instead of parsing the JSON again; false: neither.
    */
   profileCache?: string | false;
   /** One-line notices for the user (fallbacks taken). */
@@ -172,7 +173,8 @@ export class Vm {
   async #profile(memory: PageCache, ram: PhysicalRange[]): Promise<Kernel> {
     const signal = this.options.signal;
     if (this.options.profile) {
-      const profile = Profile.load(this.options.profile);
+      const cache = this.options.profileCache ?? defaultProfileCache();
+      const profile = Profile.load(this.options.profile, packedCacheOf(cache));
       try {
         return await Kernel.open(memory, profile, { ram, signal });
       } catch (err) {
@@ -187,7 +189,7 @@ export class Vm {
     const dirs = this.options.profileDirs ?? defaultProfileDirs();
     const cache = this.options.profileCache ?? defaultProfileCache();
     try {
-      return await findKernel(memory, ram, cache ? [...dirs, cache] : dirs, signal);
+      return await findKernel(memory, ram, cache ? [...dirs, cache] : dirs, packedCacheOf(cache), signal);
     } catch (err) {
       if (!(err instanceof VmiError) || (err.code !== 'EPROFILE' && err.code !== 'ENOPROFILE')) throw err;
       if (cache) {
@@ -269,14 +271,19 @@ function reusableStub(chardev: string): string | null {
  * Tries the profiles in `dirs` until one finds its own kernel in memory: the banner of the running
  * kernel is only known once a profile has told where to look for it.
  */
-async function findKernel(memory: PhysicalMemory, ram: PhysicalRange[], dirs: string[], signal?: AbortSignal): Promise<Kernel> {
+/** Profile.load's options for a profile cache directory (or none). */
+function packedCacheOf(cache: string | false): { packedCache?: string } {
+  return cache ? { packedCache: join(cache, 'packed') } : {};
+}
+
+async function findKernel(memory: PhysicalMemory, ram: PhysicalRange[], dirs: string[], load: { packedCache?: string }, signal?: AbortSignal): Promise<Kernel> {
   const candidates = listProfiles(dirs);
   if (candidates.length === 0) {
     throw new VmiError('ENOPROFILE', `no kernel profile found in ${dirs.join(', ')} (make one with 'vmictl profile build')`);
   }
   const tried: string[] = [];
   for (const c of candidates) {
-    const profile = Profile.load(c.path);
+    const profile = Profile.load(c.path, load);
     try {
       return await Kernel.open(memory, profile, { ram, signal });
     } catch (err) {

@@ -136,7 +136,7 @@ export function registerProfile(program: Command): void {
         }
         return;
       }
-      const out = { file, banner: p.banner ?? null, producer: p.doc.metadata.producer ?? null, format: p.doc.metadata.format, ...counts };
+      const out = { file, banner: p.banner ?? null, producer: p.metadata.producer ?? null, format: p.metadata.format, ...counts };
       if (flags.json) process.stdout.write(JSON.stringify(out) + '\n');
       else {
         process.stdout.write(

@@ -19,9 +19,18 @@ const MAX_TYPE_DEPTH = 64;
 
 /** The JSON text of a profile file, inflated when it is gzip-compressed (by content, not by name). */
 export function readProfileText(path: string): string {
+  return profileText(readProfileBytes(path), path);
+}
+
+/** The bytes of a profile file, as stored (perhaps compressed), within the size bound. */
+export function readProfileBytes(path: string): Buffer {
   const size = fs.statSync(path).size;
   if (size > MAX_PROFILE_FILE_BYTES) throw new ValidationError(`${path}: ${size} bytes is too large for a profile`);
-  const raw = fs.readFileSync(path);
+  return fs.readFileSync(path);
+}
+
+/** The JSON text of a profile file's bytes (`path` names it in messages). */
+export function profileText(raw: Buffer, path: string): string {
   if (raw.length >= 2 && raw[0] === 0x1f && raw[1] === 0x8b) {
     return zlib.gunzipSync(raw, { maxOutputLength: MAX_PROFILE_JSON_BYTES }).toString('utf8');
   }

@@ -9,8 +9,12 @@
  * through `hasField` / `firstField` rather than kernel version checks.
  */
 import { MissingSymbolError, ValidationError } from '../../errors';
-import { own, type IsfDocument, type IsfEnum, type IsfField, type IsfSymbol, type IsfUserType, type TypeRef } from './isf';
+import { own, type IsfDocument, type IsfEnum, type IsfField, type IsfMetadata, type IsfSymbol, type IsfUserType, type TypeRef } from './isf';
 import { loadProfileDocument, parseProfile } from './load';
+import { DocumentStore, PackedStore, type ProfileStore } from './compact';
+import { loadPackedProfile } from './cache';
+
+const EMPTY_DOC: IsfDocument = { metadata: { format: '6.2.0' }, base_types: {}, user_types: {}, enums: {}, symbols: {} };
 
 export interface FieldLayout {
   /** The path as asked for. */
@@ -30,7 +34,7 @@ function bareName(name: string): string {
 const PATH_PART = /^([A-Za-z_$][\w$]*)((?:\[\d+\])*)$/;
 
 export class Profile {
-  readonly doc: IsfDocument;
+  #store: ProfileStore;
   /** Where the profile came from (a file path), for messages. */
   readonly source: string;
   readonly #fieldCache = new Map<string, FieldLayout | null>();
@@ -38,20 +42,54 @@ export class Profile {
   readonly #byStruct = new Map<string, Map<string, FieldLayout>>();
   readonly #flat = new Map<string, Map<string, { offset: number; type: TypeRef }>>();
   #banner: string | null | undefined;
-  #constants: Map<string, bigint> | undefined;
 
+  /**
+   * A profile over a validated document, which stays live: changes the caller makes to it later
+   * are seen (until a lookup has cached what it found). Profiles read from files are packed
+   * instead (see compact.ts).
+   */
   constructor(doc: IsfDocument, source = '<profile>') {
-    this.doc = doc;
+    this.#store = new DocumentStore(doc);
     this.source = source;
   }
 
-  /** Loads, validates and wraps a profile file (`.json` or gzip-compressed). */
-  static load(path: string): Profile {
-    return new Profile(loadProfileDocument(path), path);
+  static #packed(doc: IsfDocument, source: string): Profile {
+    const p = new Profile(doc, source);
+    p.#store = new PackedStore(doc);
+    return p;
+  }
+
+  /**
+   * Loads, validates and wraps a profile file (`.json` or gzip-compressed); kept packed. With
+   * `packedCache`, a directory, the packed form is read from there when an earlier load of the
+   * same file bytes left it, and left there otherwise (cache.ts).
+   */
+  static load(path: string, opts: { packedCache?: string } = {}): Profile {
+    if (opts.packedCache === undefined) return Profile.#packed(loadProfileDocument(path), path);
+    const p = new Profile(EMPTY_DOC, path);
+    p.#store = loadPackedProfile(path, opts.packedCache);
+    return p;
   }
 
   static fromJson(text: string, source = '<profile>'): Profile {
-    return new Profile(parseProfile(text, source), source);
+    return Profile.#packed(parseProfile(text, source), source);
+  }
+
+  /**
+   * The whole ISF document. A packed profile rebuilds it once and from then on is backed by it
+   * (so that changes made to it are seen, as with any document-backed profile): lookups do not
+   * need it, only writing a profile out or walking all of it does.
+   */
+  get doc(): IsfDocument {
+    const store = this.#store;
+    if (store instanceof DocumentStore) return store.doc;
+    const doc = (store as PackedStore).toDocument();
+    this.#store = new DocumentStore(doc);
+    return doc;
+  }
+
+  get metadata(): IsfMetadata {
+    return this.#store.metadata;
   }
 
   /**
@@ -59,23 +97,23 @@ export class Profile {
    * trailing newline; from `metadata.linux.banner` or the `linux_banner` symbol's constant data.
    */
   get banner(): string | undefined {
-    if (this.#banner === undefined) this.#banner = profileBanner(this.doc) ?? null;
+    if (this.#banner === undefined) this.#banner = bannerOf(this.#store.metadata, this.#store.symbol('linux_banner')) ?? null;
     return this.#banner ?? undefined;
   }
 
   /** Size of a pointer (the ISF `pointer` base type; 8 when the profile has none). */
   get pointerSize(): number {
-    return own(this.doc.base_types, 'pointer')?.size ?? 8;
+    return this.#store.baseType('pointer')?.size ?? 8;
   }
 
   hasType(name: string): boolean {
     const n = bareName(name);
-    return own(this.doc.user_types, n) !== undefined || own(this.doc.base_types, n) !== undefined || own(this.doc.enums, n) !== undefined;
+    return this.#store.userType(n) !== undefined || this.#store.baseType(n) !== undefined || this.#store.enumType(n) !== undefined;
   }
 
   /** The struct/union definition; throws MissingSymbolError when the profile has none. */
   userType(name: string): IsfUserType {
-    const t = own(this.doc.user_types, bareName(name));
+    const t = this.#store.userType(bareName(name));
     if (!t) throw new MissingSymbolError(bareName(name), `no struct or union ${JSON.stringify(bareName(name))} in profile ${this.source}`);
     return t;
   }
@@ -83,7 +121,7 @@ export class Profile {
   /** sizeof a named type: struct/union, base type (`int`, `pointer`) or enum. */
   typeSize(name: string): number {
     const n = bareName(name);
-    const size = own(this.doc.user_types, n)?.size ?? own(this.doc.base_types, n)?.size ?? own(this.doc.enums, n)?.size;
+    const size = this.#store.userType(n)?.size ?? this.#store.baseType(n)?.size ?? this.#store.enumType(n)?.size;
     if (size === undefined) throw new MissingSymbolError(n, `no type ${JSON.stringify(n)} in profile ${this.source}`);
     return size;
   }
@@ -100,7 +138,7 @@ export class Profile {
     for (let depth = 0, mul = 1; depth < 64; depth++) {
       switch (t.kind) {
         case 'base': {
-          const b = own(this.doc.base_types, t.name);
+          const b = this.#store.baseType(t.name);
           if (!b) throw new MissingSymbolError(t.name, `no base type ${JSON.stringify(t.name)} in profile ${this.source}`);
           return mul * b.size;
         }
@@ -109,7 +147,7 @@ export class Profile {
         case 'class':
           return mul * this.userType(t.name).size;
         case 'enum': {
-          const e = own(this.doc.enums, t.name);
+          const e = this.#store.enumType(t.name);
           if (!e) throw new MissingSymbolError(t.name, `no enum ${JSON.stringify(t.name)} in profile ${this.source}`);
           return mul * e.size;
         }
@@ -237,7 +275,7 @@ export class Profile {
   #flatFields(struct: string): Map<string, { offset: number; type: TypeRef }> | undefined {
     let flat = this.#flat.get(struct);
     if (flat) return flat;
-    const t = own(this.doc.user_types, struct);
+    const t = this.#store.userType(struct);
     if (!t) return undefined;
     flat = new Map();
     this.#flat.set(struct, flat); // set first: a (corrupt) self-containing struct cannot loop
@@ -260,32 +298,32 @@ export class Profile {
   }
 
   hasSymbol(name: string): boolean {
-    return own(this.doc.symbols, name) !== undefined;
+    return this.#store.hasSymbol(name);
   }
 
   /** Every symbol name the profile has. */
   symbolNames(): string[] {
-    return Object.keys(this.doc.symbols);
+    return this.#store.symbolNames();
   }
 
   /** Link-time address of a symbol (before any KASLR slide). */
   symbol(name: string): bigint {
-    const s = own(this.doc.symbols, name);
-    if (!s) throw new MissingSymbolError(name, `no symbol ${JSON.stringify(name)} in profile ${this.source}`);
-    return s.address;
+    const a = this.#store.symbolAddress(name);
+    if (a === undefined) throw new MissingSymbolError(name, `no symbol ${JSON.stringify(name)} in profile ${this.source}`);
+    return a;
   }
 
   /** The symbol's entry: address, type when DWARF knew it, constant data. */
   symbolInfo(name: string): IsfSymbol | undefined {
-    return own(this.doc.symbols, name);
+    return this.#store.symbol(name);
   }
 
   symbolType(name: string): TypeRef | undefined {
-    return own(this.doc.symbols, name)?.type;
+    return this.#store.symbol(name)?.type;
   }
 
   enum(name: string): IsfEnum {
-    const e = own(this.doc.enums, bareName(name));
+    const e = this.#store.enumType(bareName(name));
     if (!e) throw new MissingSymbolError(bareName(name), `no enum ${JSON.stringify(bareName(name))} in profile ${this.source}`);
     return e;
   }
@@ -297,21 +335,9 @@ export class Profile {
       if (v === undefined) throw new MissingSymbolError(constant, `no constant ${constant} in enum ${bareName(enumName)} (profile ${this.source})`);
       return v;
     }
-    const v = this.#allConstants().get(constant);
+    const v = this.#store.anyEnumConstant(constant);
     if (v !== undefined) return v;
     throw new MissingSymbolError(constant, `no enum constant ${constant} in profile ${this.source}`);
-  }
-
-  /** Every enum constant by name, first enum (in profile order) winning; built once. */
-  #allConstants(): Map<string, bigint> {
-    if (!this.#constants) {
-      this.#constants = new Map();
-      for (const name of Object.keys(this.doc.enums)) {
-        const constants = this.doc.enums[name].constants;
-        for (const c of Object.keys(constants)) if (!this.#constants.has(c)) this.#constants.set(c, constants[c]);
-      }
-    }
-    return this.#constants;
   }
 
   hasEnumConstant(enumName: string | undefined, constant: string): boolean {
@@ -324,12 +350,7 @@ export class Profile {
   }
 
   get counts(): { baseTypes: number; userTypes: number; enums: number; symbols: number } {
-    return {
-      baseTypes: Object.keys(this.doc.base_types).length,
-      userTypes: Object.keys(this.doc.user_types).length,
-      enums: Object.keys(this.doc.enums).length,
-      symbols: Object.keys(this.doc.symbols).length,
-    };
+    return this.#store.counts;
   }
 }
 
@@ -341,9 +362,13 @@ export function normalizeBanner(banner: string): string {
 
 /** The banner a profile document records, if any. */
 export function profileBanner(doc: IsfDocument): string | undefined {
-  const meta = doc.metadata.linux?.banner;
+  return bannerOf(doc.metadata, own(doc.symbols, 'linux_banner'));
+}
+
+function bannerOf(metadata: IsfMetadata, linuxBanner: IsfSymbol | undefined): string | undefined {
+  const meta = metadata.linux?.banner;
   if (typeof meta === 'string' && meta !== '') return normalizeBanner(meta);
-  const data = own(doc.symbols, 'linux_banner')?.constant_data;
+  const data = linuxBanner?.constant_data;
   if (typeof data === 'string' && data !== '') {
     const text = normalizeBanner(Buffer.from(data, 'base64').toString('latin1'));
     if (text !== '') return text;
