@@ -154,6 +154,9 @@ async function main(): Promise<number> {
     if (!wanted(name)) return;
     log(`\n== ${name}`);
     const t0 = Date.now();
+    // a phase must leave the guest as it found it: one that leaves it stopped would also make the
+    // next phase's guest commands hang, and be blamed on that phase
+    const runningBefore = await vmRunning(qmp).catch(() => undefined);
     try {
       const got = await f();
       for (const fig of got) if (fig.note) log(`  note: ${fig.name}: ${fig.note}`);
@@ -161,6 +164,11 @@ async function main(): Promise<number> {
     } catch (err) {
       failed.push(name);
       log(`  FAILED: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+    }
+    if (runningBefore && (await vmRunning(qmp).catch(() => true)) === false) {
+      if (!failed.includes(name)) failed.push(name);
+      log(`  FAILED: ${name} left the VM stopped (resumed now)`);
+      await setRunning(qmp, true).catch((e: unknown) => log(`  cannot resume the VM: ${String(e)}`));
     }
     log(`  (${name} took ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   };

@@ -20,6 +20,10 @@ import type { CollectOptions } from './containers/collect';
 import type { Container } from './containers/model';
 import { openInjection, type InjectionOptions, type InjectionSession, type InjectionTargetSpec } from './inject';
 
+
+/** How long an ack of ours takes to reach QEMU's stub, at most, on a loaded machine; and how often to retry. */
+const SETTLE_MS = 20;
+const SETTLE_ROUNDS = 8;
 export type MemoryBackendChoice = 'auto' | 'gdbstub' | 'procmem';
 
 export interface VmConnectOptions extends CallOptions {
@@ -120,6 +124,28 @@ export class Vm {
     }
   }
 
+  /**
+   * QEMU 7.2's stub has no no-ack mode, and any byte it reads while the VM runs stops it. The ack
+   * of the stub's last reply can be read after our `cont`; the stop it makes sends us a stop
+   * packet, whose ack can stop the VM again. Each round is over once that ack is read with the VM
+   * stopped, so: wait a moment, and continue again while it was stopped so (a few rounds at most).
+   */
+  async #settleRunning(): Promise<void> {
+    for (let round = 0; round < SETTLE_ROUNDS; round++) {
+      await new Promise((r) => setTimeout(r, SETTLE_MS));
+      const st = (await this.qmp!.execute('query-status')) as { running: boolean; status: string };
+      if (st.running) return;
+      // only a pause is ours to undo (a guest panic, shutdown or a debug stop is not)
+      if (st.status !== 'paused') return;
+      await this.qmp!.execute('cont');
+    }
+    this.options.onNotice?.(`the VM kept stopping after it was resumed (its gdbstub reads our acks as interrupts); it may be left paused`);
+  }
+
+  async #running(): Promise<boolean> {
+    return ((await this.qmp!.execute('query-status')) as { running: boolean }).running;
+  }
+
   /** Leaves the VM stopped at close(): a thread is hijacked and only `vmictl recover` can put it back. */
   keepStopped(): void {
     this.#pausedByUs = false;
@@ -131,6 +157,7 @@ export class Vm {
     if (this.qmp && this.#pausedByUs) {
       this.#pausedByUs = false;
       await this.qmp.execute('cont');
+      if (this.#gdb) await this.#settleRunning();
     }
   }
 
@@ -243,7 +270,14 @@ export class Vm {
     const backend = this.#rawBackend;
     // the /proc/<tid>/mem backend holds a file descriptor of its own
     if (backend && backend !== this.#gdbMemory && backend !== this.dump) await attempt(async () => backend.close?.());
-    if (this.#gdbMemory) await attempt(() => this.#gdbMemory!.close());
+    if (this.#gdbMemory) {
+      // any byte QEMU's stub receives while the VM runs stops it, and leaving physical mode is
+      // such a byte: a VM the caller resumed (after an injection, between two reads) is held for
+      // that packet and let go again, not left stopped
+      const running = this.qmp && !this.#pausedByUs && (await this.#running().catch(() => false));
+      if (running) await attempt(() => this.pause());
+      await attempt(() => this.#gdbMemory!.close());
+    }
     if (this.#gdb) await attempt(() => this.#gdb!.close());
     if (this.#gdbStub) await attempt(() => this.#gdbStub!.stop());
     if (this.qmp) {
