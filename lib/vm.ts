@@ -117,8 +117,7 @@ export class Vm {
   /** Stops the vCPUs so memory holds still; resume() restarts them only if we stopped them. */
   async pause(): Promise<void> {
     if (!this.qmp) return;
-    const st = (await this.qmp.execute('query-status')) as { running: boolean };
-    if (st.running) {
+    if (await this.#running()) {
       await this.qmp.execute('stop');
       this.#pausedByUs = true;
     }

@@ -17,9 +17,9 @@ import { Vm } from '../../lib/vm';
 import { checkKernel, type Finding } from '../../lib/integrity';
 import { decodeAll } from '../../lib/integrity/x86-decode';
 import { SymbolMap } from '../../lib/integrity/symbol-map';
-import { InjectionMemory } from '../../lib/inject/guest-memory';
 import { bootVm, guestRun, skipWithReason, TEST_VMS, testVm, type VmEnv } from '../helpers/vm';
 import { runCli } from '../helpers/synthetic-dump';
+import { guestPid, poke } from '../helpers/kernel-poke';
 
 // nothing from the kernel's packages: no vmlinux from the environment either
 delete process.env.VMICTL_VMLINUX;
@@ -45,21 +45,6 @@ function builtProfile(cache: string): string {
   const files = readdirSync(cache).filter((f) => f.startsWith('auto-'));
   if (files.length !== 1) throw new Error(`expected one automatic profile in ${cache}, found ${files.join(', ')}`);
   return join(cache, files[0]);
-}
-
-async function poke(vm: Vm, va: bigint, data: Buffer): Promise<Buffer> {
-  await vm.pause();
-  const kernel = await vm.kernel();
-  const old = await kernel.space.read(va, data.length);
-  const mem = new InjectionMemory(await vm.memory(), await vm.gdb());
-  await mem.write((await kernel.space.translate(va)).physical, data);
-  kernel.invalidate();
-  return old;
-}
-
-async function guestPid(env: VmEnv, cmd: string): Promise<number> {
-  const r = await guestRun(env, `${cmd} </dev/null >/dev/null 2>&1 & echo $!`);
-  return Number(r.output.trim().split('\n').pop());
 }
 
 t.test('a clean guest: no finding, without vmlinux or profile file', async (t: Test) => {

@@ -13,10 +13,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Vm } from '../../lib/vm';
 import { checkKernel, protectFor, type Finding } from '../../lib/integrity';
-import { InjectionMemory } from '../../lib/inject/guest-memory';
 import { openInjection } from '../../lib/inject';
 import { bootVm, guestRun, skipWithReason, testVm, type VmEnv } from '../helpers/vm';
 import { runCli } from '../helpers/synthetic-dump';
+import { guestPid, poke } from '../helpers/kernel-poke';
 
 const VMLINUX = process.env.VMICTL_DBG_VMLINUX ?? resolve(__dirname, '../../test-vms/build/vmlinux');
 const tmp = mkdtempSync(join(tmpdir(), 'vmictl-integrity-'));
@@ -32,22 +32,6 @@ async function withVm<T>(env: VmEnv, fn: (vm: Vm) => Promise<T>): Promise<T> {
 }
 
 const summary = (fs: Finding[]) => fs.map((f) => `${f.kind} ${f.symbol}`).join('; ');
-
-/** Writes kernel memory at a virtual address from outside (physical write through the gdbstub). */
-async function poke(vm: Vm, va: bigint, data: Buffer): Promise<Buffer> {
-  await vm.pause();
-  const kernel = await vm.kernel();
-  const old = await kernel.space.read(va, data.length);
-  const mem = new InjectionMemory(await vm.memory(), await vm.gdb());
-  await mem.write((await kernel.space.translate(va)).physical, data);
-  kernel.invalidate();
-  return old;
-}
-
-async function guestPid(env: VmEnv, cmd: string): Promise<number> {
-  const r = await guestRun(env, `${cmd} </dev/null >/dev/null 2>&1 & echo $!`);
-  return Number(r.output.trim().split('\n').pop());
-}
 
 if (!existsSync(VMLINUX)) {
   skipWithReason(t, `no vmlinux with relocations at ${VMLINUX} (make -C test-vms profile)`);
