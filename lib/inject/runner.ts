@@ -12,6 +12,12 @@
  *
  * Each runner keeps the record of the breakpoints it inserted, so that it can always remove every
  * one, and tests can check that none is left.
+ *
+ * A runner may also set read watchpoints (Z3, 8 bytes): under TCG a watchpoint stop is reported
+ * after the instruction that read, and, unlike a breakpoint stop, does not make QEMU (up to 10.2)
+ * flush its whole translation cache (gdb_vm_state_change), which a guest then pays for by
+ * translating again every piece of code it runs. A watch hit nobody takes is not stepped over:
+ * the instruction is done already, so the VM is simply resumed.
  */
 import { AbortError, TimeoutError } from '../errors';
 import type { GdbClient, StopReply } from '../transport/gdb';
@@ -24,6 +30,8 @@ export interface Hit {
   regs: Map<string, bigint>;
   rip: bigint;
   stop: StopReply;
+  /** The address of the watchpoint of ours that made the stop (the reading instruction is done). */
+  watch?: bigint;
 }
 
 export interface RunOptions {
@@ -62,6 +70,10 @@ interface Held {
 interface Shared {
   /** Breakpoint address → how many runners inserted it. */
   breakpoints: Map<bigint, number>;
+  /** Read-watchpoint address (8 bytes) → how many runners inserted it. */
+  watchpoints: Map<bigint, number>;
+  /** A watch stop taken by halt() instead of by a wait: offered to the next runUntil(). */
+  missed?: StopReply;
   holds: Set<Hold>;
   /** vCPU → the hit it is held on. */
   held: Map<string, Held>;
@@ -79,7 +91,7 @@ const SHARED = new WeakMap<GdbClient, Shared>();
 function shared(gdb: GdbClient): Shared {
   let s = SHARED.get(gdb);
   if (!s) {
-    s = { breakpoints: new Map(), holds: new Set(), held: new Map() };
+    s = { breakpoints: new Map(), watchpoints: new Map(), holds: new Set(), held: new Map() };
     SHARED.set(gdb, s);
   }
   return s;
@@ -87,11 +99,15 @@ function shared(gdb: GdbClient): Shared {
 
 /** Bound on one single-step or interrupt round trip. */
 const CONTROL_TIMEOUT = 10_000;
+/** gdb's Z3 (read watchpoint) and the length of the ones the engine sets. */
+const READ_WATCHPOINT = 3;
+export const WATCH_LENGTH = 8;
 
 export class BreakpointRunner {
   readonly #gdb: GdbClient;
   readonly #afterStop: () => void;
   readonly #inserted = new Set<bigint>();
+  readonly #watching = new Set<bigint>();
   readonly #shared: Shared;
   readonly stats: RunnerStats = { stops: 0, stepOvers: 0, otherStops: 0, held: 0 };
 
@@ -109,6 +125,35 @@ export class BreakpointRunner {
   /** The addresses of the breakpoints this runner has inserted and not removed. */
   get breakpoints(): bigint[] {
     return [...this.#inserted];
+  }
+
+  /** The addresses of the read watchpoints this runner has inserted and not removed. */
+  get watchpoints(): bigint[] {
+    return [...this.#watching];
+  }
+
+  /** Whether any runner on this connection has a breakpoint at `address`. */
+  breakpointAt(address: bigint): boolean {
+    return this.#shared.breakpoints.has(address);
+  }
+
+  /** Sets a read watchpoint on the 8 bytes at `address` (TCG: any number; KVM: a debug register). */
+  async watch(address: bigint): Promise<void> {
+    if (this.#watching.has(address)) return;
+    const n = this.#shared.watchpoints.get(address) ?? 0;
+    if (n === 0) await this.#gdb.insertBreakpoint(READ_WATCHPOINT, address, WATCH_LENGTH, { timeout: CONTROL_TIMEOUT });
+    this.#shared.watchpoints.set(address, n + 1);
+    this.#watching.add(address);
+  }
+
+  async unwatch(address: bigint): Promise<void> {
+    if (!this.#watching.has(address)) return;
+    const n = this.#shared.watchpoints.get(address) ?? 1;
+    if (n <= 1) {
+      await this.#gdb.removeBreakpoint(READ_WATCHPOINT, address, WATCH_LENGTH, { timeout: CONTROL_TIMEOUT });
+      this.#shared.watchpoints.delete(address);
+    } else this.#shared.watchpoints.set(address, n - 1);
+    this.#watching.delete(address);
   }
 
   async insert(address: bigint): Promise<void> {
@@ -129,12 +174,19 @@ export class BreakpointRunner {
     this.#inserted.delete(address);
   }
 
-  /** Removes every breakpoint; returns the errors instead of stopping at the first. */
+  /** Removes every breakpoint and watchpoint; returns the errors instead of stopping at the first. */
   async removeAll(): Promise<unknown[]> {
     const errors: unknown[] = [];
     for (const a of [...this.#inserted]) {
       try {
         await this.remove(a);
+      } catch (err) {
+        errors.push(err);
+      }
+    }
+    for (const a of [...this.#watching]) {
+      try {
+        await this.unwatch(a);
       } catch (err) {
         errors.push(err);
       }
@@ -164,8 +216,12 @@ export class BreakpointRunner {
   /** Stops the VM if it runs (after a timeout or abort while waiting). */
   async halt(): Promise<void> {
     if (this.#gdb.state === 'running') {
-      await this.#gdb.interrupt({ timeout: CONTROL_TIMEOUT });
+      const stop = await this.#gdb.interrupt({ timeout: CONTROL_TIMEOUT });
       this.#afterStop();
+      // the VM may have stopped by itself just before the interrupt, and that stop is the one
+      // read here: a breakpoint is hit again on the next resume, a watchpoint (its instruction
+      // done) never is, and its thread would run on with injected registers
+      if (stop.watch) this.#shared.missed = stop;
     }
   }
 
@@ -181,6 +237,16 @@ export class BreakpointRunner {
       if (await accept(h.hit)) {
         this.#shared.held.delete(thread);
         return h.hit;
+      }
+    }
+    const missed = this.#shared.missed;
+    this.#shared.missed = undefined;
+    if (missed) {
+      // registers read now: the vCPU has not run since, unless someone wrote them (then no match)
+      const hit = await this.#hitOf(missed);
+      if (hit) {
+        if (await accept(hit)) return hit;
+        await this.#holdFor(hit);
       }
     }
     for (;;) {
@@ -212,7 +278,7 @@ export class BreakpointRunner {
       }
       if (await accept(hit)) return hit;
       if (await this.#holdFor(hit)) continue;
-      await this.stepOver(hit.thread, hit.rip);
+      if (hit.watch === undefined) await this.stepOver(hit.thread, hit.rip);
     }
   }
 
@@ -252,9 +318,19 @@ export class BreakpointRunner {
     }
   }
 
-  /** The stop as a hit on one of the engine's breakpoints in user mode, or null for any other stop. */
+  /**
+   * The stop as a hit on one of the engine's breakpoints in user mode, or on one of its
+   * watchpoints (in any mode: `accept` decides), or null for any other stop.
+   */
   async #hitOf(stop: StopReply): Promise<Hit | null> {
     if (stop.kind === 'W' || stop.kind === 'X') throw new AbortError(`the VM ended (${stop.raw})`);
+    if (stop.watch && stop.thread) {
+      const at = stop.watch.address;
+      const watch = [...this.#shared.watchpoints.keys()].find((w) => at >= w && at < w + BigInt(WATCH_LENGTH));
+      if (watch === undefined || this.#shared.held.has(stop.thread)) return null;
+      const regs = await this.#gdb.readRegisters({ thread: stop.thread, timeout: CONTROL_TIMEOUT });
+      return { thread: stop.thread, regs, rip: regs.get('rip') ?? 0n, stop, watch };
+    }
     const threads = stop.thread ? [stop.thread] : await this.#gdb.threads({ timeout: CONTROL_TIMEOUT });
     for (const thread of threads) {
       if (this.#shared.held.has(thread)) continue;

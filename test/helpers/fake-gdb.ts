@@ -154,6 +154,11 @@ export class FakeGdb {
   /** VM state: running means the next byte pauses it, is swallowed, and T02 is sent (QEMU 7.2). */
   running = false;
   swallowWhenRunning = true;
+  /**
+   * The stop reply an interrupt gets while running (default `T02thread:<current>;`): a stop the VM
+   * made by itself at the same moment (a watchpoint hit) is what the interrupt then reads.
+   */
+  interruptStop: string | undefined;
 
   // -- target state --
   physical: Buffer;
@@ -287,7 +292,7 @@ export class FakeGdb {
         this.#inbuf = buf.slice(1);
         if (c === '\x03') this.interrupts++;
         else if (c === '$') this.#swallowing = true;
-        this.sendPacket(`T02thread:${this.currentThread};`);
+        this.sendPacket(this.interruptStop ?? `T02thread:${this.currentThread};`);
         continue;
       }
       if (c === '+') {

@@ -157,3 +157,61 @@ t.test('a breakpoint the stub refuses (KVM has 4 debug registers) is not recorde
   await runner.removeAll();
   t.same(runner.breakpoints, []);
 });
+
+t.test('watch hits: ours is taken with its address, another is resumed without a step-over', async (t) => {
+  const slot = 0x7ffee110b008n;
+  // vCPU 02 is another process that read the same address (its own stack), in user mode; 01 is ours
+  const s = await setup(t, { '01': regs(R, 0x33n), '02': regs(0x401000n, 0x33n) }, [
+    `T05thread:02;rwatch:${slot.toString(16)};`,
+    'T05thread:01;rwatch:7ffee110c000;',
+    `T05thread:01;rwatch:${slot.toString(16)};`,
+  ]);
+  const runner = new BreakpointRunner(s.client, () => undefined);
+  await runner.watch(slot);
+  t.same(runner.watchpoints, [slot]);
+  t.ok(s.fake.received.includes(`Z3,${slot.toString(16)},8`) && s.fake.breakpoints.has(`3:${slot.toString(16)}`), 'a read watchpoint (Z3) of 8 bytes');
+  const seen: string[] = [];
+  const hit = await runner.runUntil(async (h) => {
+    seen.push(`${h.thread}@${h.rip.toString(16)}`);
+    return h.thread === '01' && h.rip === R;
+  }, { timeout: 5000, what: 'test' });
+  t.equal(hit.watch, slot, 'the hit names the watchpoint');
+  t.equal(hit.thread, '01');
+  t.same(seen, ['02@401000', '01@47cc80'], 'a stop on an address that is not ours is not offered');
+  t.equal(runner.stats.otherStops, 1);
+  t.equal(runner.stats.stepOvers, 0, 'nothing is stepped over: the reading instruction is done');
+  t.equal(s.fake.received.filter((p) => p.startsWith('vCont;s')).length, 0, 'no single step');
+  t.equal(s.fake.received.filter((p) => p === 'c').length, 3, 'resumed after each stop it did not take');
+  await runner.removeAll();
+  t.same(runner.watchpoints, [], 'removeAll removes the watchpoint');
+  t.equal(s.fake.breakpoints.size, 0);
+});
+
+t.test('breakpointAt sees the breakpoints of every runner on the connection', async (t) => {
+  const s = await setup(t, { '01': regs(R, 0x33n) }, []);
+  const a = new BreakpointRunner(s.client, () => undefined);
+  const b = new BreakpointRunner(s.client, () => undefined);
+  await a.insert(R);
+  t.ok(b.breakpointAt(R), "another runner's breakpoint is seen");
+  t.notOk(b.breakpointAt(R + 2n));
+  await a.removeAll();
+  t.notOk(b.breakpointAt(R), 'gone once removed');
+});
+
+t.test('a watch hit read by the interrupt of a timeout is offered to the next wait, not lost', async (t) => {
+  const slot = 0x7ffee110b008n;
+  // no stop comes by itself: the wait times out, and the interrupt reads the watch stop the VM
+  // made at the same moment (the thread is back at R, its `ret` done)
+  const s = await setup(t, { '01': regs(R, 0x33n) }, []);
+  s.fake.interruptStop = `T05thread:01;rwatch:${slot.toString(16)};`;
+  const runner = new BreakpointRunner(s.client, () => undefined);
+  await runner.watch(slot);
+  const accept = async (h: Hit) => h.thread === '01' && h.rip === R;
+  const err = await runner.runUntil(accept, { timeout: 200, what: 'test' }).then(() => null, (e: unknown) => e);
+  t.ok(err instanceof TimeoutError, 'the wait times out');
+  const resumes = s.fake.received.filter((p) => p === 'c').length;
+  const hit = await runner.runUntil(accept, { timeout: 2000, what: 'test' });
+  t.equal(hit.watch, slot, 'the next wait takes the watch hit the interrupt read');
+  t.equal(s.fake.received.filter((p) => p === 'c').length, resumes, 'without resuming the VM (the thread would run on with injected registers)');
+  await runner.removeAll();
+});
