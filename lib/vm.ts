@@ -74,6 +74,7 @@ export class Vm {
   #kernel: Promise<Kernel> | undefined;
   #pausedByUs = false;
   #closed = false;
+  #accelerator: Promise<'kvm' | 'tcg'> | undefined;
 
   private constructor(
     readonly options: VmConnectOptions,
@@ -158,6 +159,16 @@ export class Vm {
       await this.qmp.execute('cont');
       if (this.#gdb) await this.#settleRunning();
     }
+  }
+
+  /**
+   * How the vCPUs run: 'kvm' (hardware: 4 debug registers, real breakpoints) or 'tcg' (QEMU's
+   * translator; any other accelerator counts as that, as gdbstub debugging goes through it the same way).
+   */
+  accelerator(): Promise<'kvm' | 'tcg'> {
+    if (!this.qmp) return Promise.reject(new VmiError('EUSAGE', 'a dump has no accelerator: this needs a live VM'));
+    this.#accelerator ??= this.qmp.execute('query-kvm').then((r) => ((r as { enabled?: boolean }).enabled ? 'kvm' : 'tcg'));
+    return this.#accelerator;
   }
 
   /** Guest RAM ranges (from QEMU's memory map, or the dump's segments). */

@@ -44,6 +44,11 @@ export interface JournalEntry {
   stack?: { address: string; data: string };
   /** A scratch mapping the engine made in the target (munmap it). */
   scratch?: { address: string; length: number };
+  /**
+   * Watchpoint mode: the `syscall; ret` gadget calls run from (hex); while one runs, the thread's
+   * rsp is callSp − 8 (the slot holding R that the `ret` reads) and it comes back to R with callSp.
+   */
+  gadget?: string;
 }
 
 /** The directory the journal lives in (not created). */
@@ -144,7 +149,7 @@ export function readJournal(path: string): JournalEntry {
     typeof e !== 'object' || e === null || e.version !== JOURNAL_VERSION || typeof e.target !== 'object' || !hex(e.target.task) ||
     !Number.isInteger(e.target.pid) || !hex(e.returnAddress) || !hex(e.callSp) || typeof e.vcpu !== 'string' ||
     typeof e.registers !== 'object' || !Array.isArray(e.restore) || !e.restore.every((n) => typeof n === 'string' && wide(e.registers[n])) ||
-    !Object.values(e.registers).every(wide)
+    !Object.values(e.registers).every(wide) || (e.gadget !== undefined && !hex(e.gadget))
   ) {
     throw new VmiError('EJOURNAL', `${path}: not a vmictl injection journal (version ${JOURNAL_VERSION})`);
   }

@@ -13,6 +13,7 @@ import { resolveContainer } from '../containers/resolve';
 import { tasksOf, type Container, type ProcessInfo, type TaskInfo } from '../containers/model';
 import { cr3Root, currentTask, mmRoot } from './cpu';
 import { AcquireTimeoutError, NoInjectableThreadError, type TriedProcess } from './errors';
+import { findSyscallRet } from './gadget';
 import { BreakpointRunner, type Hit } from './runner';
 import { AT_FDCWD, resumeVm, InjectionSession, type TargetThread } from './session';
 import { isSite, NOT_IN_SYSCALL, SYSCALL_INSN, syscallSite, type SyscallSite } from './site';
@@ -56,6 +57,12 @@ export interface InjectionOptions {
   protect?: (vm: Vm) => Promise<{ release(): Promise<void> }>;
   /** @internal End the session without resuming the VM (a helper session inside another). */
   leaveStopped?: boolean;
+  /**
+   * How injected calls are caught on their way back: `auto` (default) uses a read watchpoint
+   * under TCG when the target's code has a `syscall; ret` (no translation-cache flush per call),
+   * the breakpoint at R otherwise; `breakpoint` always the breakpoint (under KVM it always is).
+   */
+  returnBy?: 'auto' | 'breakpoint';
 }
 
 /** How long one round of waiting lasts before the sites are looked up again (processes move on). */
@@ -301,7 +308,14 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
       wasRunning,
       leaveStopped: opts.leaveStopped,
     }, acquireMs);
-    await session.prepare();
+    let gadget: bigint | undefined;
+    if ((opts.returnBy ?? 'auto') === 'auto' && (await vm.accelerator()) === 'tcg') {
+      // through the CR3 the thread had in user mode: under KPTI the kernel's half of its page
+      // table marks every user page NX, its user half says what user mode may execute
+      const userView = spaceAt(kernel, guest, hit.regs.get('cr3') ?? c.root, `pid ${thread.pid} (user view)`);
+      gadget = await findSyscallRet(userView, returnAddress, { signal });
+    }
+    await session.prepare({ gadget });
     session.onEnd(() => opts.signal?.removeEventListener('abort', onAbort));
     if (guard) {
       const end = session.end.bind(session);

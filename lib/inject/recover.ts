@@ -22,7 +22,7 @@ import { cr3Root, currentTask, inUserMode, mmRoot } from './cpu';
 import { errnoOf } from './errno';
 import { InjectionMemory, spaceAt } from './guest-memory';
 import { fromHex, Journal, listJournals, type JournalEntry } from './journal';
-import { BreakpointRunner, type Hit } from './runner';
+import { BreakpointRunner, WATCH_LENGTH, type Hit } from './runner';
 import { ARGUMENT_REGISTERS } from './session';
 import { redirectKernelReturn } from './redirect';
 import { userRegisters } from './site';
@@ -124,6 +124,7 @@ export async function recoverInjection(vm: Vm, path: string, opts: RecoverOption
   const ctx: Ctx = { vm, kernel, runner, guest: new InjectionMemory(memory, gdb) };
   // the dead vmictl's breakpoint is still in QEMU (under KVM a second one at the same address fails)
   await gdb.removeBreakpoint(1, R, 1, { timeout: 10_000 }).catch(() => undefined);
+  if (e.gadget !== undefined) await gdb.removeBreakpoint(3, fromHex(e.callSp) - 8n, WATCH_LENGTH, { timeout: 10_000 }).catch(() => undefined);
   let outcome: RecoverOutcome;
   try {
     outcome = { ...who, ...(await recoverTarget(ctx, e, opts)) };
@@ -147,11 +148,11 @@ async function recoverTarget(ctx: Ctx, e: JournalEntry, opts: RecoverOptions): P
   const root = await mmRoot(kernel, mm);
   const space = spaceAt(kernel, ctx.guest, root, `pid ${e.target.pid}`);
 
-  let parked = await findParked(ctx, task, R, callSp);
+  const gadget = e.gadget === undefined ? undefined : fromHex(e.gadget);
+  let parked = await findParked(ctx, task, R, callSp, gadget);
   if (!parked) {
     const regs = await userRegisters(kernel, task);
-    const ip = regs?.u64('ip');
-    if (!regs || (ip !== R && ip !== R - 2n) || regs.u64('sp') !== callSp) {
+    if (!regs || !inInjectedCall(regs.u64('ip'), regs.u64('sp'), R, callSp, gadget)) {
       return { action: 'already-restored', detail: 'the target is not in an injection (it was restored before vmictl ended)' };
     }
     // inside an injected syscall: catch it on its way back
@@ -161,7 +162,7 @@ async function recoverTarget(ctx: Ctx, e: JournalEntry, opts: RecoverOptions): P
     } catch (err) {
       if (!(err instanceof TimeoutError)) throw err;
       const saved = new Map(Object.entries(e.registers).map(([k, v]) => [k, fromHex(v)] as const));
-      await redirectKernelReturn(kernel, spaceAt(kernel, ctx.guest, kernel.kaslr.pageTableRoot, 'kernel'), task, saved, callSp);
+      await redirectKernelReturn(kernel, spaceAt(kernel, ctx.guest, kernel.kaslr.pageTableRoot, 'kernel'), task, saved, gadget === undefined ? [callSp] : [callSp, callSp - 8n]);
       return { action: 'redirected', detail: 'the target is blocked in an injected syscall: it will go back to its own code when the call ends (with that call\'s result in rax)' };
     }
   }
@@ -180,13 +181,23 @@ async function recoverTarget(ctx: Ctx, e: JournalEntry, opts: RecoverOptions): P
   return { action: 'restored', detail };
 }
 
-/** The target stopped in user mode on a vCPU at R or R − 2 with the injection's stack pointer. */
-async function findParked(ctx: Ctx, task: bigint, R: bigint, callSp: bigint): Promise<Hit | null> {
+/**
+ * Whether user registers (ip, sp) are those of a thread in an injected call, or about to make one
+ * or just back: at R − 2 or R with callSp, or (watchpoint mode) at the gadget's `syscall` or `ret`
+ * with the slot's address.
+ */
+function inInjectedCall(ip: bigint | undefined, sp: bigint | undefined, R: bigint, callSp: bigint, gadget: bigint | undefined): boolean {
+  if ((ip === R || ip === R - 2n) && sp === callSp) return true;
+  return gadget !== undefined && (ip === gadget || ip === gadget + 2n) && sp === callSp - 8n;
+}
+
+/** The target stopped in user mode on a vCPU where an injection leaves it (see inInjectedCall). */
+async function findParked(ctx: Ctx, task: bigint, R: bigint, callSp: bigint, gadget: bigint | undefined): Promise<Hit | null> {
   const gdb = ctx.runner.gdb;
   for (const thread of await gdb.threads({ timeout: 10_000 })) {
     const regs = await gdb.readRegisters({ thread, timeout: 10_000 });
     const rip = regs.get('rip');
-    if (!inUserMode(regs) || (rip !== R && rip !== R - 2n) || regs.get('rsp') !== callSp) continue;
+    if (!inUserMode(regs) || !inInjectedCall(rip, regs.get('rsp'), R, callSp, gadget)) continue;
     if ((await currentTask(ctx.kernel, regs)) !== task) continue;
     return { thread, regs, rip: rip!, stop: gdb.lastStop ?? { kind: 'T', swbreak: false, hwbreak: false, registersByNumber: new Map(), registers: new Map(), fields: new Map(), raw: '' } };
   }

@@ -17,13 +17,14 @@ const PT_REGS_FIELDS: Readonly<Record<string, string>> = {
 };
 
 /**
- * Rewrites the pt_regs of `task`, which must be inside an injected syscall (pt_regs.sp is the
- * injection's `callSp`), to `saved`. `kernelSpace` must be able to write (coherently with QEMU).
+ * Rewrites the pt_regs of `task`, which must be inside an injected syscall (pt_regs.sp is one of
+ * the injection's `callSps`: its callSp, or the watchpoint slot), to `saved`. `kernelSpace` must be
+ * able to write (coherently with QEMU).
  */
-export async function redirectKernelReturn(kernel: Kernel, kernelSpace: AddressSpace, task: bigint, saved: ReadonlyMap<string, bigint>, callSp: bigint): Promise<void> {
+export async function redirectKernelReturn(kernel: Kernel, kernelSpace: AddressSpace, task: bigint, saved: ReadonlyMap<string, bigint>, callSps: readonly bigint[]): Promise<void> {
   const regs = await userRegisters(kernel, task);
   if (!regs) throw new InjectionError('the blocked thread has no pt_regs', 'unknown');
-  if (regs.u64('sp') !== callSp) throw new InjectionError('the thread is in the kernel but not in an injected syscall', 'unknown');
+  if (!callSps.includes(regs.u64('sp'))) throw new InjectionError('the thread is in the kernel but not in an injected syscall', 'unknown');
   const buf = Buffer.from(regs.bytes);
   for (const [gdbName, field] of Object.entries(PT_REGS_FIELDS)) {
     const v = saved.get(gdbName);

@@ -6,7 +6,16 @@
  *
  * Each call: rip ← R − 2, rax ← number, rdi/rsi/rdx/r10/r8/r9 ← arguments, rsp ← below the data
  * area; the VM runs until the breakpoint at R is hit by this same thread with that same stack
- * pointer (a signal handler running in between has another one), and rax is the result. Memory
+ * pointer (a signal handler running in between has another one), and rax is the result.
+ *
+ * Under TCG, when the target's code has a `syscall; ret` gadget G (lib/inject/gadget.ts), calls
+ * come back through a read watchpoint instead: rip ← G, rsp ← a slot 8 bytes below the data area
+ * holding R; the call's `ret` reads the slot (the watchpoint stops the VM right after it) and
+ * lands at R with rsp just above the slot: the same place and stack pointer as with the breakpoint.
+ * A breakpoint stop makes QEMU flush its whole translation cache; a watchpoint stop does not, so
+ * the kernel's syscall path stays translated from one call to the next. In this mode the
+ * breakpoint at R is only there while a vfork runs (the call and its child come back to R by
+ * themselves): a watch hit whose `ret` lands on a breakpoint leaves QEMU a debug stop pending. Memory
  * arguments go in the stack below the red zone (only pages already present and writable, through
  * the process's own page tables), or, for larger ones, in an anonymous mapping made with an
  * injected mmap(MAP_POPULATE) and unmapped at the end. The registers that belong to the thread
@@ -17,7 +26,7 @@ import { AbortError, InjectionError, PageFaultError, TimeoutError, VmiError } fr
 import type { Vm } from '../vm';
 import type { Kernel } from '../kernel/kernel';
 import type { AddressSpace } from '../memory/address-space';
-import type { GdbClient } from '../transport/gdb';
+import { GdbBreakpointError, GdbUnsupportedError, type GdbClient } from '../transport/gdb';
 import { findTask } from '../kernel/helpers/task';
 import { currentTask, inUserMode, isThreadAt, writeRegistersOver } from './cpu';
 import { errnoOf, toSigned64 } from './errno';
@@ -38,6 +47,8 @@ export const RED_ZONE = 128n;
 export const STACK_SCRATCH_MAX = 32 * 1024;
 /** Least stack worth using; below that, everything goes to a mapping. */
 const STACK_SCRATCH_MIN = 256;
+/** Bytes kept below the data area in watchpoint mode: the slot, 16-byte alignment. */
+const WATCH_RESERVE = 16n;
 /** Size step of the scratch mapping. */
 const MAP_STEP = 64 * 1024;
 /** Largest buffer one helper call asks for. */
@@ -147,6 +158,10 @@ export class InjectionSession {
   /** The thread is known to be stopped in user mode on #vcpu (at R, or at R − 2 not yet run). */
   #parked = true;
   #stack: StackScratch | undefined;
+  /** The `syscall; ret` gadget and the slot its `ret` reads (watchpoint mode), if in use. */
+  #watch: { gadget: bigint; slot: bigint } | undefined;
+  /** Users of the breakpoint at R in watchpoint mode (a vfork in flight, the bench's floor). */
+  #returnBreakpointUsers = 0;
   #map: { address: bigint; length: number } | undefined;
   #journal: Journal | undefined;
   #queue: Promise<unknown> = Promise.resolve();
@@ -182,9 +197,27 @@ export class InjectionSession {
     return v;
   }
 
-  /** rsp while an injected syscall runs: below the data area under the red zone. */
+  /**
+   * rsp when the thread is back from an injected syscall: below the data area under the red zone
+   * (and while the call runs, in breakpoint mode; 8 bytes lower, at the slot, in watchpoint mode).
+   */
   get callSp(): bigint {
     return this.#callSp;
+  }
+
+  /** How injected calls come back: by the breakpoint at R, or by a read watchpoint (TCG). */
+  get returnBy(): 'breakpoint' | 'watchpoint' {
+    return this.#watch ? 'watchpoint' : 'breakpoint';
+  }
+
+  /** The `syscall; ret` gadget used in watchpoint mode. */
+  get gadget(): bigint | undefined {
+    return this.#watch?.gadget;
+  }
+
+  /** The watchpoints the engine has set and not yet removed (none once closed). */
+  get watchpoints(): bigint[] {
+    return this.#in.runner.watchpoints;
   }
 
   /** The vCPU (gdb thread) the target is stopped on. */
@@ -212,9 +245,10 @@ export class InjectionSession {
 
   /**
    * @internal Second step of opening: finds the stack area to use and writes the journal, before
-   * any register is changed.
+   * any register is changed; with `gadget` (a `syscall; ret` in the target's code), sets up the
+   * watchpoint mode when the stack area has room for its slot.
    */
-  async prepare(): Promise<void> {
+  async prepare(opts: { gadget?: bigint } = {}): Promise<void> {
     const top = this.#callSp;
     let low = top;
     const space = this.#in.space;
@@ -234,6 +268,11 @@ export class InjectionSession {
       const saved = await space.read(low, Number(top - low));
       this.#stack = { low, high: top, saved };
       this.#callSp = low;
+      if (opts.gadget !== undefined) {
+        // [low, low + 8) unused, the slot, then the data area from callSp (16-byte aligned)
+        this.#callSp = low + WATCH_RESERVE;
+        this.#watch = { gadget: opts.gadget, slot: this.#callSp - 8n };
+      }
     }
     if (this.#opts.journal !== false) {
       const entry: JournalEntry = {
@@ -249,9 +288,49 @@ export class InjectionSession {
         registers: Object.fromEntries([...this.#saved].map(([k, v]) => [k, hex(v)])),
         restore: this.#restoreNames(),
         stack: this.#stack ? { address: hex(this.#stack.low), data: this.#stack.saved.toString('hex') } : undefined,
+        gadget: this.#watch ? hex(this.#watch.gadget) : undefined,
       };
       this.#journal = Journal.create(entry, this.#opts.journal);
     }
+    if (this.#watch) {
+      const r = Buffer.alloc(8);
+      r.writeBigUInt64LE(this.returnAddress);
+      await space.write(this.#watch.slot, r);
+      try {
+        await this.#in.runner.watch(this.#watch.slot);
+      } catch (err) {
+        if (!(err instanceof GdbUnsupportedError || err instanceof GdbBreakpointError)) throw err;
+        // a stub without read watchpoints: calls come back by the breakpoint (the slot is unused)
+        this.#watch = undefined;
+        this.#journal?.update({ gadget: undefined });
+        return;
+      }
+      // a watch hit that lands on a breakpoint leaves QEMU a debug stop pending: the next resume
+      // stops at once (with a flush); so R has no breakpoint of ours while calls come back by watch
+      await this.#in.runner.remove(this.returnAddress);
+    }
+  }
+
+  /**
+   * @internal Runs `f` with the breakpoint at R inserted (watchpoint mode takes it away between
+   * calls): a vfork, whose child starts at R, or the bench's floor, which is a breakpoint hit.
+   */
+  async withReturnBreakpoint<T>(f: () => Promise<T>): Promise<T> {
+    await this.#takeReturnBreakpoint();
+    try {
+      return await f();
+    } finally {
+      await this.#dropReturnBreakpoint();
+    }
+  }
+
+  async #takeReturnBreakpoint(): Promise<void> {
+    if (this.#watch && this.#returnBreakpointUsers++ === 0) await this.#in.runner.insert(this.returnAddress);
+  }
+
+  async #dropReturnBreakpoint(): Promise<void> {
+    // once the session is over, removeAll() has taken it away
+    if (this.#watch && --this.#returnBreakpointUsers === 0 && this.#state !== 'closed') await this.#in.runner.remove(this.returnAddress);
   }
 
   #restoreNames(): string[] {
@@ -329,8 +408,12 @@ export class InjectionSession {
     return this.#serial(() => this.#call(n, args, false, true));
   }
 
-  /** Points the parked thread at the gadget with the call's registers; returns the call's rsp. */
-  async #issue(nr: number, args: readonly bigint[], internal: boolean, ignoreAbort = false): Promise<bigint> {
+  /**
+   * Points the parked thread at the gadget with the call's registers; returns the stack pointer it
+   * will be back with. `byBreakpoint`: the call comes back to R by itself (a vfork, whose child
+   * starts at R too), even in watchpoint mode.
+   */
+  async #issue(nr: number, args: readonly bigint[], internal: boolean, ignoreAbort = false, byBreakpoint = false): Promise<bigint> {
     if (this.#state !== (internal ? 'finishing' : 'open')) throw new SessionClosedError();
     if (args.length > 6) throw new RangeError(`a syscall takes at most 6 arguments, not ${args.length}`);
     const signal = internal || ignoreAbort ? undefined : this.#opts.signal;
@@ -340,7 +423,9 @@ export class InjectionSession {
     }
     if (!this.#parked) throw new InjectionError('the target thread is not stopped where the engine left it', 'unknown');
     const sp = this.#callSp;
-    const regs = new Map<string, bigint>([['rip', this.returnAddress - 2n], ['rax', BigInt(nr)], ['rsp', sp]]);
+    // with a breakpoint at R (someone's), the call comes back to it: see prepare()
+    const w = byBreakpoint || this.#in.runner.breakpointAt(this.returnAddress) ? undefined : this.#watch;
+    const regs = new Map<string, bigint>(w ? [['rip', w.gadget], ['rax', BigInt(nr)], ['rsp', w.slot]] : [['rip', this.returnAddress - 2n], ['rax', BigInt(nr)], ['rsp', sp]]);
     ARGUMENT_REGISTERS.forEach((name, i) => regs.set(name, BigInt.asUintN(64, args[i] ?? 0n)));
     try {
       await this.#writeRegisters(regs);
@@ -396,8 +481,11 @@ export class InjectionSession {
       const started = Date.now();
       let sp: bigint;
       try {
-        sp = await this.#issue(n, args, false);
+        // the call and the child it forks come back to R
+        await this.#takeReturnBreakpoint();
+        sp = await this.#issue(n, args, false, false, true);
       } catch (err) {
+        await this.#dropReturnBreakpoint().catch(() => undefined);
         release();
         throw err;
       }
@@ -414,6 +502,7 @@ export class InjectionSession {
             try {
               return await this.#complete(n, sp, started, false, caught, o?.ignoreAbort === true);
             } finally {
+              await this.#dropReturnBreakpoint().catch(() => undefined);
               release();
             }
           })();
@@ -434,7 +523,8 @@ export class InjectionSession {
    */
   async remakeScratchWritable(opts: { ignoreAbort?: boolean } = {}): Promise<void> {
     const areas: [bigint, number][] = [];
-    if (this.#stack) areas.push([this.#stack.low, Number(this.#stack.high - this.#stack.low)]);
+    // from callSp: the watchpoint slot below keeps R (the kernel's copy of the page has it too)
+    if (this.#stack) areas.push([this.#callSp, Number(this.#stack.high - this.#callSp)]);
     if (this.#map) areas.push([this.#map.address, this.#map.length]);
     for (const [address, length] of areas) {
       // getrandom may write less than asked (a pending signal): go on from there
@@ -520,7 +610,7 @@ export class InjectionSession {
     const sizes = parts.map((p) => (p.size + 15) & ~15);
     const total = sizes.reduce((a, b) => a + b, 0);
     let base: bigint;
-    if (this.#stack && total <= Number(this.#stack.high - this.#stack.low)) base = this.#stack.low;
+    if (this.#stack && total <= Number(this.#stack.high - this.#callSp)) base = this.#callSp;
     else base = await this.#mapping(total);
     const out: bigint[] = [];
     let at = base;
@@ -721,7 +811,7 @@ export class InjectionSession {
           await this.#restoreOnCpu();
         } else {
           // blocked inside an injected syscall: send it home when the call ends
-          await redirectKernelReturn(this.#in.kernel, this.#in.kernelSpace, this.target.task, this.#saved, this.#callSp);
+          await redirectKernelReturn(this.#in.kernel, this.#in.kernelSpace, this.target.task, this.#saved, this.#watch ? [this.#callSp, this.#watch.slot] : [this.#callSp]);
           state = 'in-syscall';
         }
         if (this.#stack) await this.#in.space.write(this.#stack.low, this.#stack.saved);
@@ -745,13 +835,18 @@ export class InjectionSession {
     return { state, errors };
   }
 
-  /** After a failed wait: is the thread stopped in user mode on some vCPU (at R or R − 2)? */
+  /**
+   * After a failed wait: is the thread stopped in user mode on some vCPU (at R or R − 2, or at the
+   * gadget's `syscall` or `ret`)?
+   */
   async #findParked(): Promise<void> {
     const gdb = this.#in.gdb;
+    const at = [this.returnAddress, this.returnAddress - 2n];
+    if (this.#watch) at.push(this.#watch.gadget, this.#watch.gadget + 2n);
     for (const thread of await gdb.threads({ timeout: 10_000 })) {
       const regs = await gdb.readRegisters({ thread, timeout: 10_000 });
       const rip = regs.get('rip');
-      if (!inUserMode(regs) || (rip !== this.returnAddress && rip !== this.returnAddress - 2n)) continue;
+      if (!inUserMode(regs) || rip === undefined || !at.includes(rip)) continue;
       if ((await currentTask(this.#in.kernel, regs)) !== this.target.task) continue;
       this.#vcpu = thread;
       this.#regs = regs;

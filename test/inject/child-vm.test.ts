@@ -142,6 +142,7 @@ t.test('vfork from an injection session', async (t) => {
     }
     t.equal(s.leftState, 'restored', 'the parent is restored');
     t.same(s.breakpoints, [], 'no breakpoint left');
+    t.same(s.watchpoints, [], 'no watchpoint left');
     t.ok(hostPid > 0, `the child (host pid ${hostPid}) had been caught`);
     t.equal(await childrenOf(env, target), '0', 'the target has no child left (no zombie)');
     t.equal((await guestRun(env, `test -d /proc/${hostPid} && echo alive || echo gone`)).output.trim(), 'gone', 'the child is gone from the guest');

@@ -75,16 +75,27 @@ t.test('syscall injection into containers of the test VM', async (t) => {
   if (!env.control) return t.fail('the test VM has no control channel');
   const gt = readGroundTruth(env.groundTruthFile);
 
-  await t.test('getpid, uname, openat+read, getdents64 in ticker', async (t) => {
+  for (const returnBy of ['auto', 'breakpoint'] as const) await t.test(`getpid, uname, openat+read, getdents64 in ticker (returnBy: ${returnBy})`, async (t) => {
     // what the guest itself says, asked while it runs (a session keeps the VM stopped)
     const inside = await guestRun(env, 'runc exec ticker cat /etc/hostname');
     const ls = await guestRun(env, 'runc exec ticker ls -a /');
     const vm = await Vm.connect({ qmp: env.qmp, gdb: env.gdb });
     t.teardown(() => vm.close());
-    const s = await openInjection(vm, { container: 'ticker' }, { journal: journalDir, timeout: 20_000 });
+    const s = await openInjection(vm, { container: 'ticker' }, { journal: journalDir, timeout: 20_000, returnBy });
     let journal: string | undefined;
     try {
       journal = s.journalPath;
+      if (returnBy === 'breakpoint' || (await vm.accelerator()) === 'kvm') {
+        t.equal(s.returnBy, 'breakpoint', 'calls come back by the breakpoint at R');
+        t.same(s.breakpoints, [s.returnAddress], 'which stays inserted');
+      } else {
+        // the ticker's busybox has syscall wrappers ending in `syscall; ret`
+        t.equal(s.returnBy, 'watchpoint', 'under TCG calls come back by a read watchpoint');
+        const gadget = await s.engine.space.read(s.gadget!, 3);
+        t.equal(gadget.toString('hex'), '0f05c3', 'the gadget is a syscall; ret of the target');
+        t.same(s.watchpoints, [s.callSp - 8n], 'on the slot below the data area');
+        t.same(s.breakpoints, [], 'and no breakpoint at R between calls (a watch hit landing on one leaves a stop pending)');
+      }
       t.ok(journal && existsSync(journal), 'a journal is written before the first register changes');
       const truth = gt.tasks.find((x) => x.pid === s.target.pid);
       t.ok(truth, `the target (host pid ${s.target.pid}) is a guest task`);
@@ -121,6 +132,7 @@ t.test('syscall injection into containers of the test VM', async (t) => {
     }
     t.equal(s.leftState, 'restored', 'the target is restored');
     t.same(s.breakpoints, [], 'no breakpoint is left inserted');
+    t.same(s.watchpoints, [], 'no watchpoint is left');
     t.notOk(journal && existsSync(journal), 'the journal is removed');
     t.ok(await vmRunning(vm), 'the VM runs again after the session');
     await tickerAlive(t, env, 'after the session');
@@ -160,6 +172,7 @@ t.test('syscall injection into containers of the test VM', async (t) => {
     t.ok(s.closed, 'the session is over');
     t.equal(s.leftState, 'restored', 'the target was restored');
     t.same(s.breakpoints, [], 'no breakpoint left');
+    t.same(s.watchpoints, [], 'no watchpoint left');
     t.notOk(journal && existsSync(journal), 'journal removed');
     await s.close();
     t.ok(await vmRunning(vm), 'the VM runs');
@@ -247,6 +260,7 @@ t.test('syscall injection into containers of the test VM', async (t) => {
     t.ok(Date.now() - started < 15_000, 'soon after the kill');
     t.ok(s.closed, 'the session is over');
     t.same(s.breakpoints, [], 'no breakpoint left');
+    t.same(s.watchpoints, [], 'no watchpoint left');
     t.notOk(journal && existsSync(journal), 'no journal left');
     t.ok(await vmRunning(vm), 'the VM runs');
     await tickerAlive(t, env, 'after the victim was killed');

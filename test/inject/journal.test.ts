@@ -82,6 +82,10 @@ t.test('create, update, read, list, remove', async (t) => {
   t.throws(() => readJournal(bad), VmiError, 'not JSON');
   writeFileSync(bad, JSON.stringify({ ...entry(), version: 2 }));
   t.throws(() => readJournal(bad), VmiError, 'another version');
+  writeFileSync(bad, JSON.stringify({ ...entry(), gadget: '47b4f5' }));
+  t.equal(readJournal(bad).gadget, '47b4f5', "a watchpoint-mode journal names its syscall; ret gadget");
+  writeFileSync(bad, JSON.stringify({ ...entry(), gadget: '-1' }));
+  t.throws(() => readJournal(bad), VmiError, 'a gadget that is not a hex address is refused');
 });
 
 t.test('CLI syscall arguments', async (t) => {
