@@ -30,11 +30,11 @@ export class KObject {
   }
 
   #at(path: string, size: number): number {
-    const f = this.field(path);
-    if (f.offset + size > this.bytes.length || (this.spans !== undefined && !this.spans.some(([a, b]) => f.offset >= a && f.offset + size <= b))) {
+    const offset = this.field(path).offset;
+    if (offset + size > this.bytes.length || (this.spans !== undefined && !within(this.spans, offset, offset + size))) {
       throw new MissingSymbolError(`${this.type}.${path}`, `${this.type}.${path} lies outside the ${this.bytes.length} bytes read`);
     }
-    return f.offset;
+    return offset;
   }
 
   u8(path: string): number { return this.bytes.readUInt8(this.#at(path, 1)); }
@@ -72,4 +72,13 @@ export class KObject {
     const start = this.#at(path, f.size);
     return Buffer.from(this.bytes.subarray(start, start + f.size));
   }
+}
+
+/** Whether [start, end) lies inside one of `spans` (a plain loop: this runs for every field read). */
+function within(spans: ReadonlyArray<readonly [number, number]>, start: number, end: number): boolean {
+  for (let i = 0; i < spans.length; i++) {
+    const s = spans[i];
+    if (start >= s[0] && end <= s[1]) return true;
+  }
+  return false;
 }
