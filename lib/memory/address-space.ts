@@ -169,15 +169,22 @@ export class AddressSpace {
       }
     }
     const walked = new Map<bigint, PageTranslation>();
-    const list = [...unknown];
-    for (let i = 0; i < list.length; i += TRANSLATE_BATCH) {
-      const batch = list.slice(i, i + TRANSLATE_BATCH);
-      const settled = await Promise.allSettled(batch.map((p) => this.#translatePage(p << 12n, opts)));
-      settled.forEach((s, k) => {
-        if (s.status === 'fulfilled') walked.set(batch[k], s.value);
-        else if (isFatalReadError(s.reason)) throw s.reason;
-      });
-    }
+    const walk = async (list: bigint[]) => {
+      for (let i = 0; i < list.length; i += TRANSLATE_BATCH) {
+        const batch = list.slice(i, i + TRANSLATE_BATCH);
+        const settled = await Promise.allSettled(batch.map((p) => this.#translatePage(p << 12n, opts)));
+        settled.forEach((s, k) => {
+          if (s.status === 'fulfilled') walked.set(batch[k], s.value);
+          else if (isFatalReadError(s.reason)) throw s.reason;
+        });
+      }
+    };
+    // one page of each 2 MiB first: the direct map is made of large pages, and once one walk finds
+    // one, every other page in it is settled without a walk of its own (thousands of walks a stage)
+    const first = new Map<bigint, bigint>();
+    for (const vpn of unknown) if (!first.has(vpn >> 9n)) first.set(vpn >> 9n, vpn);
+    await walk([...first.values()]);
+    await walk([...unknown].filter((vpn) => !walked.has(vpn) && this.#settled(vpn) === undefined));
     const found: PhysicalRange[] = [];
     for (const p of pieces) {
       const t = walked.get(p.vpn) ?? this.#settled(p.vpn);
