@@ -17,6 +17,7 @@ import { pidNamespaceEntries, pidTasksCached } from '../kernel/helpers/pid';
 import { prefetchCgroupPaths } from '../kernel/helpers/cgroup';
 import type { ProcessInfo, TaskInfo } from './model';
 import { TaskReader } from './task-reader';
+import { readU64LE } from '../util/bytes';
 
 export interface CollectOptions extends CallOptions {
   /** Most tasks to walk (a corrupt list can be endless). */
@@ -145,7 +146,7 @@ async function warmTaskList(kernel: Kernel, spans: TaskSpans, maxTasks: number, 
     const heads: Range[] = [];
     for (const t of tasks) {
       const b = kernel.space.peek(t + signalOff, 8);
-      if (b) heads.push({ address: b.readBigUInt64LE(0) + headOff, length: 16 });
+      if (b) heads.push({ address: readU64LE(b, 0) + headOff, length: 16 });
     }
     await kernel.prefetch(distinct(heads), opts);
   } catch (err) {

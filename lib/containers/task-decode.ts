@@ -9,6 +9,7 @@ import type { Kernel } from '../kernel/kernel';
 import type { KObject } from '../kernel/object';
 import { kernfsPathCached } from '../kernel/helpers/kernfs';
 import type { Namespaces, TaskInfo } from './model';
+import { readU64LE } from '../util/bytes';
 
 /** The shared objects, resolved: ns pointer → inum per namespace type, and so on. */
 export interface SharedTables {
@@ -68,7 +69,7 @@ export function decodeCached(kernel: Kernel, t: KObject, info: TaskInfo, tables:
     const nrOff = p.fieldOffset('upid', 'nr');
     const nsOff = p.fieldOffset('upid', 'ns');
     for (let i = 0; i <= level; i++) {
-      const n = inum('pid_namespace', raw.readBigUInt64LE(i * upSize + nsOff));
+      const n = inum('pid_namespace', readU64LE(raw, i * upSize + nsOff));
       if (n === undefined) return false;
       nspids.push(raw.readInt32LE(i * upSize + nrOff));
       pidNamespaces.push(n);

@@ -14,6 +14,7 @@ import { dPath, dentryPath, type KPath } from '../kernel/helpers/dcache';
 import { readCmdline } from '../kernel/helpers/mm';
 import { NAMESPACE_KINDS, type Namespaces, type TaskInfo } from './model';
 import { decodeCached, emptyTables, nsproxyFields, type SharedTables } from './task-decode';
+import { readU64LE } from '../util/bytes';
 
 export interface TaskReaderOptions extends CallOptions {
   maxCmdline?: number;
@@ -86,7 +87,7 @@ export class TaskReader {
       if (head && head.u32('level') <= 32) {
         const level = head.u32('level');
         const raw = k.space.peek(pid + numbersOff, upSize * (level + 1), true);
-        for (let i = 0; raw && i <= level; i++) wantInum('pid_namespace', raw.readBigUInt64LE(i * upSize + nsOff));
+        for (let i = 0; raw && i <= level; i++) wantInum('pid_namespace', readU64LE(raw, i * upSize + nsOff));
       }
       const credAt = t.ptr('real_cred');
       const cred = !seen.has(credAt) && k.isKernelPointer(credAt) ? k.peek('cred', credAt) : undefined;
@@ -230,7 +231,7 @@ export class TaskReader {
     const inums: Promise<number>[] = [];
     for (let i = 0; i <= level; i++) {
       nspids.push(raw.readInt32LE(i * upSize + nrOff));
-      inums.push(this.inum('pid_namespace', raw.readBigUInt64LE(i * upSize + nsOff)));
+      inums.push(this.inum('pid_namespace', readU64LE(raw, i * upSize + nsOff)));
     }
     const pidNamespaces = await Promise.all(inums);
     info.nspids = nspids;

@@ -5,6 +5,7 @@
  */
 import { MissingSymbolError, ValidationError } from '../errors';
 import type { FieldLayout, Profile } from './profile';
+import { readU64LE } from '../util/bytes';
 
 export class KObject {
   constructor(
@@ -41,7 +42,7 @@ export class KObject {
   u16(path: string): number { return this.bytes.readUInt16LE(this.#at(path, 2)); }
   u32(path: string): number { return this.bytes.readUInt32LE(this.#at(path, 4)); }
   i32(path: string): number { return this.bytes.readInt32LE(this.#at(path, 4)); }
-  u64(path: string): bigint { return this.bytes.readBigUInt64LE(this.#at(path, 8)); }
+  u64(path: string): bigint { return readU64LE(this.bytes, this.#at(path, 8)); }
   i64(path: string): bigint { return this.bytes.readBigInt64LE(this.#at(path, 8)); }
   ptr(path: string): bigint { return this.u64(path); }
 

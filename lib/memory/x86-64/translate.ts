@@ -11,6 +11,7 @@ import { decodeCr3, type DecodedCr3 } from './cr3';
 import { ARCH_ADDRESS_BITS, physicalAddressMask, PTE_NX, PTE_PAGE_SIZE, PTE_PRESENT, PTE_USER, PTE_WRITABLE } from './entry';
 import { mappings, type MappedRange, type MappingsOptions } from './mappings';
 import { pagingFormatForCr4, tableIndex, X86_64_4LEVEL, type PagingFormat, type PagingLevel } from './paging-format';
+import { readU64LE } from '../../util/bytes';
 
 export interface Translation {
   /** The physical address `va` maps to. */
@@ -81,7 +82,7 @@ export class X86PageTable {
   /** Reads one 8-byte entry; a table outside readable memory is a fault of the entry that named it. */
   async readEntry(va: bigint, level: PagingLevel, entryAddress: bigint, parent: bigint, opts?: CallOptions): Promise<bigint> {
     let buf: Buffer | undefined = this.physical.peek?.(entryAddress, 8);
-    if (buf) return buf.readBigUInt64LE(0);
+    if (buf) return readU64LE(buf, 0);
     try {
       buf = await this.physical.read(entryAddress, 8, opts);
     } catch (err) {
@@ -90,7 +91,7 @@ export class X86PageTable {
       }
       throw err;
     }
-    return buf.readBigUInt64LE(0);
+    return readU64LE(buf, 0);
   }
 
   /**
