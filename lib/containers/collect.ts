@@ -105,9 +105,13 @@ export async function collectTasks(kernel: Kernel, opts: CollectOptions = {}): P
   const reader = new TaskReader(kernel, opts, tasks);
   await reader.prepare();
   const infos = new Map<bigint, TaskInfo>();
-  await Promise.all([...tasks.values()].map(async (t) => {
-    infos.set(t.address, await reader.taskInfo(t, taskWarnings.get(t.address)!));
-  }));
+  const pending: Promise<void>[] = [];
+  for (const t of tasks.values()) {
+    const info = reader.taskInfo(t, taskWarnings.get(t.address)!);
+    if (info instanceof Promise) pending.push(info.then((i) => void infos.set(t.address, i)));
+    else infos.set(t.address, info);
+  }
+  await Promise.all(pending);
 
   const processes: ProcessInfo[] = [];
   for (const g of groups) {

@@ -12,7 +12,7 @@ import { taskStateLetter } from '../kernel/helpers/state';
 import { cgroupPath, cgroupV1Paths } from '../kernel/helpers/cgroup';
 import { dPath, dentryPath, type KPath } from '../kernel/helpers/dcache';
 import { readCmdline } from '../kernel/helpers/mm';
-import { NAMESPACE_KINDS, type Namespaces, type TaskInfo } from './model';
+import { unknownNamespaces, type Namespaces, type TaskInfo } from './model';
 import { decodeCached, emptyTables, nsproxyFields, type SharedTables } from './task-decode';
 import { readU64LE } from '../util/bytes';
 
@@ -160,7 +160,11 @@ export class TaskReader {
     });
   }
 
-  async taskInfo(t: KObject, warnings: string[]): Promise<TaskInfo> {
+  /**
+   * The TaskInfo of one task: at once when the cache and the shared tables hold all a brief listing
+   * wants (nearly every task: a promise each was a good part of a listing's time), else a promise.
+   */
+  taskInfo(t: KObject, warnings: string[]): TaskInfo | Promise<TaskInfo> {
     const k = this.kernel;
     const p = k.profile;
     const flags = t.uint('flags');
@@ -178,15 +182,25 @@ export class TaskReader {
       startTime: p.hasField('task_struct', 'start_boottime') ? t.u64('start_boottime') : t.u64('start_time'),
       nspids: [],
       pidNamespaces: [],
-      namespaces: Object.fromEntries(NAMESPACE_KINDS.map((n) => [n, 0])) as Namespaces,
+      namespaces: unknownNamespaces(),
       cgroup: '',
       exe: null,
       hostname: '',
       kernelThread,
       warnings,
     };
-    const full = !kernelThread && !this.opts.brief;
     const fast = decodeCached(k, t, info, this.#tables, this.tasks);
+    if (fast && this.opts.brief) {
+      if (info.pid === 0) info.ppid = 0;
+      return info;
+    }
+    return this.#rest(t, info, fast, warnings);
+  }
+
+  /** What decodeCached() could not do, and what a full listing reads besides (command line, executable, root). */
+  async #rest(t: KObject, info: TaskInfo, fast: boolean, warnings: string[]): Promise<TaskInfo> {
+    const mm = t.ptr('mm');
+    const full = !info.kernelThread && !this.opts.brief;
     await Promise.all([
       fast ? undefined : guarded(warnings, 'parent', undefined, () => this.#parent(t, info)),
       fast ? undefined : guarded(warnings, 'pid', undefined, () => this.#pids(t, info)),
