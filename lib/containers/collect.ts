@@ -287,6 +287,6 @@ function distinct(ranges: Range[]): Range[] {
     if (had === undefined || had < r.length) longest.set(r.address, r.length);
   }
   const out: Range[] = [];
-  for (const [address, length] of longest) out.push({ address, length });
+  longest.forEach((length, address) => void out.push({ address, length }));
   return out;
 }

@@ -153,42 +153,48 @@ export class AddressSpace {
     const physical = this.physical as PhysicalMemory & { prefetch?: (r: readonly PhysicalRange[], o?: CallOptions) => Promise<void> };
     if (!physical.prefetch || physical.generation === undefined) return;
     this.#checkGeneration();
-    // the per-page pieces, and the pages no settled translation covers yet
-    const pieces: Array<{ vpn: bigint; offset: number; length: number }> = [];
+    // pieces on pages already translated go straight to `found`; the others wait for their walk
+    const found: PhysicalRange[] = [];
+    const later: Array<{ vpn: bigint; offset: bigint; length: number }> = [];
     const unknown = new Set<bigint>();
     for (const r of ranges) {
       if (!Number.isSafeInteger(r.length) || r.length <= 0 || r.length > MAX_PEEK || r.address < 0n || r.address + BigInt(r.length) > U64_LIMIT) continue;
       for (let done = 0; done < r.length; ) {
-        const va = r.address + BigInt(done);
-        const offset = Number(va & OFFSET_MASK);
-        const length = Math.min(r.length - done, PAGE_SIZE - offset);
+        const va = done === 0 ? r.address : r.address + BigInt(done);
+        const offset = va & OFFSET_MASK;
+        const length = Math.min(r.length - done, PAGE_SIZE - Number(offset));
         const vpn = va >> 12n;
-        pieces.push({ vpn, offset, length });
-        if (this.#settled(vpn) === undefined) unknown.add(vpn);
+        const t = this.#settled(vpn);
+        if (t !== undefined) found.push({ address: t.physicalPage + offset, length });
+        else {
+          later.push({ vpn, offset, length });
+          unknown.add(vpn);
+        }
         done += length;
       }
     }
-    const walked = new Map<bigint, PageTranslation>();
-    const walk = async (list: bigint[]) => {
-      for (let i = 0; i < list.length; i += TRANSLATE_BATCH) {
-        const batch = list.slice(i, i + TRANSLATE_BATCH);
-        const settled = await Promise.allSettled(batch.map((p) => this.#translatePage(p << 12n, opts)));
-        settled.forEach((s, k) => {
-          if (s.status === 'fulfilled') walked.set(batch[k], s.value);
-          else if (isFatalReadError(s.reason)) throw s.reason;
-        });
+    if (unknown.size > 0) {
+      const walked = new Map<bigint, PageTranslation>();
+      const walk = async (list: bigint[]) => {
+        for (let i = 0; i < list.length; i += TRANSLATE_BATCH) {
+          const batch = list.slice(i, i + TRANSLATE_BATCH);
+          const settled = await Promise.allSettled(batch.map((p) => this.#translatePage(p << 12n, opts)));
+          settled.forEach((s, k) => {
+            if (s.status === 'fulfilled') walked.set(batch[k], s.value);
+            else if (isFatalReadError(s.reason)) throw s.reason;
+          });
+        }
+      };
+      // one page of each 2 MiB first: the direct map is made of large pages, and once one walk finds
+      // one, every other page in it is settled without a walk of its own (thousands of walks a stage)
+      const first = new Map<bigint, bigint>();
+      for (const vpn of unknown) if (!first.has(vpn >> 9n)) first.set(vpn >> 9n, vpn);
+      await walk([...first.values()]);
+      await walk([...unknown].filter((vpn) => !walked.has(vpn) && this.#settled(vpn) === undefined));
+      for (const p of later) {
+        const t = walked.get(p.vpn) ?? this.#settled(p.vpn);
+        if (t) found.push({ address: t.physicalPage + p.offset, length: p.length });
       }
-    };
-    // one page of each 2 MiB first: the direct map is made of large pages, and once one walk finds
-    // one, every other page in it is settled without a walk of its own (thousands of walks a stage)
-    const first = new Map<bigint, bigint>();
-    for (const vpn of unknown) if (!first.has(vpn >> 9n)) first.set(vpn >> 9n, vpn);
-    await walk([...first.values()]);
-    await walk([...unknown].filter((vpn) => !walked.has(vpn) && this.#settled(vpn) === undefined));
-    const found: PhysicalRange[] = [];
-    for (const p of pieces) {
-      const t = walked.get(p.vpn) ?? this.#settled(p.vpn);
-      if (t) found.push({ address: t.physicalPage + BigInt(p.offset), length: p.length });
     }
     if (found.length > 0) await physical.prefetch(found, opts);
   }
