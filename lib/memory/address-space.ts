@@ -26,6 +26,8 @@ export interface AddressSpaceOptions {
 interface PageTranslation {
   /** Physical address of the 4 KiB page (within a larger page if it is one). */
   physicalPage: bigint;
+  /** physicalPage >> 12, what the cache below is keyed by (kept: a peek then makes no bigint of its own for it) */
+  ppn: bigint;
   t: Translation;
 }
 
@@ -97,7 +99,8 @@ export class AddressSpace {
     const big = this.#large2M.get(vpn >> 9n) ?? this.#large1G.get(vpn >> 18n);
     if (big === undefined) return undefined;
     const mask = BigInt(big.t.pageSize - 1);
-    const own = { physicalPage: (big.physicalPage & ~mask) | ((vpn << 12n) & mask), t: big.t };
+    const physicalPage = (big.physicalPage & ~mask) | ((vpn << 12n) & mask);
+    const own = { physicalPage, ppn: physicalPage >> 12n, t: big.t };
     // kept per 4 KiB page too: the next peek of this page is one lookup, not this arithmetic
     if (this.#resolved.size < this.#maxCached) this.#resolved.set(vpn, own);
     return own;
@@ -126,7 +129,8 @@ export class AddressSpace {
     const off = Number(va & OFFSET_MASK);
     if (off + length <= PAGE_SIZE) {
       const t = this.#settled(va >> 12n);
-      return t === undefined ? undefined : physical.peek(t.physicalPage + BigInt(off), length, view);
+      if (t === undefined) return undefined;
+      return physical.peekPage ? physical.peekPage(t.ppn, off, length, view) : physical.peek(t.physicalPage + BigInt(off), length, view);
     }
     if (length > MAX_PEEK) return undefined;
     const out = Buffer.allocUnsafe(length);
@@ -366,7 +370,10 @@ export class AddressSpace {
   #translatePage(va: bigint, opts?: CallOptions): Promise<PageTranslation> {
     const generation = this.physical.generation;
     const walk = () =>
-      this.pageTable.translate(va, opts).then((t) => ({ physicalPage: t.physical & PAGE_MASK, t }));
+      this.pageTable.translate(va, opts).then((t) => {
+        const physicalPage = t.physical & PAGE_MASK;
+        return { physicalPage, ppn: physicalPage >> 12n, t };
+      });
     if (generation === undefined) return walk();
     this.#checkGeneration();
     const key = va >> 12n;

@@ -214,6 +214,21 @@ export class PageCache implements PhysicalMemory {
     return out;
   }
 
+  /**
+   * peek() within one page, by page number: what an address space asks for most (tens of
+   * thousands of times a listing), without the bigint arithmetic of an address.
+   */
+  peekPage(p: bigint, off: number, length: number, view = false): Buffer | undefined {
+    if (!Number.isSafeInteger(off) || !Number.isSafeInteger(length) || off < 0 || length <= 0 || off + length > PAGE_SIZE) return undefined;
+    const page = this.#pages.get(p) ?? this.#partialData(p, off, length);
+    if (!page) return undefined;
+    this.#stats.hits++;
+    if (view) return page.subarray(off, off + length);
+    const out = Buffer.allocUnsafe(length);
+    page.copy(out, 0, off, off + length);
+    return out;
+  }
+
   /** The data of partial page `p` if it holds bytes [off, off + length), else undefined. */
   #partialData(p: bigint, off: number, length: number): Buffer | undefined {
     const part = this.#partial.get(p);

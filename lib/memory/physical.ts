@@ -30,6 +30,8 @@ export interface PhysicalMemory {
    * With `view`, the result may share memory with the cache: read it, never write to it.
    */
   peek?(address: bigint, length: number, view?: boolean): Buffer | undefined;
+  /** peek() of bytes [offset, offset + length) of the page whose number (address >> 12) is `page`, all within it. */
+  peekPage?(page: bigint, offset: number, length: number, view?: boolean): Buffer | undefined;
   /**
    * True when readRanges() answers with memory of its own: buffers nothing else holds or will write,
    * shared between replies only in blocks of at most REPLY_BLOCK bytes. A cache may keep such
