@@ -43,6 +43,8 @@ const U64_LIMIT = 1n << 64n;
 const OFFSET_MASK = BigInt(PAGE_SIZE - 1);
 /** Longest read peek() and prefetch() take (longer ones go the ordinary way). */
 const MAX_PEEK = 1024 * 1024;
+/** Below this, no range prefetch() takes can pass the end of the address space. */
+const NEAR_U64_LIMIT = U64_LIMIT - BigInt(MAX_PEEK);
 /** Translations started at once: enough to pipeline page-table reads, few enough to stay small. */
 const TRANSLATE_BATCH = 512;
 
@@ -162,7 +164,9 @@ export class AddressSpace {
     const later: Array<{ vpn: bigint; offset: bigint; length: number }> = [];
     const unknown = new Set<bigint>();
     for (const r of ranges) {
-      if (!Number.isSafeInteger(r.length) || r.length <= 0 || r.length > MAX_PEEK || r.address < 0n || r.address + BigInt(r.length) > U64_LIMIT) continue;
+      if (!Number.isSafeInteger(r.length) || r.length <= 0 || r.length > MAX_PEEK || r.address < 0n) continue;
+      // (the sum is made only near the top, where it may pass 2^64: a bigint less per range elsewhere)
+      if (r.address >= NEAR_U64_LIMIT && r.address + BigInt(r.length) > U64_LIMIT) continue;
       for (let done = 0; done < r.length; ) {
         const va = done === 0 ? r.address : r.address + BigInt(done);
         const offset = va & OFFSET_MASK;

@@ -246,19 +246,27 @@ export class PageCache implements PhysicalMemory {
     // page → sectors still wanted of it
     const wanted = new Map<bigint, number>();
     const waits = new Set<Promise<unknown>>();
+    const want = (p: bigint, off: number, n: number) => {
+      if (this.#pages.has(p)) return;
+      const shared = this.#inflight.get(p);
+      if (shared) { waits.add(shared.fetched); return; }
+      const m = (this.#sectors ? sectorMask(off, n) : FULL_MASK) & ~(this.#partial.get(p)?.mask ?? 0);
+      if (m !== 0) wanted.set(p, (wanted.get(p) ?? 0) | m);
+    };
     for (const r of ranges) {
       if (r.length <= 0 || r.length > MAX_PREFETCH_RANGE || r.address < 0n) continue;
+      // most ranges are objects within one page: no arithmetic on addresses past the first
+      const first = Number(r.address & PAGE_OFFSET_MASK);
+      if (first + r.length <= PAGE_SIZE) {
+        want(r.address >> PAGE_SHIFT, first, r.length);
+        continue;
+      }
       const end = r.address + BigInt(r.length);
       for (let at = r.address; at < end; ) {
-        const p = at >> PAGE_SHIFT;
         const off = Number(at & PAGE_OFFSET_MASK);
         const n = Math.min(Number(end - at), PAGE_SIZE - off);
+        want(at >> PAGE_SHIFT, off, n);
         at += BigInt(n);
-        if (this.#pages.has(p)) continue;
-        const shared = this.#inflight.get(p);
-        if (shared) { waits.add(shared.fetched); continue; }
-        const m = (this.#sectors ? sectorMask(off, n) : FULL_MASK) & ~(this.#partial.get(p)?.mask ?? 0);
-        if (m !== 0) wanted.set(p, (wanted.get(p) ?? 0) | m);
       }
     }
     const whole: bigint[] = [];
