@@ -93,7 +93,9 @@ export async function collectTasks(kernel: Kernel, opts: CollectOptions = {}): P
   const taskWarnings = new Map<bigint, string[]>();
   for (const addr of all) {
     const w: string[] = [];
-    const t = objectAt(structs, addr, `task 0x${addr.toString(16)}`, w);
+    const hit = structs.get(addr);
+    // (the name is made only for a task that needs a warning)
+    const t = hit !== undefined && !(hit instanceof Error) ? hit : objectAt(structs, addr, `task 0x${addr.toString(16)}`, w);
     if (t) tasks.set(addr, t);
     else warnings.push(...w);
     taskWarnings.set(addr, w);
