@@ -85,15 +85,12 @@ export function decodeCached(kernel: Kernel, t: KObject, info: TaskInfo, tables:
   if (pidAt === 0n) nspids.push(info.pid);
   else {
     if (!kernel.isKernelPointer(pidAt)) return false;
-    const head = kernel.peek('pid', pidAt, { upTo: 'level' });
-    if (!head) return false;
-    const level = head.u32('level');
-    if (level > 32) return false;
+    const numbers = pidNumbersCached(kernel, pidAt);
+    if (!numbers) return false;
+    const { raw, base, level } = numbers;
     const upSize = p.typeSize('upid');
-    const raw = kernel.space.peek(pidAt + BigInt(p.fieldOffset('pid', 'numbers')), upSize * (level + 1), true);
-    if (!raw) return false;
-    const nrOff = p.fieldOffset('upid', 'nr');
-    const nsOff = p.fieldOffset('upid', 'ns');
+    const nrOff = base + p.fieldOffset('upid', 'nr');
+    const nsOff = base + p.fieldOffset('upid', 'ns');
     for (let i = 0; i <= level; i++) {
       const n = inum('pid_namespace', readU64LE(raw, i * upSize + nsOff));
       if (n === undefined) return false;
@@ -131,6 +128,34 @@ export function decodeCached(kernel: Kernel, t: KObject, info: TaskInfo, tables:
 }
 
 type Inum = (type: string, at: bigint) => number | undefined;
+
+/** Levels whose numbers come in the same peek as the struct pid itself (the collection fetched that much). */
+const NUMBERS_WITH_HEAD = 4;
+
+/**
+ * The cached bytes holding `pid->numbers[0..level]` of the struct pid at `pidAt` (numbers[i] at
+ * `base + i * sizeof(struct upid)`), and its level; undefined when not cached or level > 32. Most
+ * tasks' take one peek, the struct and its first levels together.
+ */
+export function pidNumbersCached(kernel: Kernel, pidAt: bigint): { raw: Buffer; base: number; level: number } | undefined {
+  const p = kernel.profile;
+  const upSize = p.typeSize('upid');
+  const numbersOff = p.fieldOffset('pid', 'numbers');
+  const level = p.field('pid', 'level');
+  const short = numbersOff + upSize * NUMBERS_WITH_HEAD;
+  const both = level.offset + 4 <= short ? kernel.space.peek(pidAt, short, true) : undefined;
+  let n: number;
+  if (both) n = both.readUInt32LE(level.offset);
+  else {
+    const head = kernel.peek('pid', pidAt, { upTo: 'level' });
+    if (!head) return undefined;
+    n = head.u32('level');
+  }
+  if (n > 32) return undefined;
+  if (both && n < NUMBERS_WITH_HEAD) return { raw: both, base: numbersOff, level: n };
+  const raw = kernel.space.peek(pidAt + BigInt(numbersOff), upSize * (n + 1), true);
+  return raw && { raw, base: 0, level: n };
+}
 
 /** A task with no nsproxy (exiting) keeps unknown namespaces and no hostname. */
 const NO_NSPROXY: DecodedNsproxy = { ns: {}, hostname: '' };

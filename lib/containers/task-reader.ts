@@ -13,7 +13,7 @@ import { cgroupPath, cgroupV1Paths } from '../kernel/helpers/cgroup';
 import { dPath, dentryPath, type KPath } from '../kernel/helpers/dcache';
 import { readCmdline } from '../kernel/helpers/mm';
 import { unknownNamespaces, type Namespaces, type TaskInfo } from './model';
-import { decodeCached, emptyTables, nsproxyFields, type SharedTables } from './task-decode';
+import { decodeCached, emptyTables, nsproxyFields, pidNumbersCached, type SharedTables } from './task-decode';
 import { readU64LE } from '../util/bytes';
 
 export interface TaskReaderOptions extends CallOptions {
@@ -77,17 +77,15 @@ export class TaskReader {
     const csets = new Set<bigint>();
     const seen = new Set<bigint>();
     const upSize = p.typeSize('upid');
-    const numbersOff = BigInt(p.fieldOffset('pid', 'numbers'));
     const nsOff = p.fieldOffset('upid', 'ns');
     const nsFields = nsproxyFields(k);
     for (const t of this.tasks.values()) {
       const pid = t.ptr('thread_pid');
-      const head = !seen.has(pid) && k.isKernelPointer(pid) ? k.peek('pid', pid, { upTo: 'level' }) : undefined;
+      const numbers = !seen.has(pid) && k.isKernelPointer(pid) ? pidNumbersCached(k, pid) : undefined;
       seen.add(pid);
-      if (head && head.u32('level') <= 32) {
-        const level = head.u32('level');
-        const raw = k.space.peek(pid + numbersOff, upSize * (level + 1), true);
-        for (let i = 0; raw && i <= level; i++) wantInum('pid_namespace', readU64LE(raw, i * upSize + nsOff));
+      if (numbers) {
+        const { raw, base, level } = numbers;
+        for (let i = 0; i <= level; i++) wantInum('pid_namespace', readU64LE(raw, base + i * upSize + nsOff));
       }
       const credAt = t.ptr('real_cred');
       const cred = !seen.has(credAt) && k.isKernelPointer(credAt) ? k.peek('cred', credAt) : undefined;
