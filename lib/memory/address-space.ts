@@ -371,6 +371,13 @@ export class AddressSpace {
     }
   }
 
+  /** Remembers a settled translation of the page `key` (va >> 12), and of its large page. */
+  #keep(key: bigint, va: bigint, t: PageTranslation): void {
+    this.#resolved.set(key, t);
+    if (t.t.pageSize === 0x200000) this.#large2M.set(va >> 21n, t);
+    else if (t.t.pageSize === 0x40000000) this.#large1G.set(va >> 30n, t);
+  }
+
   #translatePage(va: bigint, opts?: CallOptions): Promise<PageTranslation> {
     const generation = this.physical.generation;
     const walk = () =>
@@ -385,6 +392,15 @@ export class AddressSpace {
     if (cached) return cached;
     const settled = this.#settled(key);
     if (settled) return Promise.resolve(settled);
+    // every table entry already cached: settled at once, with no promise per level
+    const now = this.pageTable.translateCached(va);
+    if (now) {
+      if (this.#resolved.size >= this.#maxCached) this.#clearTranslations();
+      const physicalPage = now.physical & PAGE_MASK;
+      const t = { physicalPage, ppn: physicalPage >> 12n, t: now };
+      this.#keep(key, va, t);
+      return Promise.resolve(t);
+    }
     if (this.#tlb.size >= this.#maxCached) this.#clearTranslations();
     const p = walk();
     this.#tlb.set(key, p);
@@ -392,9 +408,7 @@ export class AddressSpace {
     p.then(
       (t) => {
         if (this.#tlb.get(key) !== p || this.#tlbGeneration !== generation) return;
-        this.#resolved.set(key, t);
-        if (t.t.pageSize === 0x200000) this.#large2M.set(va >> 21n, t);
-        else if (t.t.pageSize === 0x40000000) this.#large1G.set(va >> 30n, t);
+        this.#keep(key, va, t);
       },
       () => {
         if (this.#tlb.get(key) === p) this.#tlb.delete(key);
