@@ -17,6 +17,7 @@ import { pidNamespaceEntries, pidTasksCached } from '../kernel/helpers/pid';
 import { prefetchCgroupPaths } from '../kernel/helpers/cgroup';
 import type { ProcessInfo, TaskInfo } from './model';
 import { TaskReader } from './task-reader';
+import { readU64LE } from '../util/bytes';
 
 export interface CollectOptions extends CallOptions {
   /** Most tasks to walk (a corrupt list can be endless). */
@@ -92,7 +93,9 @@ export async function collectTasks(kernel: Kernel, opts: CollectOptions = {}): P
   const taskWarnings = new Map<bigint, string[]>();
   for (const addr of all) {
     const w: string[] = [];
-    const t = objectAt(structs, addr, `task 0x${addr.toString(16)}`, w);
+    const hit = structs.get(addr);
+    // (the name is made only for a task that needs a warning)
+    const t = hit !== undefined && !(hit instanceof Error) ? hit : objectAt(structs, addr, `task 0x${addr.toString(16)}`, w);
     if (t) tasks.set(addr, t);
     else warnings.push(...w);
     taskWarnings.set(addr, w);
@@ -104,9 +107,13 @@ export async function collectTasks(kernel: Kernel, opts: CollectOptions = {}): P
   const reader = new TaskReader(kernel, opts, tasks);
   await reader.prepare();
   const infos = new Map<bigint, TaskInfo>();
-  await Promise.all([...tasks.values()].map(async (t) => {
-    infos.set(t.address, await reader.taskInfo(t, taskWarnings.get(t.address)!));
-  }));
+  const pending: Promise<void>[] = [];
+  for (const t of tasks.values()) {
+    const info = reader.taskInfo(t, taskWarnings.get(t.address)!);
+    if (info instanceof Promise) pending.push(info.then((i) => void infos.set(t.address, i)));
+    else infos.set(t.address, info);
+  }
+  await Promise.all(pending);
 
   const processes: ProcessInfo[] = [];
   for (const g of groups) {
@@ -145,7 +152,7 @@ async function warmTaskList(kernel: Kernel, spans: TaskSpans, maxTasks: number, 
     const heads: Range[] = [];
     for (const t of tasks) {
       const b = kernel.space.peek(t + signalOff, 8);
-      if (b) heads.push({ address: b.readBigUInt64LE(0) + headOff, length: 16 });
+      if (b) heads.push({ address: readU64LE(b, 0) + headOff, length: 16 });
     }
     await kernel.prefetch(distinct(heads), opts);
   } catch (err) {
@@ -208,17 +215,24 @@ async function prefetchPointees(kernel: Kernel, tasks: KObject[], known: Readonl
   const fsRoot = p.hasField('fs_struct', 'root') ? p.fieldOffset('fs_struct', 'root') : undefined;
   const tgidOff = p.fieldOffset('task_struct', 'tgid');
 
+  // each pointer decoded once (three passes below)
+  const refs = tasks.map((t) => ({
+    pid: t.ptr('thread_pid'), cred: t.ptr('real_cred'), nsproxy: t.ptr('nsproxy'), cset: t.ptr('cgroups'),
+    fs: fsRoot !== undefined ? t.ptr('fs') : 0n, parent: t.ptr('real_parent'), mm: t.ptr('mm'),
+  }));
+  const credLen = p.typeSize('cred');
+  const nsproxyLen = p.typeSize('nsproxy');
+
   // level 1: the objects the task_structs point to
   const level1: Range[] = [];
-  for (const t of tasks) {
-    level1.push({ address: t.ptr('thread_pid'), length: pidLen });
-    level1.push({ address: t.ptr('real_cred'), length: p.typeSize('cred') });
-    level1.push({ address: t.ptr('nsproxy'), length: p.typeSize('nsproxy') });
-    level1.push({ address: t.ptr('cgroups'), length: csetLen });
-    if (fsRoot !== undefined) level1.push({ address: t.ptr('fs') + BigInt(fsRoot), length: 16 });
-    const parent = t.ptr('real_parent');
-    if (!known.has(parent)) level1.push({ address: parent + BigInt(tgidOff), length: 4 });
-    if (!opts.brief && t.ptr('mm') !== 0n) level1.push({ address: t.ptr('mm'), length: mmLen });
+  for (const t of refs) {
+    level1.push({ address: t.pid, length: pidLen });
+    level1.push({ address: t.cred, length: credLen });
+    level1.push({ address: t.nsproxy, length: nsproxyLen });
+    level1.push({ address: t.cset, length: csetLen });
+    if (fsRoot !== undefined) level1.push({ address: t.fs + BigInt(fsRoot), length: 16 });
+    if (!known.has(t.parent)) level1.push({ address: t.parent + BigInt(tgidOff), length: 4 });
+    if (!opts.brief && t.mm !== 0n) level1.push({ address: t.mm, length: mmLen });
   }
   await kernel.prefetch(distinct(level1), opts);
 
@@ -229,26 +243,28 @@ async function prefetchPointees(kernel: Kernel, tasks: KObject[], known: Readonl
   if (p.hasField('nsproxy', 'time_ns')) nsFields.push(['time_ns', 'time_namespace']);
   const seen = new Set<bigint>();
   const once = (a: bigint) => !seen.has(a) && seen.add(a) !== undefined;
-  for (const t of tasks) {
-    const pid = t.ptr('thread_pid');
+  // numbers[i].ns, without a path string per task
+  const upidNs = p.fieldOffset('pid', 'numbers') + p.fieldOffset('upid', 'ns');
+  for (const t of refs) {
+    const pid = t.pid;
     const head = once(pid) ? kernel.peek('pid', pid, { size: pidLen }) : undefined;
     if (head) {
       const level = Math.min(head.u32('level'), 3);
-      for (let i = 0; i <= level; i++) inum('pid_namespace', head.u64(`numbers[${i}].ns`));
+      for (let i = 0; i <= level; i++) inum('pid_namespace', readU64LE(head.bytes, upidNs + i * upid));
     }
-    const cred = t.ptr('real_cred');
+    const cred = t.cred;
     const c = once(cred) ? kernel.peek('cred', cred) : undefined;
     if (c) inum('user_namespace', c.ptr('user_ns'));
-    const nsproxy = t.ptr('nsproxy');
+    const nsproxy = t.nsproxy;
     const ns = once(nsproxy) ? kernel.peek('nsproxy', nsproxy) : undefined;
     if (ns) {
       for (const [field, type] of nsFields) inum(type, ns.ptr(field));
       level2.push({ address: ns.ptr('uts_ns') + BigInt(p.fieldOffset('uts_namespace', 'name.nodename')), length: 65 });
     }
-    const cset = t.ptr('cgroups');
+    const cset = t.cset;
     const cs = once(cset) ? kernel.peek('css_set', cset, { size: csetLen }) : undefined;
     if (cs) level2.push({ address: cs.ptr('dfl_cgrp'), length: size('cgroup', p.fieldOffset('cgroup', 'kn') > p.fieldOffset('cgroup', 'flags') ? 'kn' : 'flags') });
-    const mmAt = t.ptr('mm');
+    const mmAt = t.mm;
     const mm = !opts.brief && mmAt !== 0n && once(mmAt) ? kernel.peek('mm_struct', mmAt, { size: mmLen }) : undefined;
     if (mm) {
       const file = mm.ptr('exe_file');
@@ -262,8 +278,8 @@ async function prefetchPointees(kernel: Kernel, tasks: KObject[], known: Readonl
   // links, cgroups and nodes (each a list or a chain: one batch per step along all of them)
   const csets = new Set<bigint>();
   const cgroups = new Set<bigint>();
-  for (const t of tasks) {
-    const cset = t.ptr('cgroups');
+  for (const t of refs) {
+    const cset = t.cset;
     if (csets.has(cset)) continue;
     csets.add(cset);
     const cs = kernel.isKernelPointer(cset) ? kernel.peek('css_set', cset, { size: csetLen }) : undefined;
@@ -282,6 +298,6 @@ function distinct(ranges: Range[]): Range[] {
     if (had === undefined || had < r.length) longest.set(r.address, r.length);
   }
   const out: Range[] = [];
-  for (const [address, length] of longest) out.push({ address, length });
+  longest.forEach((length, address) => void out.push({ address, length }));
   return out;
 }

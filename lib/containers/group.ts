@@ -153,9 +153,17 @@ export function groupContainers(processes: ProcessInfo[], opts: GroupOptions = {
   const hostMembers: ProcessInfo[] = [];
   const groups = new Map<string, Group>();
   const matches = new Map<ProcessInfo, RuntimeMatch | null>();
+  // most processes share their cgroup with others: each path is matched once (matches are only read)
+  const byPath = new Map<string, RuntimeMatch | null>();
   const matchOf = (p: ProcessInfo): RuntimeMatch | null => {
-    if (!matches.has(p)) matches.set(p, matchTaskCgroups(p));
-    return matches.get(p)!;
+    let m = matches.get(p);
+    if (m !== undefined) return m;
+    if (p.cgroupV1 === undefined && typeof p.cgroup === 'string') {
+      m = byPath.get(p.cgroup);
+      if (m === undefined) byPath.set(p.cgroup, (m = matchTaskCgroups(p)));
+    } else m = matchTaskCgroups(p);
+    matches.set(p, m);
+    return m;
   };
   const add = (kind: KeyKind, key: string, p: ProcessInfo): void => {
     const id = `${kind}:${key}`;

@@ -9,6 +9,7 @@ import type { Kernel } from '../kernel/kernel';
 import type { KObject } from '../kernel/object';
 import { kernfsPathCached } from '../kernel/helpers/kernfs';
 import type { Namespaces, TaskInfo } from './model';
+import { readU64LE } from '../util/bytes';
 
 /** The shared objects, resolved: ns pointer → inum per namespace type, and so on. */
 export interface SharedTables {
@@ -18,10 +19,36 @@ export interface SharedTables {
   frozen: Map<bigint, boolean>;
   /** struct css_set * → v1 paths */
   v1: Map<bigint, Record<string, string>>;
+  /**
+   * What decode() made of each shared object it met, so that the threads of a process and the
+   * processes of a container decode theirs once (struct cred *, struct nsproxy *, struct css_set *).
+   */
+  creds: Map<bigint, DecodedCred>;
+  nsproxies: Map<bigint, DecodedNsproxy>;
+  csets: Map<bigint, DecodedCset>;
+}
+
+interface DecodedCred {
+  uid: number;
+  gid: number;
+  euid: number;
+  egid: number;
+  user: number;
+}
+
+interface DecodedNsproxy {
+  ns: Partial<Namespaces>;
+  hostname: string;
+}
+
+interface DecodedCset {
+  path: string;
+  frozen: boolean;
+  v1: Record<string, string>;
 }
 
 export function emptyTables(): SharedTables {
-  return { inums: new Map(), hostnames: new Map(), frozen: new Map(), v1: new Map() };
+  return { inums: new Map(), hostnames: new Map(), frozen: new Map(), v1: new Map(), creds: new Map(), nsproxies: new Map(), csets: new Map() };
 }
 
 const NS_FIELDS: Array<[keyof Namespaces, string, string]> = [
@@ -51,84 +78,135 @@ export function decodeCached(kernel: Kernel, t: KObject, info: TaskInfo, tables:
     ppid = known.i32('tgid');
   }
 
-  // pids
+  // pids (each task its own struct pid)
   const pidAt = t.ptr('thread_pid');
   const nspids: number[] = [];
   const pidNamespaces: number[] = [];
   if (pidAt === 0n) nspids.push(info.pid);
   else {
     if (!kernel.isKernelPointer(pidAt)) return false;
-    const head = kernel.peek('pid', pidAt, { upTo: 'level' });
-    if (!head) return false;
-    const level = head.u32('level');
-    if (level > 32) return false;
+    const numbers = pidNumbersCached(kernel, pidAt);
+    if (!numbers) return false;
+    const { raw, base, level } = numbers;
     const upSize = p.typeSize('upid');
-    const raw = kernel.space.peek(pidAt + BigInt(p.fieldOffset('pid', 'numbers')), upSize * (level + 1), true);
-    if (!raw) return false;
-    const nrOff = p.fieldOffset('upid', 'nr');
-    const nsOff = p.fieldOffset('upid', 'ns');
+    const nrOff = base + p.fieldOffset('upid', 'nr');
+    const nsOff = base + p.fieldOffset('upid', 'ns');
     for (let i = 0; i <= level; i++) {
-      const n = inum('pid_namespace', raw.readBigUInt64LE(i * upSize + nsOff));
+      const n = inum('pid_namespace', readU64LE(raw, i * upSize + nsOff));
       if (n === undefined) return false;
       nspids.push(raw.readInt32LE(i * upSize + nrOff));
       pidNamespaces.push(n);
     }
   }
 
-  // credentials
   const credAt = t.ptr('real_cred');
-  if (!kernel.isKernelPointer(credAt)) return false;
-  const cred = kernel.peek('cred', credAt);
+  const cred = tables.creds.get(credAt) ?? decodeCred(kernel, credAt, tables, inum);
   if (!cred) return false;
-  const user = inum('user_namespace', cred.ptr('user_ns'));
-  if (user === undefined) return false;
-
-  // namespaces and hostname
-  const ns: Partial<Namespaces> = {};
-  let hostname = '';
+  let nsp: DecodedNsproxy | undefined = NO_NSPROXY;
   const nsproxy = t.ptr('nsproxy');
-  if (nsproxy !== 0n) {
-    if (!kernel.isKernelPointer(nsproxy)) return false;
-    const nsp = kernel.peek('nsproxy', nsproxy);
-    if (!nsp) return false;
-    for (const [kind, field, type] of nsproxyFields(kernel)) {
-      const n = inum(type, nsp.ptr(field));
-      if (n === undefined) return false;
-      ns[kind] = n;
-    }
-    const uts = nsp.ptr('uts_ns');
-    if (kernel.isKernelPointer(uts)) {
-      const h = tables.hostnames.get(uts);
-      if (h === undefined) return false;
-      hostname = h;
-    }
-  }
-
-  // cgroup
+  if (nsproxy !== 0n) nsp = tables.nsproxies.get(nsproxy) ?? decodeNsproxy(kernel, nsproxy, tables, inum);
+  if (!nsp) return false;
   const csetAt = t.ptr('cgroups');
-  if (!kernel.isKernelPointer(csetAt)) return false;
-  const cset = kernel.peek('css_set', csetAt, { upTo: 'dfl_cgrp' });
+  const cset = tables.csets.get(csetAt) ?? decodeCset(kernel, csetAt, tables);
   if (!cset) return false;
-  const cgrp = cset.ptr('dfl_cgrp');
-  const frozen = tables.frozen.get(cgrp);
-  const v1 = tables.v1.get(csetAt);
-  const cg = kernel.isKernelPointer(cgrp) ? kernel.peek('cgroup', cgrp, { upTo: 'kn' }) : undefined;
-  const path = cg && kernfsPathCached(kernel, cg.ptr('kn'));
-  if (frozen === undefined || v1 === undefined || path === undefined) return false;
 
   info.ppid = ppid;
   info.nspids = nspids;
   info.pidNamespaces = pidNamespaces;
   if (pidAt !== 0n) info.namespaces.pid = pidNamespaces[pidNamespaces.length - 1];
-  info.uid = cred.u32('uid.val');
-  info.gid = cred.u32('gid.val');
-  info.euid = cred.u32('euid.val');
-  info.egid = cred.u32('egid.val');
-  info.namespaces.user = user;
-  Object.assign(info.namespaces, ns);
-  info.hostname = hostname;
-  info.cgroup = path;
-  if (Object.keys(v1).length > 0) info.cgroupV1 = { ...v1 };
-  info.cgroupFrozen = frozen;
+  info.uid = cred.uid;
+  info.gid = cred.gid;
+  info.euid = cred.euid;
+  info.egid = cred.egid;
+  info.namespaces.user = cred.user;
+  Object.assign(info.namespaces, nsp.ns);
+  info.hostname = nsp.hostname;
+  info.cgroup = cset.path;
+  if (Object.keys(cset.v1).length > 0) info.cgroupV1 = { ...cset.v1 };
+  info.cgroupFrozen = cset.frozen;
   return true;
+}
+
+type Inum = (type: string, at: bigint) => number | undefined;
+
+/** Levels whose numbers come in the same peek as the struct pid itself (the collection fetched that much). */
+const NUMBERS_WITH_HEAD = 4;
+
+/**
+ * The cached bytes holding `pid->numbers[0..level]` of the struct pid at `pidAt` (numbers[i] at
+ * `base + i * sizeof(struct upid)`), and its level; undefined when not cached or level > 32. Most
+ * tasks' take one peek, the struct and its first levels together.
+ */
+export function pidNumbersCached(kernel: Kernel, pidAt: bigint): { raw: Buffer; base: number; level: number } | undefined {
+  const p = kernel.profile;
+  const upSize = p.typeSize('upid');
+  const numbersOff = p.fieldOffset('pid', 'numbers');
+  const level = p.field('pid', 'level');
+  const short = numbersOff + upSize * NUMBERS_WITH_HEAD;
+  const both = level.offset + 4 <= short ? kernel.space.peek(pidAt, short, true) : undefined;
+  let n: number;
+  if (both) n = both.readUInt32LE(level.offset);
+  else {
+    const head = kernel.peek('pid', pidAt, { upTo: 'level' });
+    if (!head) return undefined;
+    n = head.u32('level');
+  }
+  if (n > 32) return undefined;
+  if (both && n < NUMBERS_WITH_HEAD) return { raw: both, base: numbersOff, level: n };
+  const raw = kernel.space.peek(pidAt + BigInt(numbersOff), upSize * (n + 1), true);
+  return raw && { raw, base: 0, level: n };
+}
+
+/** A task with no nsproxy (exiting) keeps unknown namespaces and no hostname. */
+const NO_NSPROXY: DecodedNsproxy = { ns: {}, hostname: '' };
+
+/** The credentials at `credAt` (struct cred *) from the cache, remembered in `tables`. */
+function decodeCred(kernel: Kernel, credAt: bigint, tables: SharedTables, inum: Inum): DecodedCred | undefined {
+  if (!kernel.isKernelPointer(credAt)) return undefined;
+  const cred = kernel.peek('cred', credAt);
+  if (!cred) return undefined;
+  const user = inum('user_namespace', cred.ptr('user_ns'));
+  if (user === undefined) return undefined;
+  const d = { uid: cred.u32('uid.val'), gid: cred.u32('gid.val'), euid: cred.u32('euid.val'), egid: cred.u32('egid.val'), user };
+  tables.creds.set(credAt, d);
+  return d;
+}
+
+/** The namespaces and hostname of the nsproxy at `at` (struct nsproxy *, not null), remembered in `tables`. */
+function decodeNsproxy(kernel: Kernel, at: bigint, tables: SharedTables, inum: Inum): DecodedNsproxy | undefined {
+  if (!kernel.isKernelPointer(at)) return undefined;
+  const nsp = kernel.peek('nsproxy', at);
+  if (!nsp) return undefined;
+  const ns: Partial<Namespaces> = {};
+  for (const [kind, field, type] of nsproxyFields(kernel)) {
+    const n = inum(type, nsp.ptr(field));
+    if (n === undefined) return undefined;
+    ns[kind] = n;
+  }
+  let hostname = '';
+  const uts = nsp.ptr('uts_ns');
+  if (kernel.isKernelPointer(uts)) {
+    const h = tables.hostnames.get(uts);
+    if (h === undefined) return undefined;
+    hostname = h;
+  }
+  const d = { ns, hostname };
+  tables.nsproxies.set(at, d);
+  return d;
+}
+
+/** The v2 cgroup path, frozen state and v1 paths of the css_set at `at`, remembered in `tables`. */
+function decodeCset(kernel: Kernel, at: bigint, tables: SharedTables): DecodedCset | undefined {
+  if (!kernel.isKernelPointer(at)) return undefined;
+  const cset = kernel.peek('css_set', at, { upTo: 'dfl_cgrp' });
+  if (!cset) return undefined;
+  const cgrp = cset.ptr('dfl_cgrp');
+  const frozen = tables.frozen.get(cgrp);
+  const v1 = tables.v1.get(at);
+  const cg = kernel.isKernelPointer(cgrp) ? kernel.peek('cgroup', cgrp, { upTo: 'kn' }) : undefined;
+  const path = cg && kernfsPathCached(kernel, cg.ptr('kn'));
+  if (frozen === undefined || v1 === undefined || path === undefined) return undefined;
+  const d = { path, frozen, v1 };
+  tables.csets.set(at, d);
+  return d;
 }

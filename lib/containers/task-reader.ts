@@ -12,8 +12,9 @@ import { taskStateLetter } from '../kernel/helpers/state';
 import { cgroupPath, cgroupV1Paths } from '../kernel/helpers/cgroup';
 import { dPath, dentryPath, type KPath } from '../kernel/helpers/dcache';
 import { readCmdline } from '../kernel/helpers/mm';
-import { NAMESPACE_KINDS, type Namespaces, type TaskInfo } from './model';
-import { decodeCached, emptyTables, nsproxyFields, type SharedTables } from './task-decode';
+import { unknownNamespaces, type Namespaces, type TaskInfo } from './model';
+import { decodeCached, emptyTables, nsproxyFields, pidNumbersCached, type SharedTables } from './task-decode';
+import { readU64LE } from '../util/bytes';
 
 export interface TaskReaderOptions extends CallOptions {
   maxCmdline?: number;
@@ -76,17 +77,15 @@ export class TaskReader {
     const csets = new Set<bigint>();
     const seen = new Set<bigint>();
     const upSize = p.typeSize('upid');
-    const numbersOff = BigInt(p.fieldOffset('pid', 'numbers'));
     const nsOff = p.fieldOffset('upid', 'ns');
     const nsFields = nsproxyFields(k);
     for (const t of this.tasks.values()) {
       const pid = t.ptr('thread_pid');
-      const head = !seen.has(pid) && k.isKernelPointer(pid) ? k.peek('pid', pid, { upTo: 'level' }) : undefined;
+      const numbers = !seen.has(pid) && k.isKernelPointer(pid) ? pidNumbersCached(k, pid) : undefined;
       seen.add(pid);
-      if (head && head.u32('level') <= 32) {
-        const level = head.u32('level');
-        const raw = k.space.peek(pid + numbersOff, upSize * (level + 1), true);
-        for (let i = 0; raw && i <= level; i++) wantInum('pid_namespace', raw.readBigUInt64LE(i * upSize + nsOff));
+      if (numbers) {
+        const { raw, base, level } = numbers;
+        for (let i = 0; i <= level; i++) wantInum('pid_namespace', readU64LE(raw, base + i * upSize + nsOff));
       }
       const credAt = t.ptr('real_cred');
       const cred = !seen.has(credAt) && k.isKernelPointer(credAt) ? k.peek('cred', credAt) : undefined;
@@ -159,7 +158,11 @@ export class TaskReader {
     });
   }
 
-  async taskInfo(t: KObject, warnings: string[]): Promise<TaskInfo> {
+  /**
+   * The TaskInfo of one task: at once when the cache and the shared tables hold all a brief listing
+   * wants (nearly every task: a promise each was a good part of a listing's time), else a promise.
+   */
+  taskInfo(t: KObject, warnings: string[]): TaskInfo | Promise<TaskInfo> {
     const k = this.kernel;
     const p = k.profile;
     const flags = t.uint('flags');
@@ -177,15 +180,25 @@ export class TaskReader {
       startTime: p.hasField('task_struct', 'start_boottime') ? t.u64('start_boottime') : t.u64('start_time'),
       nspids: [],
       pidNamespaces: [],
-      namespaces: Object.fromEntries(NAMESPACE_KINDS.map((n) => [n, 0])) as Namespaces,
+      namespaces: unknownNamespaces(),
       cgroup: '',
       exe: null,
       hostname: '',
       kernelThread,
       warnings,
     };
-    const full = !kernelThread && !this.opts.brief;
     const fast = decodeCached(k, t, info, this.#tables, this.tasks);
+    if (fast && this.opts.brief) {
+      if (info.pid === 0) info.ppid = 0;
+      return info;
+    }
+    return this.#rest(t, info, fast, warnings);
+  }
+
+  /** What decodeCached() could not do, and what a full listing reads besides (command line, executable, root). */
+  async #rest(t: KObject, info: TaskInfo, fast: boolean, warnings: string[]): Promise<TaskInfo> {
+    const mm = t.ptr('mm');
+    const full = !info.kernelThread && !this.opts.brief;
     await Promise.all([
       fast ? undefined : guarded(warnings, 'parent', undefined, () => this.#parent(t, info)),
       fast ? undefined : guarded(warnings, 'pid', undefined, () => this.#pids(t, info)),
@@ -230,7 +243,7 @@ export class TaskReader {
     const inums: Promise<number>[] = [];
     for (let i = 0; i <= level; i++) {
       nspids.push(raw.readInt32LE(i * upSize + nrOff));
-      inums.push(this.inum('pid_namespace', raw.readBigUInt64LE(i * upSize + nsOff)));
+      inums.push(this.inum('pid_namespace', readU64LE(raw, i * upSize + nsOff)));
     }
     const pidNamespaces = await Promise.all(inums);
     info.nspids = nspids;

@@ -18,6 +18,8 @@ export interface OpenKernelOptions extends CallOptions {
 
 /** The lowest kernel-half address; a pointer below it in kernel data is corrupt or user memory. */
 export const KERNEL_HALF = 0xffff800000000000n;
+/** The end of the range isKernelPointer() accepts (the last page is ERR_PTR values). */
+const KERNEL_POINTER_END = (1n << 64n) - 4096n;
 
 export class Kernel {
   /** Tables derived from memory, valid while the VM stays stopped (helpers key them by topic). */
@@ -136,6 +138,6 @@ export class Kernel {
 
   /** Whether `p` is a plausible pointer into the kernel half (not null, canonical, high). */
   isKernelPointer(p: bigint): boolean {
-    return p >= KERNEL_HALF && p < (1n << 64n) - 4096n;
+    return p >= KERNEL_HALF && p < KERNEL_POINTER_END;
   }
 }

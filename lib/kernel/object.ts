@@ -5,6 +5,7 @@
  */
 import { MissingSymbolError, ValidationError } from '../errors';
 import type { FieldLayout, Profile } from './profile';
+import { readU64LE } from '../util/bytes';
 
 export class KObject {
   constructor(
@@ -30,18 +31,18 @@ export class KObject {
   }
 
   #at(path: string, size: number): number {
-    const f = this.field(path);
-    if (f.offset + size > this.bytes.length || (this.spans !== undefined && !this.spans.some(([a, b]) => f.offset >= a && f.offset + size <= b))) {
+    const offset = this.field(path).offset;
+    if (offset + size > this.bytes.length || (this.spans !== undefined && !within(this.spans, offset, offset + size))) {
       throw new MissingSymbolError(`${this.type}.${path}`, `${this.type}.${path} lies outside the ${this.bytes.length} bytes read`);
     }
-    return f.offset;
+    return offset;
   }
 
   u8(path: string): number { return this.bytes.readUInt8(this.#at(path, 1)); }
   u16(path: string): number { return this.bytes.readUInt16LE(this.#at(path, 2)); }
   u32(path: string): number { return this.bytes.readUInt32LE(this.#at(path, 4)); }
   i32(path: string): number { return this.bytes.readInt32LE(this.#at(path, 4)); }
-  u64(path: string): bigint { return this.bytes.readBigUInt64LE(this.#at(path, 8)); }
+  u64(path: string): bigint { return readU64LE(this.bytes, this.#at(path, 8)); }
   i64(path: string): bigint { return this.bytes.readBigInt64LE(this.#at(path, 8)); }
   ptr(path: string): bigint { return this.u64(path); }
 
@@ -72,4 +73,13 @@ export class KObject {
     const start = this.#at(path, f.size);
     return Buffer.from(this.bytes.subarray(start, start + f.size));
   }
+}
+
+/** Whether [start, end) lies inside one of `spans` (a plain loop: this runs for every field read). */
+function within(spans: ReadonlyArray<readonly [number, number]>, start: number, end: number): boolean {
+  for (let i = 0; i < spans.length; i++) {
+    const s = spans[i];
+    if (start >= s[0] && end <= s[1]) return true;
+  }
+  return false;
 }

@@ -26,6 +26,8 @@ export interface AddressSpaceOptions {
 interface PageTranslation {
   /** Physical address of the 4 KiB page (within a larger page if it is one). */
   physicalPage: bigint;
+  /** physicalPage >> 12, what the cache below is keyed by (kept: a peek then makes no bigint of its own for it) */
+  ppn: bigint;
   t: Translation;
 }
 
@@ -41,6 +43,8 @@ const U64_LIMIT = 1n << 64n;
 const OFFSET_MASK = BigInt(PAGE_SIZE - 1);
 /** Longest read peek() and prefetch() take (longer ones go the ordinary way). */
 const MAX_PEEK = 1024 * 1024;
+/** Below this, no range prefetch() takes can pass the end of the address space. */
+const NEAR_U64_LIMIT = U64_LIMIT - BigInt(MAX_PEEK);
 /** Translations started at once: enough to pipeline page-table reads, few enough to stay small. */
 const TRANSLATE_BATCH = 512;
 
@@ -97,7 +101,8 @@ export class AddressSpace {
     const big = this.#large2M.get(vpn >> 9n) ?? this.#large1G.get(vpn >> 18n);
     if (big === undefined) return undefined;
     const mask = BigInt(big.t.pageSize - 1);
-    const own = { physicalPage: (big.physicalPage & ~mask) | ((vpn << 12n) & mask), t: big.t };
+    const physicalPage = (big.physicalPage & ~mask) | ((vpn << 12n) & mask);
+    const own = { physicalPage, ppn: physicalPage >> 12n, t: big.t };
     // kept per 4 KiB page too: the next peek of this page is one lookup, not this arithmetic
     if (this.#resolved.size < this.#maxCached) this.#resolved.set(vpn, own);
     return own;
@@ -126,7 +131,8 @@ export class AddressSpace {
     const off = Number(va & OFFSET_MASK);
     if (off + length <= PAGE_SIZE) {
       const t = this.#settled(va >> 12n);
-      return t === undefined ? undefined : physical.peek(t.physicalPage + BigInt(off), length, view);
+      if (t === undefined) return undefined;
+      return physical.peekPage ? physical.peekPage(t.ppn, off, length, view) : physical.peek(t.physicalPage + BigInt(off), length, view);
     }
     if (length > MAX_PEEK) return undefined;
     const out = Buffer.allocUnsafe(length);
@@ -153,35 +159,50 @@ export class AddressSpace {
     const physical = this.physical as PhysicalMemory & { prefetch?: (r: readonly PhysicalRange[], o?: CallOptions) => Promise<void> };
     if (!physical.prefetch || physical.generation === undefined) return;
     this.#checkGeneration();
-    // the per-page pieces, and the pages no settled translation covers yet
-    const pieces: Array<{ vpn: bigint; offset: number; length: number }> = [];
+    // pieces on pages already translated go straight to `found`; the others wait for their walk
+    const found: PhysicalRange[] = [];
+    const later: Array<{ vpn: bigint; offset: bigint; length: number }> = [];
     const unknown = new Set<bigint>();
     for (const r of ranges) {
-      if (!Number.isSafeInteger(r.length) || r.length <= 0 || r.length > MAX_PEEK || r.address < 0n || r.address + BigInt(r.length) > U64_LIMIT) continue;
+      if (!Number.isSafeInteger(r.length) || r.length <= 0 || r.length > MAX_PEEK || r.address < 0n) continue;
+      // (the sum is made only near the top, where it may pass 2^64: a bigint less per range elsewhere)
+      if (r.address >= NEAR_U64_LIMIT && r.address + BigInt(r.length) > U64_LIMIT) continue;
       for (let done = 0; done < r.length; ) {
-        const va = r.address + BigInt(done);
-        const offset = Number(va & OFFSET_MASK);
-        const length = Math.min(r.length - done, PAGE_SIZE - offset);
+        const va = done === 0 ? r.address : r.address + BigInt(done);
+        const offset = va & OFFSET_MASK;
+        const length = Math.min(r.length - done, PAGE_SIZE - Number(offset));
         const vpn = va >> 12n;
-        pieces.push({ vpn, offset, length });
-        if (this.#settled(vpn) === undefined) unknown.add(vpn);
+        const t = this.#settled(vpn);
+        if (t !== undefined) found.push({ address: t.physicalPage + offset, length });
+        else {
+          later.push({ vpn, offset, length });
+          unknown.add(vpn);
+        }
         done += length;
       }
     }
-    const walked = new Map<bigint, PageTranslation>();
-    const list = [...unknown];
-    for (let i = 0; i < list.length; i += TRANSLATE_BATCH) {
-      const batch = list.slice(i, i + TRANSLATE_BATCH);
-      const settled = await Promise.allSettled(batch.map((p) => this.#translatePage(p << 12n, opts)));
-      settled.forEach((s, k) => {
-        if (s.status === 'fulfilled') walked.set(batch[k], s.value);
-        else if (isFatalReadError(s.reason)) throw s.reason;
-      });
-    }
-    const found: PhysicalRange[] = [];
-    for (const p of pieces) {
-      const t = walked.get(p.vpn) ?? this.#settled(p.vpn);
-      if (t) found.push({ address: t.physicalPage + BigInt(p.offset), length: p.length });
+    if (unknown.size > 0) {
+      const walked = new Map<bigint, PageTranslation>();
+      const walk = async (list: bigint[]) => {
+        for (let i = 0; i < list.length; i += TRANSLATE_BATCH) {
+          const batch = list.slice(i, i + TRANSLATE_BATCH);
+          const settled = await Promise.allSettled(batch.map((p) => this.#translatePage(p << 12n, opts)));
+          settled.forEach((s, k) => {
+            if (s.status === 'fulfilled') walked.set(batch[k], s.value);
+            else if (isFatalReadError(s.reason)) throw s.reason;
+          });
+        }
+      };
+      // one page of each 2 MiB first: the direct map is made of large pages, and once one walk finds
+      // one, every other page in it is settled without a walk of its own (thousands of walks a stage)
+      const first = new Map<bigint, bigint>();
+      for (const vpn of unknown) if (!first.has(vpn >> 9n)) first.set(vpn >> 9n, vpn);
+      await walk([...first.values()]);
+      await walk([...unknown].filter((vpn) => !walked.has(vpn) && this.#settled(vpn) === undefined));
+      for (const p of later) {
+        const t = walked.get(p.vpn) ?? this.#settled(p.vpn);
+        if (t) found.push({ address: t.physicalPage + p.offset, length: p.length });
+      }
     }
     if (found.length > 0) await physical.prefetch(found, opts);
   }
@@ -350,10 +371,20 @@ export class AddressSpace {
     }
   }
 
+  /** Remembers a settled translation of the page `key` (va >> 12), and of its large page. */
+  #keep(key: bigint, va: bigint, t: PageTranslation): void {
+    this.#resolved.set(key, t);
+    if (t.t.pageSize === 0x200000) this.#large2M.set(va >> 21n, t);
+    else if (t.t.pageSize === 0x40000000) this.#large1G.set(va >> 30n, t);
+  }
+
   #translatePage(va: bigint, opts?: CallOptions): Promise<PageTranslation> {
     const generation = this.physical.generation;
     const walk = () =>
-      this.pageTable.translate(va, opts).then((t) => ({ physicalPage: t.physical & PAGE_MASK, t }));
+      this.pageTable.translate(va, opts).then((t) => {
+        const physicalPage = t.physical & PAGE_MASK;
+        return { physicalPage, ppn: physicalPage >> 12n, t };
+      });
     if (generation === undefined) return walk();
     this.#checkGeneration();
     const key = va >> 12n;
@@ -361,6 +392,15 @@ export class AddressSpace {
     if (cached) return cached;
     const settled = this.#settled(key);
     if (settled) return Promise.resolve(settled);
+    // every table entry already cached: settled at once, with no promise per level
+    const now = this.pageTable.translateCached(va);
+    if (now) {
+      if (this.#resolved.size >= this.#maxCached) this.#clearTranslations();
+      const physicalPage = now.physical & PAGE_MASK;
+      const t = { physicalPage, ppn: physicalPage >> 12n, t: now };
+      this.#keep(key, va, t);
+      return Promise.resolve(t);
+    }
     if (this.#tlb.size >= this.#maxCached) this.#clearTranslations();
     const p = walk();
     this.#tlb.set(key, p);
@@ -368,9 +408,7 @@ export class AddressSpace {
     p.then(
       (t) => {
         if (this.#tlb.get(key) !== p || this.#tlbGeneration !== generation) return;
-        this.#resolved.set(key, t);
-        if (t.t.pageSize === 0x200000) this.#large2M.set(va >> 21n, t);
-        else if (t.t.pageSize === 0x40000000) this.#large1G.set(va >> 30n, t);
+        this.#keep(key, va, t);
       },
       () => {
         if (this.#tlb.get(key) === p) this.#tlb.delete(key);

@@ -29,6 +29,8 @@ export class ElfDumpMemory implements PhysicalMemory {
   readonly path: string;
   /** ELF machine: 'amd64' when the first vCPU was in long mode, '386' when it was not. */
   readonly machine: string;
+  /** Every range is read into a buffer of its own (#read). */
+  readonly freshReplies = true;
   readonly #fh: FileHandle;
   readonly #segments: DumpSegment[];
   readonly #notes: ElfNote[];

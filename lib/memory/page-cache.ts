@@ -43,6 +43,17 @@ export interface PageCacheOptions {
   prefetchSectors?: boolean;
 }
 
+/**
+ * A page being fetched: the backend call bringing it, and where it lies in that call's answer. The
+ * promise of the page alone is made only when another call joins (a batch fetches thousands of pages,
+ * and two promises per page were a good part of the cost of a stage).
+ */
+interface InflightPage {
+  fetched: Promise<Buffer[]>;
+  run: number;
+  index: number;
+}
+
 /** A page of which only some sectors were fetched (`data` is page sized; other bytes are garbage). */
 interface PartialPage {
   data: Buffer;
@@ -81,7 +92,7 @@ export class PageCache implements PhysicalMemory {
   readonly #pages = new Map<bigint, Buffer>();
   /** Pages prefetch() fetched only in part (never also in #pages). */
   readonly #partial = new Map<bigint, PartialPage>();
-  readonly #inflight = new Map<bigint, Promise<Buffer>>();
+  readonly #inflight = new Map<bigint, InflightPage>();
   #generation = 0;
   /** Bumped by every write, so a fetch that raced one does not store what it read before it. */
   #writes = 0;
@@ -153,7 +164,7 @@ export class PageCache implements PhysicalMemory {
       const shared = this.#inflight.get(p);
       if (shared) {
         this.#stats.hits++;
-        waits.push(shared.then((b) => void got.set(p, b)));
+        waits.push(shared.fetched.then((bufs) => void got.set(p, bufs[shared.run].subarray(shared.index * PAGE_SIZE, (shared.index + 1) * PAGE_SIZE))));
         continue;
       }
       missing.push(p);
@@ -203,6 +214,21 @@ export class PageCache implements PhysicalMemory {
     return out;
   }
 
+  /**
+   * peek() within one page, by page number: what an address space asks for most (tens of
+   * thousands of times a listing), without the bigint arithmetic of an address.
+   */
+  peekPage(p: bigint, off: number, length: number, view = false): Buffer | undefined {
+    if (!Number.isSafeInteger(off) || !Number.isSafeInteger(length) || off < 0 || length <= 0 || off + length > PAGE_SIZE) return undefined;
+    const page = this.#pages.get(p) ?? this.#partialData(p, off, length);
+    if (!page) return undefined;
+    this.#stats.hits++;
+    if (view) return page.subarray(off, off + length);
+    const out = Buffer.allocUnsafe(length);
+    page.copy(out, 0, off, off + length);
+    return out;
+  }
+
   /** The data of partial page `p` if it holds bytes [off, off + length), else undefined. */
   #partialData(p: bigint, off: number, length: number): Buffer | undefined {
     const part = this.#partial.get(p);
@@ -219,30 +245,39 @@ export class PageCache implements PhysicalMemory {
   async prefetch(ranges: readonly PhysicalRange[], opts?: CallOptions): Promise<void> {
     // page → sectors still wanted of it
     const wanted = new Map<bigint, number>();
-    const waits: Promise<unknown>[] = [];
+    const waits = new Set<Promise<unknown>>();
+    const want = (p: bigint, off: number, n: number) => {
+      if (this.#pages.has(p)) return;
+      const shared = this.#inflight.get(p);
+      if (shared) { waits.add(shared.fetched); return; }
+      const m = (this.#sectors ? sectorMask(off, n) : FULL_MASK) & ~(this.#partial.get(p)?.mask ?? 0);
+      if (m !== 0) wanted.set(p, (wanted.get(p) ?? 0) | m);
+    };
     for (const r of ranges) {
       if (r.length <= 0 || r.length > MAX_PREFETCH_RANGE || r.address < 0n) continue;
+      // most ranges are objects within one page: no arithmetic on addresses past the first
+      const first = Number(r.address & PAGE_OFFSET_MASK);
+      if (first + r.length <= PAGE_SIZE) {
+        want(r.address >> PAGE_SHIFT, first, r.length);
+        continue;
+      }
       const end = r.address + BigInt(r.length);
       for (let at = r.address; at < end; ) {
-        const p = at >> PAGE_SHIFT;
         const off = Number(at & PAGE_OFFSET_MASK);
         const n = Math.min(Number(end - at), PAGE_SIZE - off);
+        want(at >> PAGE_SHIFT, off, n);
         at += BigInt(n);
-        if (this.#pages.has(p)) continue;
-        const shared = this.#inflight.get(p);
-        if (shared) { waits.push(shared); continue; }
-        const m = (this.#sectors ? sectorMask(off, n) : FULL_MASK) & ~(this.#partial.get(p)?.mask ?? 0);
-        if (m !== 0) wanted.set(p, (wanted.get(p) ?? 0) | m);
       }
     }
     const whole: bigint[] = [];
     const some: Array<[bigint, number]> = [];
-    for (const [p, m] of wanted) {
+    // forEach: a for-of over the entries made an array per page
+    wanted.forEach((m, p) => {
       if (m === FULL_MASK) whole.push(p);
       else some.push([p, m]);
-    }
-    if (whole.length > 0) waits.push(this.#fetch(whole, new Map(), opts));
-    if (some.length > 0) waits.push(this.#fetchSectors(some, opts));
+    });
+    if (whole.length > 0) waits.add(this.#fetch(whole, new Map(), opts));
+    if (some.length > 0) waits.add(this.#fetchSectors(some, opts));
     const settled = await Promise.allSettled(waits);
     for (const s of settled) if (s.status === 'rejected' && isFatalReadError(s.reason)) throw s.reason;
   }
@@ -356,19 +391,17 @@ export class PageCache implements PhysicalMemory {
       });
       return bufs;
     });
-    const byPage = new Map<bigint, Promise<Buffer>>();
-    for (const [i, run] of runs.entries()) {
-      for (let k = 0; k < run.count; k++) {
-        const p = run.first + BigInt(k);
-        const one = fetched.then((bufs) => bufs[i].subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE));
-        // Waiters that join this fetch handle its failure; this copy only must not go unhandled.
-        one.catch(() => undefined);
-        byPage.set(p, one);
-        this.#inflight.set(p, one);
-      }
+    for (let i = 0; i < runs.length; i++) {
+      const run = runs[i];
+      for (let k = 0; k < run.count; k++) this.#inflight.set(run.first + BigInt(k), { fetched, run: i, index: k });
     }
     const forget = () => {
-      for (const [p, pr] of byPage) if (this.#inflight.get(p) === pr) this.#inflight.delete(p);
+      for (const run of runs) {
+        for (let k = 0; k < run.count; k++) {
+          const p = run.first + BigInt(k);
+          if (this.#inflight.get(p)?.fetched === fetched) this.#inflight.delete(p);
+        }
+      }
     };
     return fetched.then(
       (bufs) => {
@@ -378,7 +411,7 @@ export class PageCache implements PhysicalMemory {
         // the cache; made into few large blocks, as one allocation per page (zeroing, GC pressure
         // of external memory) cost more than reading the pages. Blocks stay small enough that a
         // page kept alone holds little else alive.
-        const copies = copyInBlocks(bufs);
+        const copies = this.backend.freshReplies ? bufs : copyInBlocks(bufs);
         for (const [i, run] of runs.entries()) {
           const copy = copies[i];
           for (let k = 0; k < run.count; k++) {

@@ -30,10 +30,24 @@ export interface PhysicalMemory {
    * With `view`, the result may share memory with the cache: read it, never write to it.
    */
   peek?(address: bigint, length: number, view?: boolean): Buffer | undefined;
+  /** peek() of bytes [offset, offset + length) of the page whose number (address >> 12) is `page`, all within it. */
+  peekPage?(page: bigint, offset: number, length: number, view?: boolean): Buffer | undefined;
+  /**
+   * True when readRanges() answers with memory of its own: buffers nothing else holds or will write,
+   * shared between replies only in blocks of at most REPLY_BLOCK bytes. A cache may keep such
+   * replies as they are rather than copy them (megabytes per listing).
+   */
+  readonly freshReplies?: boolean;
   /** Present only on backends that can change guest memory. */
   write?(address: bigint, data: Buffer, opts?: CallOptions): Promise<void>;
   close?(): Promise<void>;
 }
+
+/**
+ * Largest block several replies of a freshReplies backend may share: a page a cache keeps alone then
+ * holds little else alive.
+ */
+export const REPLY_BLOCK = 256 * 1024;
 
 /** x86-64 physical addresses have at most 52 bits; anything above is a caller's bug or guest garbage. */
 export const MAX_PHYSICAL_ADDRESS = 1n << 52n;

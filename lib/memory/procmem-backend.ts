@@ -17,7 +17,7 @@ import { CommandError, MemoryReadError, VmiError } from '../errors';
 import { withDeadline, type CallOptions } from '../util/deadline';
 import { MAX_SYNC_POSITION, preadFull, pwriteFull, readFullSync } from './file-io';
 import { PAGE_SIZE } from './pages';
-import { checkPhysicalRange, totalLength, type PhysicalMemory, type PhysicalRange } from './physical';
+import { checkPhysicalRange, REPLY_BLOCK, totalLength, type PhysicalMemory, type PhysicalRange } from './physical';
 import { firstLine, parseGpa2hva, parseMtreeFlat, type RamRegion } from './qemu-ram-map';
 
 /** The part of the QMP client this backend needs (declared here so memory does not import transport). */
@@ -57,6 +57,8 @@ function errCode(err: unknown): string {
 
 export class ProcMemPhysicalMemory implements PhysicalMemory {
   readonly name: string;
+  /** Every reply is read into memory of its own (#readAll). */
+  readonly freshReplies = true;
   readonly #fh: FileHandle;
   readonly #regions: MappedRamRegion[];
   readonly #writable: boolean;
@@ -84,15 +86,21 @@ export class ProcMemPhysicalMemory implements PhysicalMemory {
   }
 
   /**
-   * Every range into one buffer (views of it returned): a page cache asks for thousands of pages
-   * at once, and one allocation per range (with its zeroing and the GC pressure of its external
-   * memory) cost more than the reads themselves.
+   * The ranges into a few blocks of up to REPLY_BLOCK bytes (views of them returned): a page cache
+   * asks for thousands of pages at once, and one allocation per range (with its zeroing and the GC
+   * pressure of its external memory) cost more than the reads themselves.
    */
   async #readAll(ranges: readonly PhysicalRange[], total: number): Promise<Buffer[]> {
-    const all = Buffer.allocUnsafe(total);
+    let all = Buffer.alloc(0);
+    let left = total;
     const out: Buffer[] = [];
     let at = 0;
     for (const r of ranges) {
+      if (at + r.length > all.length) {
+        all = Buffer.allocUnsafeSlow(Math.max(r.length, Math.min(REPLY_BLOCK, left)));
+        at = 0;
+      }
+      left -= r.length;
       const region = this.#regionAt(r.address);
       const host = region ? region.host + (r.address - region.start) : 0n;
       if (region && r.address + BigInt(r.length) <= region.end && host + BigInt(r.length) <= MAX_SYNC_POSITION) {

@@ -32,6 +32,10 @@ export class ReadBudgetMemory implements PhysicalMemory {
     return this.inner.generation;
   }
 
+  get freshReplies(): boolean | undefined {
+    return this.inner.freshReplies;
+  }
+
   /** Bytes read from the backend so far. */
   get used(): number {
     return this.#used;

@@ -7,7 +7,9 @@ import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import t from 'tap';
 import { ProfileMismatchError, VmiError } from '../../lib/errors';
-import { assertProfileMatches, findProfile, listProfiles, loadProfileFor, Profile, readProfileBanner } from '../../lib/kernel/profile';
+import { assertProfileMatches, bannerOfProfileText, findProfile, listProfiles, loadProfileFor, Profile, readProfileBanner } from '../../lib/kernel/profile';
+import { scanProfileBanner } from '../../lib/kernel/profile/banner-file';
+import { readProfileText } from '../../lib/kernel/profile/load';
 
 const SMALL = path.join(__dirname, '..', 'fixtures', 'isf', 'small.json');
 const SMALL_BANNER =
@@ -94,5 +96,60 @@ t.test('a specific profile for another kernel is refused, naming both banners', 
   delete d.symbols.linux_banner;
   t.equal(assertProfileMatches(Profile.fromJson(JSON.stringify(d)), OTHER_BANNER), false, 'a profile without a banner cannot be checked');
   t.equal(assertProfileMatches(Profile.load(SMALL), SMALL_BANNER), true);
+  t.end();
+});
+
+t.test('the banner is read from as little of the file as it takes, and found where the whole text would find it', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmictl-prof-scan-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const MiB = 1024 * 1024;
+  const write = (name: string, text: string) => {
+    const file = path.join(dir, name);
+    fs.writeFileSync(file, text);
+    return file;
+  };
+  // metadata first, then megabytes the scan never needs
+  const early = write('early.json', `{"metadata": {"linux": {"banner": "${OTHER_BANNER}\\n"}}, "pad": "${' '.repeat(8 * MiB)}", "symbols": {}}`);
+  const r = scanProfileBanner(early);
+  t.equal(r.banner, OTHER_BANNER);
+  t.ok(r.bytesRead <= MiB, `read ${r.bytesRead} bytes of ${fs.statSync(early).size}`);
+
+  // no banner in the metadata: the linux_banner symbol, wherever it is, its key or object across a chunk boundary
+  const sym = (banner: string) => `{"address": 1, "constant_data": "${Buffer.from(banner + '\n\0').toString('base64')}"}`;
+  for (const at of [MiB - 20, MiB - 5, MiB + 3, 2 * MiB - 40]) {
+    const head = '{"metadata": {"linux": {}}, "pad": "';
+    const text = `${head}${' '.repeat(at - head.length - '", "symbols": {'.length)}", "symbols": {"linux_banner": ${sym(SMALL_BANNER)}}}`;
+    t.equal(text.indexOf('"linux_banner"'), at, 'the key is where the case wants it');
+    const file = write(`late-${at}.json`, text);
+    t.equal(scanProfileBanner(file).banner, SMALL_BANNER, `symbol at ${at}`);
+  }
+
+  // the same answer as the whole text gives, for every kind of file
+  const cases: Array<[string, string]> = [
+    ['symbol-only.json', withBanner(OTHER_BANNER, 'symbol')],
+    ['metadata.json', withBanner(OTHER_BANNER, 'metadata')],
+    ['both.json', JSON.stringify({ symbols: { linux_banner: JSON.parse(sym(SMALL_BANNER)) }, metadata: { linux: { banner: OTHER_BANNER } } })],
+    ['symbol-first.json', JSON.stringify({ symbols: { linux_banner: JSON.parse(sym(SMALL_BANNER)) }, metadata: { linux: {} } })],
+    ['not-objects.json', '{"metadata": "x", "linux_banner": 3, "metadata": {"linux": {"banner": "Linux version 1"}}}'],
+    ['escaped.json', '{"metadata": {"note": "a \\" } { \\\\", "linux": {"banner": "Linux version 2 \\u00e9"}}}'],
+    ['none.json', '{"metadata": {}, "symbols": {}}'],
+    ['garbage.json', '{ this is not json'],
+    ['truncated.json', '{"metadata": {"linux": {"banner": "Linux'],
+    ['empty.json', ''],
+  ];
+  for (const [name, text] of cases) {
+    const file = write(name, text);
+    t.equal(readProfileBanner(file), bannerOfProfileText(readProfileText(file)), name);
+  }
+  const found = (name: string) => readProfileBanner(path.join(dir, name));
+  t.equal(found('both.json'), OTHER_BANNER, 'the metadata wins over the symbol');
+  t.equal(found('symbol-first.json'), SMALL_BANNER, 'a symbol before metadata without a banner');
+  t.equal(found('not-objects.json'), 'Linux version 1', 'members whose values are not objects are passed over');
+  t.equal(found('escaped.json'), 'Linux version 2 \u00e9', 'braces and quotes inside strings');
+  t.equal(found('truncated.json'), undefined);
+  const gz = path.join(dir, 'meta.json.gz');
+  fs.writeFileSync(gz, zlib.gzipSync(withBanner(OTHER_BANNER, 'symbol')));
+  t.equal(readProfileBanner(gz), OTHER_BANNER, 'gzip');
+  t.equal(readProfileBanner(SMALL), bannerOfProfileText(readProfileText(SMALL)), 'the small fixture');
   t.end();
 });

@@ -9,6 +9,7 @@ import type { CallOptions } from '../../util/deadline';
 import type { Kernel } from '../kernel';
 import { kernfsPath, prefetchKernfsPaths } from './kernfs';
 import { listForEachEntry } from './list';
+import { readU64LE } from '../../util/bytes';
 
 /** Most hierarchies a css_set may link to (the kernel allows 16 v1 roots plus the default one). */
 const MAX_LINKS = 64;
@@ -71,7 +72,7 @@ export async function prefetchCgroupPaths(kernel: Kernel, csets: Iterable<bigint
     await kernel.prefetch(heads.map((address) => ({ address, length: 16 })), opts);
     for (const h of heads) {
       const b = kernel.space.peek(h, 8);
-      if (b) cursors.push([h, b.readBigUInt64LE(0)]);
+      if (b) cursors.push([h, readU64LE(b, 0)]);
     }
     const seen = new Set<bigint>();
     for (let step = 0; cursors.length > 0 && step < MAX_LINKS; step++) {
@@ -82,8 +83,8 @@ export async function prefetchCgroupPaths(kernel: Kernel, csets: Iterable<bigint
       for (const [h, cur] of cursors) {
         const b = kernel.space.peek(cur - linkOff + start, linkLen);
         if (!b) continue;
-        cgrps.add(b.readBigUInt64LE(Number(cgrpOff - start)));
-        next.push([h, b.readBigUInt64LE(Number(linkOff - start))]);
+        cgrps.add(readU64LE(b, Number(cgrpOff - start)));
+        next.push([h, readU64LE(b, Number(linkOff - start))]);
       }
       cursors = next;
     }
@@ -126,7 +127,7 @@ async function subsystemNames(kernel: Kernel, opts: CallOptions): Promise<string
   if (kernel.hasSymbol('cgroup_subsys') && count > 0 && count <= 64) {
     const table = await kernel.space.read(kernel.symbol('cgroup_subsys'), count * 8, opts);
     for (let i = 0; i < count; i++) {
-      const ss = table.readBigUInt64LE(i * 8);
+      const ss = readU64LE(table, i * 8);
       if (!kernel.isKernelPointer(ss)) { names.push(`subsys${i}`); continue; }
       const s = await kernel.read('cgroup_subsys', ss, { ...opts, upTo: 'name' });
       names.push(await kernel.space.readCString(s.ptr('name'), MAX_NAME, opts));

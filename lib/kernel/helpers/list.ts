@@ -6,6 +6,7 @@
 import { isFatalReadError, ValidationError } from '../../errors';
 import type { CallOptions } from '../../util/deadline';
 import type { Kernel } from '../kernel';
+import { readU64LE } from '../../util/bytes';
 
 export interface ListWalkOptions extends CallOptions {
   /** Most entries to yield before the walk fails (a corrupt list can be arbitrarily long). */
@@ -71,8 +72,8 @@ export async function* listForEach(kernel: Kernel, head: bigint, opts: ListWalkO
         return unreadable(err, cur);
       }
     }
-    const next = link.readBigUInt64LE(0);
-    const back = link.readBigUInt64LE(8);
+    const next = readU64LE(link, 0);
+    const back = readU64LE(link, 8);
     if (back !== prev) return fail(`list corrupted: 0x${cur.toString(16)}->prev is 0x${back.toString(16)}, expected 0x${prev.toString(16)}`, cur);
     yield cur;
     prev = cur;
@@ -93,15 +94,15 @@ export function listEntriesCached(kernel: Kernel, head: bigint, max = DEFAULT_LI
   const seen = new Set<bigint>([head]);
   const out: bigint[] = [];
   let prev = head;
-  let cur = first.readBigUInt64LE(0);
+  let cur = readU64LE(first, 0);
   while (cur !== head) {
     if (out.length >= max || !kernel.isKernelPointer(cur) || seen.has(cur)) return undefined;
     seen.add(cur);
     const link = kernel.space.peek(cur, 16, true);
-    if (!link || link.readBigUInt64LE(8) !== prev) return undefined;
+    if (!link || readU64LE(link, 8) !== prev) return undefined;
     out.push(cur);
     prev = cur;
-    cur = link.readBigUInt64LE(0);
+    cur = readU64LE(link, 0);
   }
   return out;
 }

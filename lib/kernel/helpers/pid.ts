@@ -6,6 +6,7 @@
  */
 import type { CallOptions } from '../../util/deadline';
 import type { Kernel } from '../kernel';
+import { readU64LE } from '../../util/bytes';
 
 /** Most xa_nodes read (64 slots each: far beyond PID_MAX_LIMIT's 4 Mi pids). */
 const MAX_NODES = 70_000;
@@ -65,7 +66,7 @@ export async function pidNamespaceEntries(kernel: Kernel, ns: bigint, opts: PidI
       const slots = kernel.space.peek(node + BigInt(slotsOff), XA_CHUNK_SIZE * 8);
       if (!slots) { note('unreadable nodes', node); continue; }
       for (let i = 0; i < XA_CHUNK_SIZE; i++) {
-        const s = slots.readBigUInt64LE(i * 8);
+        const s = readU64LE(slots, i * 8);
         if (s !== 0n) next.push(s);
       }
     }
@@ -84,7 +85,7 @@ export function pidTasksCached(kernel: Kernel, pids: readonly bigint[]): bigint[
   for (const pid of pids) {
     const b = kernel.space.peek(pid + firstOff, 8);
     if (!b) continue;
-    const first = b.readBigUInt64LE(0);
+    const first = readU64LE(b, 0);
     if (kernel.isKernelPointer(first)) out.push(first - linkOff);
   }
   return out;

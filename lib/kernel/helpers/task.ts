@@ -6,6 +6,7 @@
 import type { CallOptions } from '../../util/deadline';
 import type { Kernel } from '../kernel';
 import { listEntriesCached, listForEachEntry, type ListWalkOptions } from './list';
+import { readU64LE } from '../../util/bytes';
 
 /**
  * `for_each_process(p)`: every thread-group leader (struct task_struct *). Like the kernel's macro
@@ -49,7 +50,7 @@ export function threadsOfCached(kernel: Kernel, leader: bigint, max?: number): b
   if (!p.hasField('signal_struct', 'thread_head') || !p.hasField('task_struct', 'thread_node')) return undefined;
   const b = kernel.space.peek(leader + BigInt(p.fieldOffset('task_struct', 'signal')), 8, true);
   if (!b) return undefined;
-  const signal = b.readBigUInt64LE(0);
+  const signal = readU64LE(b, 0);
   if (!kernel.isKernelPointer(signal)) return undefined;
   const off = BigInt(p.fieldOffset('task_struct', 'thread_node'));
   return listEntriesCached(kernel, signal + BigInt(p.fieldOffset('signal_struct', 'thread_head')), max)?.map((l) => l - off);

@@ -41,6 +41,8 @@ export class Profile {
   /** struct name as asked → path → layout (found fields only). */
   readonly #byStruct = new Map<string, Map<string, FieldLayout>>();
   readonly #flat = new Map<string, Map<string, { offset: number; type: TypeRef }>>();
+  /** typeSize() by name as asked (found ones only): struct reads ask it thousands of times a listing. */
+  readonly #sizes = new Map<string, number>();
   #banner: string | null | undefined;
 
   /**
@@ -120,9 +122,12 @@ export class Profile {
 
   /** sizeof a named type: struct/union, base type (`int`, `pointer`) or enum. */
   typeSize(name: string): number {
+    const hit = this.#sizes.get(name);
+    if (hit !== undefined) return hit;
     const n = bareName(name);
     const size = this.#store.userType(n)?.size ?? this.#store.baseType(n)?.size ?? this.#store.enumType(n)?.size;
     if (size === undefined) throw new MissingSymbolError(n, `no type ${JSON.stringify(n)} in profile ${this.source}`);
+    this.#sizes.set(name, size);
     return size;
   }
 

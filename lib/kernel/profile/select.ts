@@ -3,12 +3,13 @@
  * memory), the way Volatility matches ISF files to a memory image.
  *
  * Finding the banner of each candidate file does not parse the whole file: the small `metadata`
- * object and the `linux_banner` symbol entry are cut out of the text and parsed on their own.
+ * object and the `linux_banner` symbol entry are cut out and parsed on their own, and a file is
+ * read only as far as they are (banner-file.ts).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ProfileMismatchError, VmiError } from '../../errors';
-import { readProfileText } from './load';
+import { scanProfileBanner } from './banner-file';
 import { Profile, normalizeBanner } from './profile';
 
 /** Files in a profile directory that may be profiles. */
@@ -69,9 +70,9 @@ export function bannerOfProfileText(text: string): string | undefined {
   return undefined;
 }
 
-/** The banner recorded in a profile file (plain or gzip JSON), or undefined. */
+/** The banner recorded in a profile file (plain or gzip JSON), or undefined; reads only as far as it is (banner-file.ts). */
 export function readProfileBanner(file: string): string | undefined {
-  return bannerOfProfileText(readProfileText(file));
+  return scanProfileBanner(file).banner;
 }
 
 export interface ProfileCandidate {

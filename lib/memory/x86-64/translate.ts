@@ -11,6 +11,7 @@ import { decodeCr3, type DecodedCr3 } from './cr3';
 import { ARCH_ADDRESS_BITS, physicalAddressMask, PTE_NX, PTE_PAGE_SIZE, PTE_PRESENT, PTE_USER, PTE_WRITABLE } from './entry';
 import { mappings, type MappedRange, type MappingsOptions } from './mappings';
 import { pagingFormatForCr4, tableIndex, X86_64_4LEVEL, type PagingFormat, type PagingLevel } from './paging-format';
+import { readU64LE } from '../../util/bytes';
 
 export interface Translation {
   /** The physical address `va` maps to. */
@@ -37,6 +38,15 @@ export interface PageTableOptions {
   keepKptiBit?: boolean;
   /** Names this layer in PageFaultError messages. */
   name?: string;
+}
+
+/** Where a walk is between two levels. */
+interface Walk {
+  table: bigint;
+  parent: bigint;
+  writable: boolean;
+  user: boolean;
+  nx: boolean;
 }
 
 export class X86PageTable {
@@ -81,7 +91,7 @@ export class X86PageTable {
   /** Reads one 8-byte entry; a table outside readable memory is a fault of the entry that named it. */
   async readEntry(va: bigint, level: PagingLevel, entryAddress: bigint, parent: bigint, opts?: CallOptions): Promise<bigint> {
     let buf: Buffer | undefined = this.physical.peek?.(entryAddress, 8);
-    if (buf) return buf.readBigUInt64LE(0);
+    if (buf) return readU64LE(buf, 0);
     try {
       buf = await this.physical.read(entryAddress, 8, opts);
     } catch (err) {
@@ -90,7 +100,7 @@ export class X86PageTable {
       }
       throw err;
     }
-    return buf.readBigUInt64LE(0);
+    return readU64LE(buf, 0);
   }
 
   /**
@@ -102,31 +112,61 @@ export class X86PageTable {
     if (!isCanonical(va, this.format.virtualBits)) {
       throw new PageFaultError(this.name, va, top.level, 0n, `is not canonical for ${this.format.virtualBits}-bit addresses`);
     }
-    let table = this.cr3.root;
-    let parent = this.cr3.root;
-    let writable = true;
-    let user = true;
-    let nx = false;
+    const w = this.#start();
     for (const level of this.format.levels) {
-      const entryAddress = table + BigInt(tableIndex(level, va) * 8);
-      const entry = await this.readEntry(va, level, entryAddress, parent, opts);
-      if ((entry & PTE_PRESENT) === 0n) throw new PageFaultError(this.name, va, level.level, entry, 'not present');
-      const problem = this.entryProblem(level, entry);
-      if (problem) throw new PageFaultError(this.name, va, level.level, entry, problem);
-      writable &&= (entry & PTE_WRITABLE) !== 0n;
-      user &&= (entry & PTE_USER) !== 0n;
-      nx ||= (entry & PTE_NX) !== 0n;
-      if (this.isLeaf(level, entry)) {
-        const size = level.largePageSize!;
-        // For large pages bit 12 is PAT and the bits below the page size are not address bits.
-        const frame = this.entryAddress(entry) & ~(size - 1n);
-        return { physical: frame | (va & (size - 1n)), pageSize: Number(size), writable, user, nx, level: level.level, entry };
-      }
-      parent = entry;
-      table = this.entryAddress(entry);
+      const entry = await this.readEntry(va, level, w.table + BigInt(tableIndex(level, va) * 8), w.parent, opts);
+      const t = this.#step(va, level, entry, w);
+      if (t) return t;
     }
     // Unreachable: level 1 is always a leaf.
-    throw new PageFaultError(this.name, va, 1, parent, 'walk ended without a leaf');
+    throw new PageFaultError(this.name, va, 1, w.parent, 'walk ended without a leaf');
+  }
+
+  /**
+   * What translate() gives when every entry of the walk is already cached below (peek) and the
+   * walk ends in a mapping, without a promise; undefined otherwise (translate() then reads what is
+   * missing and names the fault). A stage of a collection walks hundreds of times.
+   */
+  translateCached(va: bigint): Translation | undefined {
+    const peek = this.physical.peek;
+    if (!peek || !isCanonical(va, this.format.virtualBits)) return undefined;
+    const w = this.#start();
+    for (const level of this.format.levels) {
+      const buf = peek.call(this.physical, w.table + BigInt(tableIndex(level, va) * 8), 8, true);
+      if (!buf) return undefined;
+      let t: Translation | undefined;
+      try {
+        t = this.#step(va, level, readU64LE(buf, 0), w);
+      } catch (err) {
+        if (err instanceof PageFaultError) return undefined;
+        throw err;
+      }
+      if (t) return t;
+    }
+    return undefined;
+  }
+
+  #start(): Walk {
+    return { table: this.cr3.root, parent: this.cr3.root, writable: true, user: true, nx: false };
+  }
+
+  /** Takes the entry of `level` into the walk: the translation at a leaf, undefined to go on, PageFaultError for a bad entry. */
+  #step(va: bigint, level: PagingLevel, entry: bigint, w: Walk): Translation | undefined {
+    if ((entry & PTE_PRESENT) === 0n) throw new PageFaultError(this.name, va, level.level, entry, 'not present');
+    const problem = this.entryProblem(level, entry);
+    if (problem) throw new PageFaultError(this.name, va, level.level, entry, problem);
+    w.writable &&= (entry & PTE_WRITABLE) !== 0n;
+    w.user &&= (entry & PTE_USER) !== 0n;
+    w.nx ||= (entry & PTE_NX) !== 0n;
+    if (this.isLeaf(level, entry)) {
+      const size = level.largePageSize!;
+      // For large pages bit 12 is PAT and the bits below the page size are not address bits.
+      const frame = this.entryAddress(entry) & ~(size - 1n);
+      return { physical: frame | (va & (size - 1n)), pageSize: Number(size), writable: w.writable, user: w.user, nx: w.nx, level: level.level, entry };
+    }
+    w.parent = entry;
+    w.table = this.entryAddress(entry);
+    return undefined;
   }
 
   /** Mapped ranges in ascending virtual order, bounded (see mappings.ts). */
