@@ -132,6 +132,11 @@ export class BreakpointRunner {
     return [...this.#watching];
   }
 
+  /** Whether a vCPU is held (stopped on a hit kept for some runner, which takes it from there). */
+  isHeld(thread: string): boolean {
+    return this.#shared.held.has(thread);
+  }
+
   /** Whether any runner on this connection has a breakpoint at `address`. */
   breakpointAt(address: bigint): boolean {
     return this.#shared.breakpoints.has(address);

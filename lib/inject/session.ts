@@ -451,7 +451,7 @@ export class InjectionSession {
       if (!(err instanceof TargetGoneError) && this.#in.gdb.state !== 'closed') {
         // let the call in flight finish (an abort gives it as long as a call may take)
         const grace = err instanceof AbortError ? this.#callTimeout : Math.min(this.#callTimeout, 2000);
-        await this.#waitReturn(name, sp, grace).then(
+        await this.#waitReturn(name, sp, grace, undefined, true).then(
           (h) => this.#park(h),
           (e) => { if (e instanceof TargetGoneError) cause = e; },
         );
@@ -576,18 +576,39 @@ export class InjectionSession {
    * Runs the VM until the thread returns from the injected syscall. Every LIVENESS_INTERVAL the
    * VM is stopped to check that the target still exists (it may be killed inside the guest).
    */
-  async #waitReturn(what: string, sp: bigint, timeout: number, signal?: AbortSignal): Promise<Hit> {
+  async #waitReturn(what: string, sp: bigint, timeout: number, signal?: AbortSignal, lookFirst = false): Promise<Hit> {
     const deadline = Date.now() + timeout;
-    for (;;) {
+    for (let round = 0; ; round++) {
+      if (lookFirst || round > 0) {
+        // after a wait cut short the VM is stopped, maybe with the thread already back: a stop
+        // QEMU reported as the interrupt's (it came in the same instant) never comes again for a
+        // watchpoint, and resuming would let the thread run on with injected registers
+        const back = await this.#backAlready(sp);
+        if (back) return back;
+        if (round > 0 && !(await this.#alive())) throw new TargetGoneError(this.target.pid, 'untouched');
+      }
       const slice = Math.min(LIVENESS_INTERVAL, deadline - Date.now());
       if (slice <= 0) throw new TimeoutError(`injected ${what}`, timeout);
       try {
         return await this.#in.runner.runUntil((h) => this.#isOurReturn(h, sp), { timeout: slice, signal, what: `injected ${what}` });
       } catch (err) {
         if (!(err instanceof TimeoutError)) throw err;
-        if (!(await this.#alive())) throw new TargetGoneError(this.target.pid, 'untouched');
       }
     }
+  }
+
+  /** The thread stopped on some vCPU where a call leaves it (at R, user mode, with `sp`), if it is. */
+  async #backAlready(sp: bigint): Promise<Hit | null> {
+    const gdb = this.#in.gdb;
+    if (gdb.state !== 'stopped') return null;
+    for (const thread of await gdb.threads({ timeout: 10_000 })) {
+      // a held hit is handed out by runUntil() itself
+      if (this.#in.runner.isHeld(thread)) continue;
+      const regs = await gdb.readRegisters({ thread, timeout: 10_000 });
+      const hit: Hit = { thread, regs, rip: regs.get('rip') ?? 0n, stop: gdb.lastStop! };
+      if (gdb.lastStop && (await this.#isOurReturn(hit, sp))) return hit;
+    }
+    return null;
   }
 
   /** Whether the target task still lives (on the task list, not exiting, with its address space). */
