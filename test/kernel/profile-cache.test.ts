@@ -84,6 +84,32 @@ t.test('a cache directory that cannot be made is no error', async (t) => {
   sameAsReference(t, Profile.load(file, { packedCache: path.join(blocker, 'packed') }), 'uncached');
 });
 
+t.test('an unchanged profile is found by its identity on disk; any rewrite is seen', async (t) => {
+  const own = path.join(tmp, 'indexed.json');
+  const ownDir = path.join(tmp, 'indexed-cache');
+  fs.copyFileSync(file, own);
+  sameAsReference(t, Profile.load(own, { packedCache: ownDir }), 'first load');
+  const entries = fs.readdirSync(path.join(ownDir, 'by-file'));
+  t.equal(entries.length, 1, 'one index entry');
+  t.equal(fs.readFileSync(path.join(ownDir, 'by-file', entries[0]), 'latin1'), source, 'naming the hash of the profile bytes');
+  // the index is what the next load uses: point it at a valid cache of other content
+  const other = new PackedStore(JSON.parse(JSON.stringify({ metadata: { format: '6.2.0' }, base_types: {}, user_types: {}, enums: {}, symbols: {} })));
+  const fake = '1'.repeat(64);
+  writePackedCache(path.join(ownDir, `${fake}.packed`), fake, other);
+  fs.writeFileSync(path.join(ownDir, 'by-file', entries[0]), fake);
+  t.equal(Profile.load(own, { packedCache: ownDir }).counts.symbols, 0, 'the profile bytes are not read again');
+  // same size, one digit of an address changed: a new identity (ctime), so the bytes are read
+  const text = fs.readFileSync(own, 'utf8').replace('18446744071562012345', '18446744071562012346');
+  fs.writeFileSync(own, text);
+  const edited = Profile.load(own, { packedCache: ownDir });
+  t.equal(edited.symbol('sym_12345'), 18446744071562012346n, 'a rewrite of the same size is seen');
+  t.equal(fs.readdirSync(path.join(ownDir, 'by-file')).length, 2, 'and indexed anew');
+  for (const junk of ['', 'not a hash', 'f'.repeat(63)]) {
+    for (const e of fs.readdirSync(path.join(ownDir, 'by-file'))) fs.writeFileSync(path.join(ownDir, 'by-file', e), junk);
+    t.equal(Profile.load(own, { packedCache: ownDir }).symbol('sym_12345'), 18446744071562012346n, `an index entry holding ${JSON.stringify(junk)} is ignored`);
+  }
+});
+
 t.test('small profiles are not cached', async (t) => {
   const smallDir = path.join(tmp, 'small-cache');
   Profile.load(SMALL, { packedCache: smallDir });

@@ -10,6 +10,11 @@
  * was packed, so they are not validated again.
  *
  * Layout: MAGIC, u32le header length, header JSON, sections (each padded to 8 bytes), digest.
+ *
+ * Finding the cache file means hashing the whole profile (17 MB: most of the time a cached load
+ * takes), so a small index maps the profile file's identity on disk — path, device, inode, size,
+ * mtime and ctime, which any write changes — to the hash of its bytes, and a profile unchanged
+ * since the last load is not read at all.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -37,19 +42,47 @@ const sha256 = (b: Buffer | Uint8Array): string => createHash('sha256').update(b
 
 /** Loads a profile file packed, through the cache in `dir` when the file is large enough. */
 export function loadPackedProfile(file: string, dir: string): PackedStore {
+  const index = indexFileOf(file, dir);
+  const known = index && readIndex(index);
+  if (known) {
+    const cached = readPackedCache(path.join(dir, `${known}.packed`), known);
+    if (cached) return cached;
+  }
   const raw = readProfileBytes(file);
   if (raw.length < PACKED_CACHE_MIN_BYTES) return new PackedStore(parseProfile(profileText(raw, file), file));
   const source = sha256(raw);
   const cacheFile = path.join(dir, `${source}.packed`);
   const cached = readPackedCache(cacheFile, source);
-  if (cached) return cached;
-  const store = new PackedStore(parseProfile(profileText(raw, file), file));
+  const store = cached ?? new PackedStore(parseProfile(profileText(raw, file), file));
   try {
-    writePackedCache(cacheFile, source, store);
+    if (!cached) writePackedCache(cacheFile, source, store);
+    if (index) writeAtomically(index, Buffer.from(source, 'latin1'));
   } catch {
     // a cache that cannot be written (read-only home, full disk) only costs the next start time
   }
   return store;
+}
+
+/** The index entry for the file as it is on disk now (undefined when it cannot be stat'ed). */
+function indexFileOf(file: string, dir: string): string | undefined {
+  try {
+    const st = fs.statSync(file, { bigint: true });
+    if (st.size < BigInt(PACKED_CACHE_MIN_BYTES)) return undefined;
+    const id = [path.resolve(file), st.dev, st.ino, st.size, st.mtimeNs, st.ctimeNs].join('\0');
+    return path.join(dir, 'by-file', `${sha256(Buffer.from(id, 'utf8'))}.source`);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The profile hash an index entry names, if it holds one. */
+function readIndex(index: string): string | undefined {
+  try {
+    const text = fs.readFileSync(index, 'latin1');
+    return /^[0-9a-f]{64}$/.test(text) ? text : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The store a cache file holds, or undefined when it is absent, of another source or damaged. */
@@ -177,11 +210,16 @@ export function writePackedCache(cacheFile: string, source: string, store: Packe
   const hash = createHash('sha256');
   for (const c of chunks) hash.update(c);
   chunks.push(hash.digest());
-  fs.mkdirSync(path.dirname(cacheFile), { recursive: true });
-  const tmp = `${cacheFile}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  writeAtomically(cacheFile, Buffer.concat(chunks));
+}
+
+/** Writes a file whole or not at all (a temporary file renamed over it). */
+function writeAtomically(file: string, data: Buffer): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   try {
-    fs.writeFileSync(tmp, Buffer.concat(chunks));
-    fs.renameSync(tmp, cacheFile);
+    fs.writeFileSync(tmp, data);
+    fs.renameSync(tmp, file);
   } catch (err) {
     fs.rmSync(tmp, { force: true });
     throw err;
