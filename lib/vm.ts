@@ -73,6 +73,8 @@ export class Vm {
   #rawBackend: PhysicalMemory | undefined;
   #kernel: Promise<Kernel> | undefined;
   #pausedByUs = false;
+  /** The VM is to be left running at close(): we stopped it or restarted it, and nobody said otherwise. */
+  #leaveRunning = false;
   #closed = false;
   #accelerator: Promise<'kvm' | 'tcg'> | undefined;
 
@@ -121,6 +123,7 @@ export class Vm {
     if (await this.#running()) {
       await this.qmp.execute('stop');
       this.#pausedByUs = true;
+      this.#leaveRunning = true;
     }
   }
 
@@ -149,6 +152,7 @@ export class Vm {
   /** Leaves the VM stopped at close(): a thread is hijacked and only `vmictl recover` can put it back. */
   keepStopped(): void {
     this.#pausedByUs = false;
+    this.#leaveRunning = false;
   }
 
   async resume(): Promise<void> {
@@ -156,6 +160,7 @@ export class Vm {
     if (this.#kernel) (await this.#kernel.catch(() => undefined))?.invalidate();
     if (this.qmp && this.#pausedByUs) {
       this.#pausedByUs = false;
+      this.#leaveRunning = true;
       await this.qmp.execute('cont');
       if (this.#gdb) await this.#settleRunning();
     }
@@ -292,6 +297,14 @@ export class Vm {
     if (this.#gdbStub) await attempt(() => this.#gdbStub!.stop());
     if (this.qmp) {
       await attempt(() => this.resume());
+      // with the gdbstub connection gone no late byte can stop the VM again: one that did (an ack
+      // QEMU read after our last `cont`, the disconnect) is undone here, once and for all
+      if (this.#leaveRunning) {
+        await attempt(async () => {
+          const st = (await this.qmp!.execute('query-status')) as { status: string };
+          if (st.status === 'paused') await this.qmp!.execute('cont');
+        });
+      }
       await attempt(() => this.qmp!.close());
     }
     if (this.dump) await attempt(() => this.dump!.close());

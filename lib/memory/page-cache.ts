@@ -184,15 +184,7 @@ export class PageCache implements PhysicalMemory {
     if (!Number.isSafeInteger(length) || length <= 0 || length > PAGE_SIZE * 64) return undefined;
     const first = address >> PAGE_SHIFT;
     const off = Number(address & PAGE_OFFSET_MASK);
-    if (off + length <= PAGE_SIZE) {
-      const page = this.#pages.get(first) ?? this.#partialData(first, off, length);
-      if (!page) return undefined;
-      this.#stats.hits++;
-      if (view) return page.subarray(off, off + length);
-      const out = Buffer.allocUnsafe(length);
-      page.copy(out, 0, off, off + length);
-      return out;
-    }
+    if (off + length <= PAGE_SIZE) return this.peekPage(first, off, length, view);
     const last = (address + BigInt(length) - 1n) >> PAGE_SHIFT;
     const pages: Buffer[] = [];
     let left = length;
