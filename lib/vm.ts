@@ -19,6 +19,7 @@ import { autoProfileKernel, defaultProfileCache } from './kernel/profile/auto';
 import type { CollectOptions } from './containers/collect';
 import type { Container } from './containers/model';
 import { openInjection, type InjectionOptions, type InjectionSession, type InjectionTargetSpec } from './inject';
+import { fanOutSignal } from './util/fan-out';
 
 
 /** How long an ack of ours takes to reach QEMU's stub, at most, on a loaded machine; and how often to retry. */
@@ -260,7 +261,12 @@ export class Vm {
   /** Every container (and the host), read from the guest kernel with the VM paused. */
   async listContainers(opts: CollectOptions = {}): Promise<ContainerList> {
     const kernel = await this.kernel();
-    return listContainers(kernel, { signal: this.options.signal, ...opts });
+    const fanned = fanOutSignal(opts.signal ?? this.options.signal);
+    try {
+      return await listContainers(kernel, { ...opts, signal: fanned.signal });
+    } finally {
+      fanned.release();
+    }
   }
 
   /** `for await (const c of vm.containers())`: the containers of the VM. */

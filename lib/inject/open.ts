@@ -5,7 +5,6 @@
  * target's own threads hits one. Other processes that run the same code (a static busybox has the
  * same addresses everywhere) are stepped over untouched.
  */
-import { setMaxListeners } from 'node:events';
 import { TimeoutError, VmiError } from '../errors';
 import type { Vm } from '../vm';
 import type { Kernel } from '../kernel/kernel';
@@ -13,6 +12,7 @@ import { resolveContainer } from '../containers/resolve';
 import { tasksOf, type Container, type ProcessInfo, type TaskInfo } from '../containers/model';
 import { cr3Root, currentTask, mmRoot } from './cpu';
 import { AcquireTimeoutError, NoInjectableThreadError, type TriedProcess } from './errors';
+import { fanOutSignal } from '../util/fan-out';
 import { findSyscallRet } from './gadget';
 import { BreakpointRunner, type Hit } from './runner';
 import { AT_FDCWD, resumeVm, InjectionSession, type TargetThread } from './session';
@@ -209,13 +209,8 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
   if (!vm.live || !vm.qmp) throw new VmiError('EUSAGE', 'syscall injection needs a live VM (QMP and the gdbstub), not a dump');
   const timeout = opts.timeout ?? 10_000;
   const maxBreakpoints = Math.min(Math.max(1, Math.floor(opts.maxBreakpoints ?? 2)), 4);
-  // one internal signal for the many concurrent reads (no listener-count warnings on the caller's)
-  const inner = new AbortController();
-  setMaxListeners(0, inner.signal);
-  const onAbort = () => inner.abort(opts.signal?.reason);
-  if (opts.signal?.aborted) onAbort();
-  else opts.signal?.addEventListener('abort', onAbort, { once: true });
-  const signal = inner.signal;
+  const fanned = fanOutSignal(opts.signal);
+  const signal = fanned.signal;
   const wasRunning = ((await vm.qmp.execute('query-status')) as { running: boolean }).running;
   await vm.pause();
   let runner: BreakpointRunner | undefined;
@@ -316,7 +311,7 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
       gadget = await findSyscallRet(userView, returnAddress, { signal });
     }
     await session.prepare({ gadget });
-    session.onEnd(() => opts.signal?.removeEventListener('abort', onAbort));
+    session.onEnd(() => fanned.release());
     if (guard) {
       const end = session.end.bind(session);
       session.end = async () => { try { await end(); } finally { await guard.release(); } };
@@ -324,7 +319,7 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
     return session;
   } catch (err) {
     // nothing of the target was changed yet: remove the breakpoints and let the VM go
-    opts.signal?.removeEventListener('abort', onAbort);
+    fanned.release();
     await runner?.releaseHeld().catch(() => undefined);
     await runner?.removeAll();
     if (!opts.leaveStopped) await resumeVm(vm, wasRunning).catch(() => undefined);
