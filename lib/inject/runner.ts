@@ -103,12 +103,23 @@ const CONTROL_TIMEOUT = 10_000;
 const READ_WATCHPOINT = 3;
 export const WATCH_LENGTH = 8;
 
+/**
+ * One kind of stop point (hardware breakpoint, read watchpoint): its Z type and length, how many
+ * runners of the connection inserted each address, and which ones this runner did.
+ */
+interface Points {
+  type: 1 | 3;
+  length: number;
+  counts: Map<bigint, number>;
+  mine: Set<bigint>;
+}
+
 export class BreakpointRunner {
   readonly #gdb: GdbClient;
   readonly #afterStop: () => void;
-  readonly #inserted = new Set<bigint>();
-  readonly #watching = new Set<bigint>();
   readonly #shared: Shared;
+  readonly #breakpoints: Points;
+  readonly #watchpoints: Points;
   readonly stats: RunnerStats = { stops: 0, stepOvers: 0, otherStops: 0, held: 0 };
 
   /** `afterStop` runs after every stop, before registers or memory are looked at (cache invalidation). */
@@ -116,6 +127,8 @@ export class BreakpointRunner {
     this.#gdb = gdb;
     this.#afterStop = afterStop;
     this.#shared = shared(gdb);
+    this.#breakpoints = { type: 1, length: 1, counts: this.#shared.breakpoints, mine: new Set() };
+    this.#watchpoints = { type: READ_WATCHPOINT, length: WATCH_LENGTH, counts: this.#shared.watchpoints, mine: new Set() };
   }
 
   get gdb(): GdbClient {
@@ -124,12 +137,12 @@ export class BreakpointRunner {
 
   /** The addresses of the breakpoints this runner has inserted and not removed. */
   get breakpoints(): bigint[] {
-    return [...this.#inserted];
+    return [...this.#breakpoints.mine];
   }
 
   /** The addresses of the read watchpoints this runner has inserted and not removed. */
   get watchpoints(): bigint[] {
-    return [...this.#watching];
+    return [...this.#watchpoints.mine];
   }
 
   /** Whether a vCPU is held (stopped on a hit kept for some runner, which takes it from there). */
@@ -143,57 +156,52 @@ export class BreakpointRunner {
   }
 
   /** Sets a read watchpoint on the 8 bytes at `address` (TCG: any number; KVM: a debug register). */
-  async watch(address: bigint): Promise<void> {
-    if (this.#watching.has(address)) return;
-    const n = this.#shared.watchpoints.get(address) ?? 0;
-    if (n === 0) await this.#gdb.insertBreakpoint(READ_WATCHPOINT, address, WATCH_LENGTH, { timeout: CONTROL_TIMEOUT });
-    this.#shared.watchpoints.set(address, n + 1);
-    this.#watching.add(address);
+  watch(address: bigint): Promise<void> {
+    return this.#add(this.#watchpoints, address);
   }
 
-  async unwatch(address: bigint): Promise<void> {
-    if (!this.#watching.has(address)) return;
-    const n = this.#shared.watchpoints.get(address) ?? 1;
+  unwatch(address: bigint): Promise<void> {
+    return this.#drop(this.#watchpoints, address);
+  }
+
+  insert(address: bigint): Promise<void> {
+    return this.#add(this.#breakpoints, address);
+  }
+
+  remove(address: bigint): Promise<void> {
+    return this.#drop(this.#breakpoints, address);
+  }
+
+  /** Inserts the point in QEMU unless another runner has (counted per address for the connection). */
+  async #add(p: Points, address: bigint): Promise<void> {
+    if (p.mine.has(address)) return;
+    const n = p.counts.get(address) ?? 0;
+    if (n === 0) await this.#gdb.insertBreakpoint(p.type, address, p.length, { timeout: CONTROL_TIMEOUT });
+    p.counts.set(address, n + 1);
+    p.mine.add(address);
+  }
+
+  /** Removes it from QEMU when this runner was the last one to use it. */
+  async #drop(p: Points, address: bigint): Promise<void> {
+    if (!p.mine.has(address)) return;
+    const n = p.counts.get(address) ?? 1;
     if (n <= 1) {
-      await this.#gdb.removeBreakpoint(READ_WATCHPOINT, address, WATCH_LENGTH, { timeout: CONTROL_TIMEOUT });
-      this.#shared.watchpoints.delete(address);
-    } else this.#shared.watchpoints.set(address, n - 1);
-    this.#watching.delete(address);
-  }
-
-  async insert(address: bigint): Promise<void> {
-    if (this.#inserted.has(address)) return;
-    const n = this.#shared.breakpoints.get(address) ?? 0;
-    if (n === 0) await this.#gdb.insertBreakpoint(1, address, 1, { timeout: CONTROL_TIMEOUT });
-    this.#shared.breakpoints.set(address, n + 1);
-    this.#inserted.add(address);
-  }
-
-  async remove(address: bigint): Promise<void> {
-    if (!this.#inserted.has(address)) return;
-    const n = this.#shared.breakpoints.get(address) ?? 1;
-    if (n <= 1) {
-      await this.#gdb.removeBreakpoint(1, address, 1, { timeout: CONTROL_TIMEOUT });
-      this.#shared.breakpoints.delete(address);
-    } else this.#shared.breakpoints.set(address, n - 1);
-    this.#inserted.delete(address);
+      await this.#gdb.removeBreakpoint(p.type, address, p.length, { timeout: CONTROL_TIMEOUT });
+      p.counts.delete(address);
+    } else p.counts.set(address, n - 1);
+    p.mine.delete(address);
   }
 
   /** Removes every breakpoint and watchpoint; returns the errors instead of stopping at the first. */
   async removeAll(): Promise<unknown[]> {
     const errors: unknown[] = [];
-    for (const a of [...this.#inserted]) {
-      try {
-        await this.remove(a);
-      } catch (err) {
-        errors.push(err);
-      }
-    }
-    for (const a of [...this.#watching]) {
-      try {
-        await this.unwatch(a);
-      } catch (err) {
-        errors.push(err);
+    for (const p of [this.#breakpoints, this.#watchpoints]) {
+      for (const a of [...p.mine]) {
+        try {
+          await this.#drop(p, a);
+        } catch (err) {
+          errors.push(err);
+        }
       }
     }
     return errors;
