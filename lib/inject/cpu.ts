@@ -101,6 +101,19 @@ export async function writeRegistersOver(gdb: GdbClient, vcpu: string, base: Reg
   return new Map([...base, ...changes]);
 }
 
+/**
+ * The first vCPU whose registers `match` takes (each read once with `g`), skipping those `skip`
+ * names; null when none does. For finding a thread stopped somewhere, not for a stop's own vCPU.
+ */
+export async function findOnVcpus(gdb: GdbClient, match: (regs: Map<string, bigint>) => Promise<boolean>, skip?: (thread: string) => boolean): Promise<{ thread: string; regs: Map<string, bigint> } | null> {
+  for (const thread of await gdb.threads({ timeout: 10_000 })) {
+    if (skip?.(thread)) continue;
+    const regs = await gdb.readRegisters({ thread, timeout: 10_000 });
+    if (await match(regs)) return { thread, regs };
+  }
+  return null;
+}
+
 /** A thread vmictl drives: its task, and the physical root of its page table. */
 export interface DrivenThread {
   task: bigint;

@@ -18,12 +18,12 @@ import { TimeoutError, VmiError } from '../errors';
 import type { Vm } from '../vm';
 import type { Kernel } from '../kernel/kernel';
 import { findTask } from '../kernel/helpers/task';
-import { cr3Root, currentTask, inUserMode, mmRoot } from './cpu';
+import { cr3Root, currentTask, findOnVcpus, inUserMode, mmRoot } from './cpu';
 import { errnoOf } from './errno';
 import { InjectionMemory, spaceAt } from './guest-memory';
 import { fromHex, Journal, listJournals, type JournalEntry } from './journal';
-import { BreakpointRunner, WATCH_LENGTH, type Hit } from './runner';
-import { ARGUMENT_REGISTERS } from './session';
+import { BreakpointRunner, READ_WATCHPOINT, WATCH_LENGTH, type Hit } from './runner';
+import { ARGUMENT_REGISTERS, watchSlotOf } from './session';
 import { redirectKernelReturn } from './redirect';
 import { userRegisters } from './site';
 import { SYSCALLS_X86_64 } from './syscalls';
@@ -124,7 +124,7 @@ export async function recoverInjection(vm: Vm, path: string, opts: RecoverOption
   const ctx: Ctx = { vm, kernel, runner, guest: new InjectionMemory(memory, gdb) };
   // the dead vmictl's breakpoint is still in QEMU (under KVM a second one at the same address fails)
   await gdb.removeBreakpoint(1, R, 1, { timeout: 10_000 }).catch(() => undefined);
-  if (e.gadget !== undefined) await gdb.removeBreakpoint(3, fromHex(e.callSp) - 8n, WATCH_LENGTH, { timeout: 10_000 }).catch(() => undefined);
+  if (e.gadget !== undefined) await gdb.removeBreakpoint(READ_WATCHPOINT, watchSlotOf(fromHex(e.callSp)), WATCH_LENGTH, { timeout: 10_000 }).catch(() => undefined);
   let outcome: RecoverOutcome;
   try {
     outcome = { ...who, ...(await recoverTarget(ctx, e, opts)) };
@@ -162,7 +162,7 @@ async function recoverTarget(ctx: Ctx, e: JournalEntry, opts: RecoverOptions): P
     } catch (err) {
       if (!(err instanceof TimeoutError)) throw err;
       const saved = new Map(Object.entries(e.registers).map(([k, v]) => [k, fromHex(v)] as const));
-      await redirectKernelReturn(kernel, spaceAt(kernel, ctx.guest, kernel.kaslr.pageTableRoot, 'kernel'), task, saved, gadget === undefined ? [callSp] : [callSp, callSp - 8n]);
+      await redirectKernelReturn(kernel, spaceAt(kernel, ctx.guest, kernel.kaslr.pageTableRoot, 'kernel'), task, saved, gadget === undefined ? [callSp] : [callSp, watchSlotOf(callSp)]);
       return { action: 'redirected', detail: 'the target is blocked in an injected syscall: it will go back to its own code when the call ends (with that call\'s result in rax)' };
     }
   }
@@ -188,20 +188,16 @@ async function recoverTarget(ctx: Ctx, e: JournalEntry, opts: RecoverOptions): P
  */
 function inInjectedCall(ip: bigint | undefined, sp: bigint | undefined, R: bigint, callSp: bigint, gadget: bigint | undefined): boolean {
   if ((ip === R || ip === R - 2n) && sp === callSp) return true;
-  return gadget !== undefined && (ip === gadget || ip === gadget + 2n) && sp === callSp - 8n;
+  return gadget !== undefined && (ip === gadget || ip === gadget + 2n) && sp === watchSlotOf(callSp);
 }
 
 /** The target stopped in user mode on a vCPU where an injection leaves it (see inInjectedCall). */
 async function findParked(ctx: Ctx, task: bigint, R: bigint, callSp: bigint, gadget: bigint | undefined): Promise<Hit | null> {
   const gdb = ctx.runner.gdb;
-  for (const thread of await gdb.threads({ timeout: 10_000 })) {
-    const regs = await gdb.readRegisters({ thread, timeout: 10_000 });
-    const rip = regs.get('rip');
-    if (!inUserMode(regs) || !inInjectedCall(rip, regs.get('rsp'), R, callSp, gadget)) continue;
-    if ((await currentTask(ctx.kernel, regs)) !== task) continue;
-    return { thread, regs, rip: rip!, stop: gdb.lastStop ?? { kind: 'T', swbreak: false, hwbreak: false, registersByNumber: new Map(), registers: new Map(), fields: new Map(), raw: '' } };
-  }
-  return null;
+  const found = await findOnVcpus(gdb, async (regs) =>
+    inUserMode(regs) && inInjectedCall(regs.get('rip'), regs.get('rsp'), R, callSp, gadget) && (await currentTask(ctx.kernel, regs)) === task);
+  if (!found) return null;
+  return { ...found, rip: found.regs.get('rip')!, stop: gdb.lastStop ?? { kind: 'T', swbreak: false, hwbreak: false, registersByNumber: new Map(), registers: new Map(), fields: new Map(), raw: '' } };
 }
 
 async function isReturn(ctx: Ctx, h: Hit, task: bigint, root: bigint, R: bigint, callSp: bigint): Promise<boolean> {

@@ -100,7 +100,7 @@ function shared(gdb: GdbClient): Shared {
 /** Bound on one single-step or interrupt round trip. */
 const CONTROL_TIMEOUT = 10_000;
 /** gdb's Z3 (read watchpoint) and the length of the ones the engine sets. */
-const READ_WATCHPOINT = 3;
+export const READ_WATCHPOINT = 3;
 export const WATCH_LENGTH = 8;
 
 /**

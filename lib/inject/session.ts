@@ -28,7 +28,7 @@ import type { Kernel } from '../kernel/kernel';
 import type { AddressSpace } from '../memory/address-space';
 import { GdbBreakpointError, GdbUnsupportedError, type GdbClient } from '../transport/gdb';
 import { findTask } from '../kernel/helpers/task';
-import { currentTask, inUserMode, isThreadAt, writeRegistersOver } from './cpu';
+import { currentTask, findOnVcpus, inUserMode, isThreadAt, writeRegistersOver } from './cpu';
 import { errnoOf, toSigned64 } from './errno';
 import { SessionClosedError, SyscallError, SyscallTimeoutError, TargetGoneError, type InjectionState } from './errors';
 import { hex, Journal, type JournalEntry } from './journal';
@@ -49,6 +49,11 @@ export const STACK_SCRATCH_MAX = 32 * 1024;
 const STACK_SCRATCH_MIN = 256;
 /** Bytes kept below the data area in watchpoint mode: the slot, 16-byte alignment. */
 const WATCH_RESERVE = 16n;
+
+/** Watchpoint mode: the slot holding R that the gadget's `ret` reads, just below callSp. */
+export function watchSlotOf(callSp: bigint): bigint {
+  return callSp - 8n;
+}
 /** Size step of the scratch mapping. */
 const MAP_STEP = 64 * 1024;
 /** Largest buffer one helper call asks for. */
@@ -271,7 +276,7 @@ export class InjectionSession {
       if (opts.gadget !== undefined) {
         // [low, low + 8) unused, the slot, then the data area from callSp (16-byte aligned)
         this.#callSp = low + WATCH_RESERVE;
-        this.#watch = { gadget: opts.gadget, slot: this.#callSp - 8n };
+        this.#watch = { gadget: opts.gadget, slot: watchSlotOf(this.#callSp) };
       }
     }
     if (this.#opts.journal !== false) {
@@ -600,15 +605,12 @@ export class InjectionSession {
   /** The thread stopped on some vCPU where a call leaves it (at R, user mode, with `sp`), if it is. */
   async #backAlready(sp: bigint): Promise<Hit | null> {
     const gdb = this.#in.gdb;
-    if (gdb.state !== 'stopped') return null;
-    for (const thread of await gdb.threads({ timeout: 10_000 })) {
-      // a held hit is handed out by runUntil() itself
-      if (this.#in.runner.isHeld(thread)) continue;
-      const regs = await gdb.readRegisters({ thread, timeout: 10_000 });
-      const hit: Hit = { thread, regs, rip: regs.get('rip') ?? 0n, stop: gdb.lastStop! };
-      if (gdb.lastStop && (await this.#isOurReturn(hit, sp))) return hit;
-    }
-    return null;
+    const stop = gdb.lastStop;
+    if (gdb.state !== 'stopped' || !stop) return null;
+    const rip = (regs: Map<string, bigint>) => regs.get('rip') ?? 0n;
+    // a held hit is handed out by runUntil() itself
+    const found = await findOnVcpus(gdb, (regs) => isThreadAt(this.#in.kernel, { rip: rip(regs), regs }, this.target, this.returnAddress, sp), (thread) => this.#in.runner.isHeld(thread));
+    return found && { ...found, rip: rip(found.regs), stop };
   }
 
   /** Whether the target task still lives (on the task list, not exiting, with its address space). */
@@ -861,19 +863,16 @@ export class InjectionSession {
    * gadget's `syscall` or `ret`)?
    */
   async #findParked(): Promise<void> {
-    const gdb = this.#in.gdb;
     const at = [this.returnAddress, this.returnAddress - 2n];
     if (this.#watch) at.push(this.#watch.gadget, this.#watch.gadget + 2n);
-    for (const thread of await gdb.threads({ timeout: 10_000 })) {
-      const regs = await gdb.readRegisters({ thread, timeout: 10_000 });
+    const found = await findOnVcpus(this.#in.gdb, async (regs) => {
       const rip = regs.get('rip');
-      if (!inUserMode(regs) || rip === undefined || !at.includes(rip)) continue;
-      if ((await currentTask(this.#in.kernel, regs)) !== this.target.task) continue;
-      this.#vcpu = thread;
-      this.#regs = regs;
-      this.#parked = true;
-      return;
-    }
+      return inUserMode(regs) && rip !== undefined && at.includes(rip) && (await currentTask(this.#in.kernel, regs)) === this.target.task;
+    });
+    if (!found) return;
+    this.#vcpu = found.thread;
+    this.#regs = found.regs;
+    this.#parked = true;
   }
 
   /** Writes the thread's saved registers back on the vCPU it is stopped on. */
