@@ -16,7 +16,7 @@ import { fanOutSignal } from '../util/fan-out';
 import { findSyscallRet } from './gadget';
 import { BreakpointRunner, type Hit } from './runner';
 import { AT_FDCWD, resumeVm, InjectionSession, type TargetThread } from './session';
-import { isSite, NOT_IN_SYSCALL, SYSCALL_INSN, syscallSite, type SyscallSite } from './site';
+import { isSite, NOT_IN_SYSCALL, SYSCALL_INSN, syscallSite, type NoSite, type SyscallSite } from './site';
 import { SYSCALLS_X86_64 } from './syscalls';
 import type { AddressSpace } from '../memory/address-space';
 import type { PhysicalMemory } from '../memory/physical';
@@ -97,6 +97,8 @@ interface Candidate {
   /** The chosen return addresses at which this process has a `syscall` instruction. */
   allowed: Set<bigint>;
   tasks: Map<bigint, TaskInfo>;
+  /** Why a process with no site is still a candidate (it will be in a syscall soon). */
+  pending?: string;
 }
 
 /** The processes a spec names, with a label for messages. */
@@ -154,18 +156,23 @@ async function plan(kernel: Kernel, memory: PhysicalMemory, processes: ProcessIn
     const space = spaceAt(kernel, memory, root, `pid ${p.pid}`);
     const sites: SyscallSite[] = [];
     const reasons: string[] = [];
+    let pending: string | undefined;
     const tasks = new Map<bigint, TaskInfo>();
     for (const t of tasksOf(p)) {
       tasks.set(t.address, t);
-      const s = await syscallSite(kernel, t.address, space).catch((e: Error) => ({ task: t.address, reason: e.message }));
+      const s = await syscallSite(kernel, t.address, space).catch((e: Error) => ({ task: t.address, reason: e.message }) as NoSite);
       if (isSite(s)) sites.push(s);
-      else reasons.push(s.reason);
+      else {
+        reasons.push(s.reason);
+        if (s.reason === NOT_IN_SYSCALL || s.transient) pending ??= s.reason;
+      }
     }
     if (sites.length === 0) {
-      // running in user mode right now: it will be in a syscall again soon, maybe at a watched address
-      if (reasons.some((r) => r === NOT_IN_SYSCALL)) {
+      // running in user mode right now (or on its way there): it will be in a syscall again soon,
+      // maybe at a watched address
+      if (pending !== undefined) {
         transient++;
-        running.push({ process: p, mm, root, space, sites, allowed: new Set(), tasks });
+        running.push({ process: p, mm, root, space, sites, allowed: new Set(), tasks, pending });
       } else tried.push({ pid: p.pid, comm: p.comm, skipped: reasons[0] ?? 'no thread' });
       continue;
     }
@@ -196,7 +203,7 @@ async function plan(kernel: Kernel, memory: PhysicalMemory, processes: ProcessIn
       }
     }
     if (c.allowed.size > 0) tried.push({ pid: c.process.pid, comm: c.process.comm });
-    else tried.push({ pid: c.process.pid, comm: c.process.comm, skipped: c.sites.length ? 'more return addresses than breakpoints' : NOT_IN_SYSCALL });
+    else tried.push({ pid: c.process.pid, comm: c.process.comm, skipped: c.sites.length ? 'more return addresses than breakpoints' : c.pending ?? NOT_IN_SYSCALL });
   }
   return { candidates: [...found, ...running].filter((c) => c.allowed.size > 0), watch, returns: new Set(returns), tried, transient };
 }

@@ -39,6 +39,8 @@ export const NOT_IN_SYSCALL = 'not in a system call';
 export interface NoSite {
   task: bigint;
   reason: string;
+  /** A state the task soon leaves (look again later), not a lasting one. */
+  transient?: boolean;
 }
 
 function kasanBuilt(kernel: Kernel): boolean {
@@ -98,7 +100,10 @@ export async function syscallSite(kernel: Kernel, task: bigint, space: AddressSp
   } catch {
     return { task, reason: `its code at 0x${(ip - 2n).toString(16)} is not mapped` };
   }
-  if (!code.equals(SYSCALL_INSN)) return { task, reason: `no syscall instruction before 0x${ip.toString(16)} (${code.toString('hex')})` };
+  // in a syscall by orig_ax but with ip elsewhere: the kernel is past the syscall and has pointed
+  // ip at a signal handler it is about to enter, or the VM stopped on an entry before orig_ax was
+  // saved; either way the thread is on its way out, and comes back into a syscall soon
+  if (!code.equals(SYSCALL_INSN)) return { task, reason: `no syscall instruction before 0x${ip.toString(16)} (${code.toString('hex')})`, transient: true };
   return { task, returnAddress: ip, userSp: regs.u64('sp'), nr };
 }
 
