@@ -4,7 +4,9 @@
 #                            print and write RUN_DIR/vm.env (VMICTL_QMP, VMICTL_GDB, VMICTL_GROUND_TRUTH)
 #   run.sh stop [RUN_DIR]    end the QEMU this script started (by its pid file), nothing else
 # Environment: ACCEL=tcg|kvm (default tcg), SMP (2), MEM (512), CPU (max,la57=off),
-#   APPEND (extra kernel arguments; default pti=on, so user-mode CR3s are KPTI user halves), READY_TIMEOUT seconds (180), IMAGE_DIR (./build), GDB=unix|tcp
+#   APPEND (extra kernel arguments; default pti=on, so user-mode CR3s are KPTI user halves), READY_TIMEOUT seconds (180), IMAGE_DIR (./build), GDB=unix|tcp,
+#   BOOT_ATTEMPTS (2): a guest kernel that panics while booting, before any of vmictl runs, is booted again
+#   (TCG has been seen, rarely, to crash a 6.12 kernel at boot); its console is kept as console.panic-N.log
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 cmd=${1:-}
@@ -33,7 +35,6 @@ esac
 
 [ -f "$image/vmlinuz" ] && [ -f "$image/initrd.cpio.gz" ] || { echo "run.sh: no image in $image (make -C test-vms image)" >&2; exit 1; }
 stop_vm
-rm -f "$run/console.log" "$run/ground-truth.json"
 
 accel=${ACCEL:-tcg}
 if [ "$accel" = kvm ] && ! [ -w /dev/kvm ]; then echo "run.sh: ACCEL=kvm but /dev/kvm is not usable" >&2; exit 1; fi
@@ -45,30 +46,42 @@ else
   gdbdev="unix:$run/gdb.sock,server=on,wait=off"; gdbaddr="unix:$run/gdb.sock"
 fi
 
-qemu-system-x86_64 \
-  -name vmictl-test -machine pc -accel "$accel" -cpu "${CPU:-max,la57=off}" -smp "${SMP:-2}" -m "${MEM:-512}" \
-  -kernel "$image/vmlinuz" -initrd "$image/initrd.cpio.gz" \
-  -append "console=ttyS0 panic=-1 loglevel=4 ${APPEND-pti=on}" \
-  -display none -nodefaults -no-user-config -no-reboot \
-  -serial "file:$run/console.log" -serial "file:$run/ground-truth.json" \
-  -chardev "socket,id=control,path=$run/control.sock,server=on,wait=off" -serial chardev:control \
-  -qmp "unix:$run/qmp.sock,server=on,wait=off" \
-  -gdb "$gdbdev" \
-  -device vmcoreinfo \
-  -daemonize -pidfile "$run/qemu.pid"
-
 timeout=${READY_TIMEOUT:-180}
 start=$(date +%s)
+attempt=1
 while :; do
-  if grep -q '^VMICTL-READY' "$run/console.log" 2>/dev/null; then break; fi
-  if grep -q '^VMICTL-FAILED\|Kernel panic' "$run/console.log" 2>/dev/null || ! [ -d "/proc/$(cat "$run/qemu.pid" 2>/dev/null || echo x)" ] \
-     || [ $(( $(date +%s) - start )) -ge "$timeout" ]; then
-    echo "run.sh: the test VM did not become ready (after $(( $(date +%s) - start )) s); serial console tail:" >&2
-    tail -n 40 "$run/console.log" >&2 2>/dev/null || true
-    stop_vm
-    exit 1
-  fi
-  sleep 0.5
+  rm -f "$run/console.log" "$run/ground-truth.json"
+  qemu-system-x86_64 \
+    -name vmictl-test -machine pc -accel "$accel" -cpu "${CPU:-max,la57=off}" -smp "${SMP:-2}" -m "${MEM:-512}" \
+    -kernel "$image/vmlinuz" -initrd "$image/initrd.cpio.gz" \
+    -append "console=ttyS0 panic=-1 loglevel=4 ${APPEND-pti=on}" \
+    -display none -nodefaults -no-user-config -no-reboot \
+    -serial "file:$run/console.log" -serial "file:$run/ground-truth.json" \
+    -chardev "socket,id=control,path=$run/control.sock,server=on,wait=off" -serial chardev:control \
+    -qmp "unix:$run/qmp.sock,server=on,wait=off" \
+    -gdb "$gdbdev" \
+    -device vmcoreinfo \
+    -daemonize -pidfile "$run/qemu.pid"
+
+  while :; do
+    if grep -q '^VMICTL-READY' "$run/console.log" 2>/dev/null; then break; fi
+    if grep -q '^VMICTL-FAILED\|Kernel panic' "$run/console.log" 2>/dev/null || ! [ -d "/proc/$(cat "$run/qemu.pid" 2>/dev/null || echo x)" ] \
+       || [ $(( $(date +%s) - start )) -ge "$timeout" ]; then
+      echo "run.sh: the test VM did not become ready (after $(( $(date +%s) - start )) s); serial console tail:" >&2
+      tail -n 40 "$run/console.log" >&2 2>/dev/null || true
+      panicked=$(grep -c 'Kernel panic' "$run/console.log" 2>/dev/null || true)
+      stop_vm
+      if [ "${panicked:-0}" -gt 0 ] && [ "$attempt" -lt "${BOOT_ATTEMPTS:-2}" ]; then
+        cp "$run/console.log" "$run/console.panic-$attempt.log" 2>/dev/null || true
+        echo "run.sh: the guest kernel panicked while booting (attempt $attempt); booting it again" >&2
+        attempt=$((attempt + 1))
+        continue 2
+      fi
+      exit 1
+    fi
+    sleep 0.5
+  done
+  break
 done
 # the guest says READY after it wrote the ground truth, but QEMU's file may lag a moment
 want=$(sed -n 's/^VMICTL-READY \([0-9]*\).*/\1/p' "$run/console.log" | head -n 1)
