@@ -144,6 +144,8 @@ export class FakeGdb {
   writeMode: 'whole' | 'torn' | 'coalesced' = 'whole';
   /** Run-length encode replies (as a stub may). */
   rle = false;
+  /** Answer `m` with at most this many bytes (a stub may send fewer than asked). */
+  shortReads: number | undefined;
   /** Do not answer packets matching this (they are still acked). */
   hangMatch: RegExp | undefined;
   hung: string[] = [];
@@ -460,7 +462,8 @@ export class FakeGdb {
       const len = Number.parseInt(m[2], 16);
       if (len > size / 2) return 'E22';
       const data = this.#read(addr, len);
-      return data ? data.toString('hex') : 'E14';
+      if (!data) return 'E14';
+      return (this.shortReads !== undefined ? data.subarray(0, this.shortReads) : data).toString('hex');
     }
     if ((m = /^M([0-9a-f]+),([0-9a-f]+):([0-9a-f]*)$/.exec(packet))) {
       const addr = BigInt(`0x${m[1]}`);

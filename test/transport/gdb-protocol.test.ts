@@ -92,6 +92,24 @@ t.test('a bad checksum from the stub is nacked and the resent packet used', asyn
   t.equal(fake.received.filter((p) => p.startsWith('m')).length, 6, '3 pieces + 3 re-reads');
 });
 
+t.test('a read of one packet: short replies are asked again for the rest, a bad checksum among others in flight is read again', async (t) => {
+  const { fake, client } = await setup(t);
+  fake.phys = true;
+  fake.shortReads = 100;
+  t.same(await client.readMemory(0x1230n, 300), expected(0x1230, 300), 'one packet, answered 100 bytes at a time');
+  t.same(fake.received.filter((p) => p.startsWith('m')), ['m1230,12c', 'm1294,c8', 'm12f8,64'], 'each request asks for what is still missing');
+  t.same(await client.readMemory(0x5000n, 5000), expected(0x5000, 5000), 'several packets, each answered short');
+  fake.shortReads = undefined;
+  // a bad reply while another request is in flight cannot be nacked: the read asks again
+  fake.badChecksumNext = 1;
+  const [a, b] = await Promise.all([client.readMemory(0x100n, 16), client.readMemory(0x200n, 16)]);
+  t.same(a, expected(0x100, 16));
+  t.same(b, expected(0x200, 16));
+  t.equal(client.stats.badChecksums, 1);
+  t.equal(fake.nacks, 0);
+  t.equal(fake.received.filter((p) => p === 'm100,10').length, 2, 'the first read was asked twice');
+});
+
 t.test('packets torn across reads (one byte per write)', async (t) => {
   const { fake, client } = await setup(t);
   fake.phys = true;
@@ -186,6 +204,32 @@ t.test('a hung request times out; its late reply does not desynchronise the next
   t.equal(await next, 0x10n);
   t.equal(client.stats.staleReplies, 1);
   t.equal(await client.currentThread(), '01');
+});
+
+t.test('request timeouts share one timer: each request still times out at its own deadline, never earlier', async (t) => {
+  const { fake, client } = await setup(t, {}, { requestTimeout: 150, staleReplyTimeout: 5000 });
+  // answered at once: the shared timer is now armed for this request's deadline, ~150 ms from here
+  t.equal(await client.currentThread(), '01');
+  await delay(100);
+  fake.hangMatch = /^qC$/;
+  const started = Date.now();
+  const hung = client.currentThread().then(() => undefined, (err: unknown) => err);
+  const err = await hung;
+  t.type(err, TimeoutError, 'the unanswered request times out');
+  t.ok(Date.now() - started >= 120, `not at the earlier, answered request's deadline (after ${Date.now() - started} ms of its 150)`);
+  fake.releaseHung();
+  await until(() => client.stats.staleReplies === 1);
+  t.equal(await client.currentThread(), '01', 'the stale reply was dropped, the next request gets its own');
+
+  // a short timeout after a long one, with nothing else pending: the timer is brought forward
+  await delay(200);
+  fake.hangMatch = /^qC$/;
+  let longSettled = false;
+  const long = client.currentThread({ timeout: 5000 }).finally(() => { longSettled = true; });
+  await t.rejects(client.command('p2', { timeout: 40 }), TimeoutError, 'the 40 ms request, queued behind the hung one');
+  t.notOk(longSettled, 'the 5 s request is still waiting');
+  fake.releaseHung();
+  t.equal(await long, '01');
 });
 
 t.test('an abort signal cancels a queued request without disturbing the others', async (t) => {

@@ -420,7 +420,42 @@ export class GdbClient extends TypedEmitter<GdbClientEvents> implements GdbMemor
 
   /** See GdbMemoryPort.readMemory. */
   async readMemory(address: bigint, length: number, opts: ReadOptions = {}): Promise<Buffer> {
+    if (length > 0 && length <= this.maxReadLength) return this.#readOnePacket(address, length, opts);
     const [out] = await this.#readRanges([{ address, length }], opts, true);
+    return out;
+  }
+
+  /**
+   * A read that fits one packet, as most single reads of the kernel layer do (a pointer, a
+   * struct): one request at a time, without a bulk read's group, closures and call timer, which
+   * cost a measurable part of a round trip. A short reply or a bad checksum asks again.
+   */
+  async #readOnePacket(address: bigint, length: number, opts: ReadOptions): Promise<Buffer> {
+    checkRange(address, length, 'read');
+    const out = Buffer.allocUnsafe(length);
+    const ranges = [{ address, length }];
+    const pieces: Piece[] = [{ address, length, range: 0, offset: 0, tries: 0 }];
+    const timeout = opts.timeout ?? this.#requestTimeout;
+    const deadline = Date.now() + timeout;
+    // pipelined, as a bulk read's packets are (window > 1): other reads may be in flight with it
+    const pipelined = (opts.window ?? this.#maxInFlight) > 1 && this.#maxInFlight > 1;
+    for (let i = 0; i < pieces.length; i++) {
+      const p = pieces[i];
+      const packet = `m${hexAddress(p.address)},${p.length.toString(16)}`;
+      // a caller's timeout bounds the whole read, however many packets it takes
+      const left = i === 0 || !Number.isFinite(timeout) ? timeout : Math.max(0, deadline - Date.now());
+      let reply: Buffer;
+      try {
+        reply = await this.#conn.request(packet, { pipelined, timeout: left, signal: opts.signal });
+      } catch (err) {
+        if (err instanceof GdbChecksumError && p.tries < CHECKSUM_RETRIES) {
+          pieces.push({ ...p, tries: p.tries + 1 });
+          continue;
+        }
+        throw err;
+      }
+      this.#storePiece(p, packet, reply, [out], pieces, ranges, true);
+    }
     return out;
   }
 
@@ -442,19 +477,19 @@ export class GdbClient extends TypedEmitter<GdbClientEvents> implements GdbMemor
     });
     if (pieces.length === 0) return results;
     const window = Math.min(Math.max(1, Math.floor(opts.window ?? this.#maxInFlight)), this.#maxInFlight);
-    const what = single ? `read of ${ranges[0].length} bytes at 0x${hexAddress(ranges[0].address)}` : `read of ${ranges.length} ranges`;
-    if (opts.signal?.aborted) throw new AbortError(what, { cause: opts.signal.reason });
-    // Thousands of packets: no timer or signal listener per packet, but one for the call. A caller
-    // timeout bounds the whole read; without one, the read fails when no reply has come for the
-    // request timeout. Either way the packets still out are cancelled as a group.
+    const what = () => (single ? `read of ${ranges[0].length} bytes at 0x${hexAddress(ranges[0].address)}` : `read of ${ranges.length} ranges`);
+    if (opts.signal?.aborted) throw new AbortError(what(), { cause: opts.signal.reason });
+    // Thousands of packets: no signal listener per packet, but one for the call. A caller timeout
+    // bounds the whole read with one timer; without one, each packet has the connection's request
+    // timeout (a shared timer), so the read fails when a reply is that late. Either way the packets
+    // still out are cancelled as a group.
     const group = new RequestGroup();
-    const request: RequestOptions = { pipelined: window > 1, timeout: Infinity, group };
-    const requestTimeout = this.#requestTimeout;
+    const callTimeout = opts.timeout;
+    const request: RequestOptions = { pipelined: window > 1, timeout: callTimeout === undefined ? this.#requestTimeout : Infinity, group };
     return new Promise<Buffer[]>((resolve, reject) => {
       let next = 0;
       let active = 0;
       let finished = false;
-      let lastReply = Date.now();
       let timer: NodeJS.Timeout | undefined;
       const finish = () => {
         finished = true;
@@ -467,19 +502,12 @@ export class GdbClient extends TypedEmitter<GdbClientEvents> implements GdbMemor
         group.cancel(err instanceof Error ? err : new ProtocolError(String(err)));
         reject(err);
       };
-      const onAbort = () => fail(new AbortError(what, { cause: opts.signal?.reason }));
+      const onAbort = () => fail(new AbortError(what(), { cause: opts.signal?.reason }));
       opts.signal?.addEventListener('abort', onAbort, { once: true });
-      if (opts.timeout !== undefined) {
-        if (Number.isFinite(opts.timeout)) timer = setTimeout(() => fail(new TimeoutError(what, opts.timeout!)), opts.timeout);
-      } else if (Number.isFinite(requestTimeout)) {
-        const watch = () => {
-          const quiet = Date.now() - lastReply;
-          if (quiet >= requestTimeout) fail(new TimeoutError(`${what} (no reply from the stub)`, requestTimeout));
-          else timer = setTimeout(watch, requestTimeout - quiet).unref();
-        };
-        timer = setTimeout(watch, requestTimeout);
+      if (callTimeout !== undefined && Number.isFinite(callTimeout)) {
+        timer = setTimeout(() => fail(new TimeoutError(what(), callTimeout)), callTimeout);
+        timer.unref();
       }
-      timer?.unref();
       const launch = () => {
         while (!finished && active < window && next < pieces.length) {
           const p = pieces[next++];
@@ -489,7 +517,6 @@ export class GdbClient extends TypedEmitter<GdbClientEvents> implements GdbMemor
             (reply) => {
               active--;
               if (finished) return;
-              lastReply = Date.now();
               try {
                 this.#storePiece(p, packet, reply, results, pieces, ranges, single);
               } catch (err) {
@@ -509,7 +536,7 @@ export class GdbClient extends TypedEmitter<GdbClientEvents> implements GdbMemor
                 launch();
                 return;
               }
-              fail(err);
+              fail(err instanceof TimeoutError && callTimeout === undefined ? new TimeoutError(`${what()} (no reply from the stub)`, this.#requestTimeout) : err);
             },
           );
         }

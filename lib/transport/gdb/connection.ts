@@ -27,7 +27,7 @@
  * This trades a reconnect in a pathological case for never handing one request another's reply.
  */
 import * as net from 'node:net';
-import { AbortError, ConnectionError, DisconnectedError, ProtocolError, VmiError } from '../../errors';
+import { AbortError, ConnectionError, DisconnectedError, ProtocolError, TimeoutError, VmiError } from '../../errors';
 import { CallOptions, withDeadline } from '../../util/deadline';
 import { TypedEmitter } from '../../util/typed-emitter';
 import { formatSocketAddress, parseSocketAddress } from '../../util/address';
@@ -139,6 +139,9 @@ interface Entry {
   sends: number;
   /** Sent when nothing else was in flight or unacked (so a '-' for its reply is safe). */
   sentAlone: boolean;
+  /** When it fails with a TimeoutError (Date.now() ms), and the timeout that gave it. */
+  deadline: number | undefined;
+  timeout: number;
 }
 
 interface Suspect {
@@ -266,13 +269,8 @@ export class GdbConnection extends TypedEmitter<ConnectionEvents> {
     const name = opts.name ?? describe(payload);
     const early = opts.group?.cancelled ?? this.#refuse(name, 'request', opts.signal);
     if (early) return Promise.reject(early);
-    const { entry, promise } = this.#enqueue('request', payload, name, opts);
-    const timeout = opts.timeout ?? this.#requestTimeout;
-    const result = withDeadline(name, promise, {
-      timeout: Number.isFinite(timeout) ? timeout : undefined,
-      signal: opts.signal,
-      onCancel: () => this.#cancel(entry),
-    });
+    const { entry, promise } = this.#enqueue('request', payload, name, opts, opts.timeout ?? this.#requestTimeout);
+    const result = withDeadline(name, promise, { signal: opts.signal, onCancel: () => this.#cancel(entry) });
     // Bulk reads skip this: thousands of packets per read, and their errors name the address.
     return opts.pipelined || opts.group ? result : keepCallSite(result, this.request);
   }
@@ -284,13 +282,8 @@ export class GdbConnection extends TypedEmitter<ConnectionEvents> {
   resume(payload: string, opts: CallOptions = {}): Promise<void> {
     const early = this.#refuse(payload, 'resume', opts.signal);
     if (early) return Promise.reject(early);
-    const { entry, promise } = this.#enqueue('resume', payload, payload, opts);
-    const timeout = opts.timeout ?? this.#requestTimeout;
-    const result = withDeadline(payload, promise.then(() => undefined), {
-      timeout: Number.isFinite(timeout) ? timeout : undefined,
-      signal: opts.signal,
-      onCancel: () => this.#cancel(entry),
-    });
+    const { entry, promise } = this.#enqueue('resume', payload, payload, opts, opts.timeout ?? this.#requestTimeout);
+    const result = withDeadline(payload, promise.then(() => undefined), { signal: opts.signal, onCancel: () => this.#cancel(entry) });
     return keepCallSite(result, this.resume);
   }
 
@@ -348,7 +341,7 @@ export class GdbConnection extends TypedEmitter<ConnectionEvents> {
     return undefined;
   }
 
-  #enqueue(kind: Kind, payload: string | Buffer, name: string, opts: RequestOptions): { entry: Entry; promise: Promise<Buffer> } {
+  #enqueue(kind: Kind, payload: string | Buffer, name: string, opts: RequestOptions, timeout: number): { entry: Entry; promise: Promise<Buffer> } {
     let entry!: Entry;
     const promise = new Promise<Buffer>((resolve, reject) => {
       entry = {
@@ -365,8 +358,11 @@ export class GdbConnection extends TypedEmitter<ConnectionEvents> {
         cancelledAt: undefined,
         sends: 0,
         sentAlone: false,
+        deadline: Number.isFinite(timeout) ? Date.now() + timeout : undefined,
+        timeout,
       };
     });
+    if (entry.deadline !== undefined) this.#addDeadline(entry);
     if (opts.group) {
       opts.group.entries.add(entry);
       opts.group.cancelWith ??= (e, err) => {
@@ -447,6 +443,7 @@ export class GdbConnection extends TypedEmitter<ConnectionEvents> {
   }
 
   #cancel(e: Entry): void {
+    if (e.deadline !== undefined) this.#timed.delete(e);
     const q = this.#queue.indexOf(e);
     if (q >= 0) {
       this.#queue.splice(q, 1);
@@ -459,6 +456,44 @@ export class GdbConnection extends TypedEmitter<ConnectionEvents> {
       this.#armStaleTimer();
     }
   }
+
+  /**
+   * Request timeouts share one timer, armed for the earliest deadline and left to fire even when
+   * that request has been answered (it then finds nothing due and re-arms for the next): a timer
+   * set and cleared per request measurably slowed each round trip with QEMU's stub, whose replies
+   * take tens of microseconds.
+   */
+  #addDeadline(e: Entry): void {
+    this.#timed.add(e);
+    if (this.#deadlineTimer === undefined || e.deadline! < this.#deadlineAt) this.#armDeadline(e.deadline!);
+  }
+
+  #armDeadline(at: number): void {
+    if (this.#deadlineTimer !== undefined) clearTimeout(this.#deadlineTimer);
+    this.#deadlineAt = at;
+    this.#deadlineTimer = setTimeout(this.#onDeadline, Math.max(0, at - Date.now()));
+    this.#deadlineTimer.unref();
+  }
+
+  readonly #onDeadline = () => {
+    this.#deadlineTimer = undefined;
+    const now = Date.now();
+    let next = Infinity;
+    for (const e of [...this.#timed]) {
+      if (e.deadline! <= now) {
+        this.#timed.delete(e);
+        if (e.settled) continue;
+        this.#cancel(e);
+        e.group?.entries.delete(e);
+        e.reject(new TimeoutError(e.name, e.timeout));
+      } else next = Math.min(next, e.deadline!);
+    }
+    if (next !== Infinity && this.#state !== 'closed') this.#armDeadline(next);
+  };
+
+  #timed = new Set<Entry>();
+  #deadlineTimer: NodeJS.Timeout | undefined;
+  #deadlineAt = Infinity;
 
   #armStaleTimer(): void {
     if (this.#staleTimer || !Number.isFinite(this.#staleTimeout)) return;
@@ -482,6 +517,7 @@ export class GdbConnection extends TypedEmitter<ConnectionEvents> {
   #settle(e: Entry, result: Buffer | Error): void {
     if (e.settled) return;
     e.settled = true;
+    if (e.deadline !== undefined) this.#timed.delete(e);
     e.group?.entries.delete(e);
     if (result instanceof Error) e.reject(result);
     else e.resolve(result);
@@ -519,7 +555,7 @@ export class GdbConnection extends TypedEmitter<ConnectionEvents> {
         // Several requests in flight: a '-' would fetch the stub's latest packet, not this one.
         // Take it as the head request's reply, failed (reads ask for that piece again).
         this.stats.packetsReceived++;
-        if (this.#ackMode) this.#write(ACK, false);
+        if (this.#ackMode) this.#write(ACK);
         this.#held(new GdbChecksumError(this.#inFlight[0]?.name ?? 'reply', ev.data.toString('latin1', 0, 64)));
         break;
       case 'notification':
@@ -528,12 +564,12 @@ export class GdbConnection extends TypedEmitter<ConnectionEvents> {
       case 'invalid':
         // Intact framing, unusable contents: it still answers the request at the head.
         this.stats.packetsReceived++;
-        if (this.#ackMode) this.#write(ACK, false);
+        if (this.#ackMode) this.#write(ACK);
         this.#held(ev.error);
         break;
       case 'packet':
         this.stats.packetsReceived++;
-        if (this.#ackMode) this.#write(ACK, false);
+        if (this.#ackMode) this.#write(ACK);
         this.#held(ev.data);
         break;
     }
@@ -716,35 +752,26 @@ export class GdbConnection extends TypedEmitter<ConnectionEvents> {
   // ---- output and teardown ----
 
   /**
-   * Queues bytes for the socket; everything queued goes out in one write. Packets (and nacks, and
-   * the interrupt byte) are flushed from a microtask, so requests made by callers woken by this
-   * read's replies leave together. Acks alone wait for that flush, or for the end of this turn of
-   * the event loop if no packet follows: the acks for a read's worth of replies and the requests
-   * sent next then share one write. Each write wakes the stub, which matters on a busy host.
-   * Order is kept, so an ack never follows a packet queued after it (QEMU would take an ack that
-   * arrives after `c` as a byte that pauses the VM).
+   * Queues bytes for the socket; everything queued goes out in one write, from a microtask, so
+   * requests made by callers woken by the same read leave together. An ack therefore leaves as
+   * soon as this read's replies are handled, ahead of the requests that those replies' callers
+   * send next: measured against QEMU (bench/transport.ts), holding the ack back to share the next
+   * request's write made a round trip about 1.5 times slower, though the same bytes go out; the
+   * cost is in waking the stub's thread, not in what it is sent. Order is kept, so an ack never
+   * follows a packet queued after it (QEMU would take an ack that arrives after `c` as a byte that
+   * pauses the VM).
    */
-  #write(buf: Buffer, urgent = true): void {
+  #write(buf: Buffer): void {
     this.#out.push(buf);
-    if (urgent) {
-      if (!this.#microtaskFlush) {
-        this.#microtaskFlush = true;
-        queueMicrotask(this.#flushFromMicrotask);
-      }
-    } else if (!this.#microtaskFlush && !this.#immediateFlush) {
-      this.#immediateFlush = true;
-      setImmediate(this.#flushFromImmediate);
+    if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      queueMicrotask(this.#flushFromMicrotask);
     }
   }
 
-  #microtaskFlush = false;
-  #immediateFlush = false;
+  #flushQueued = false;
   readonly #flushFromMicrotask = () => {
-    this.#microtaskFlush = false;
-    this.#flush();
-  };
-  readonly #flushFromImmediate = () => {
-    this.#immediateFlush = false;
+    this.#flushQueued = false;
     this.#flush();
   };
 
@@ -762,6 +789,8 @@ export class GdbConnection extends TypedEmitter<ConnectionEvents> {
     if (this.#suspect) clearTimeout(this.#suspect.timer);
     this.#suspect = undefined;
     if (this.#staleTimer) clearTimeout(this.#staleTimer);
+    if (this.#deadlineTimer) clearTimeout(this.#deadlineTimer);
+    this.#deadlineTimer = undefined;
     this.#out = [];
     const pending = [...this.#queue, ...this.#inFlight, ...this.#unacked];
     if (this.#resume) pending.push(this.#resume);
