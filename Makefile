@@ -60,21 +60,35 @@ test: build vm
 # IMAGE_DIR is exported: a test that boots a VM of its own boots this kernel too (the integrity test
 # without a vmlinux boots one for the rootkit).
 # (the whole injection test too: about 4 minutes under TCG, the canary's 1000 injections included)
+# Under this machine's TCG the 6.12 guest has panicked in its page and slab allocators, twice while
+# booting (before vmictl connects) and once mid-run in a guest shell's clone(): a run whose guest
+# panicked is run once more on a fresh VM, after printing the panic (the console is kept).
 TRIXIE_TESTS := test/kernel/from-memory-vm.test.ts test/kernel/kaslr-vm.test.ts test/containers/containers-vm.test.ts test/vm/qmp-only-vm.test.ts \
 	test/ops/exec-vm.test.ts test/ops/ops-vm.test.ts test/inject/child-vm.test.ts \
 	test/integrity/integrity-novmlinux-vm.test.ts
 TRIXIE_INJECT := test/inject/inject-vm.test.ts
 test-trixie: build
 	@$(MAKE) --no-print-directory -C test-vms image KERNEL=trixie
-	@rm -f .tap-output-trixie.txt; cache=$$(mktemp -d); \
-	env_out=$$(IMAGE_DIR=$(CURDIR)/test-vms/build-trixie ./test-vms/run.sh start $(TEST_RUN)-trixie) || exit 1; \
-	set -a; eval "$$env_out"; XDG_CACHE_HOME=$$cache; IMAGE_DIR=$(CURDIR)/test-vms/build-trixie; set +a; \
-	trap './test-vms/run.sh stop $(TEST_RUN)-trixie; rm -rf '"$$cache" EXIT; \
-	echo "== the same tests on the Debian 13 kernel (6.12), with no profile file"; \
-	npx tap --reporter=tap --jobs=1 $(TRIXIE_TESTS) 2>&1 | tee .tap-output-trixie.txt; rc=$${PIPESTATUS[0]}; \
-	npx tap --reporter=tap --jobs=1 $(TRIXIE_INJECT) 2>&1 | tee -a .tap-output-trixie.txt; rc2=$${PIPESTATUS[0]}; \
-	node .ci/tap-summary.js .tap-output-trixie.txt; srs=$$?; \
-	[ $$rc -eq 0 ] && [ $$rc2 -eq 0 ] && [ $$srs -eq 0 ]
+	@cache=$$(mktemp -d); run=$(TEST_RUN)-trixie; \
+	trap './test-vms/run.sh stop '"$$run"'; rm -rf '"$$cache" EXIT; \
+	for attempt in 1 2; do \
+	  rm -f .tap-output-trixie.txt; \
+	  env_out=$$(IMAGE_DIR=$(CURDIR)/test-vms/build-trixie ./test-vms/run.sh start $$run) || exit 1; \
+	  set -a; eval "$$env_out"; XDG_CACHE_HOME=$$cache; IMAGE_DIR=$(CURDIR)/test-vms/build-trixie; set +a; \
+	  echo "== the same tests on the Debian 13 kernel (6.12), with no profile file"; \
+	  npx tap --reporter=tap --jobs=1 $(TRIXIE_TESTS) 2>&1 | tee .tap-output-trixie.txt; rc=$${PIPESTATUS[0]}; \
+	  npx tap --reporter=tap --jobs=1 $(TRIXIE_INJECT) 2>&1 | tee -a .tap-output-trixie.txt; rc2=$${PIPESTATUS[0]}; \
+	  node .ci/tap-summary.js .tap-output-trixie.txt; srs=$$?; \
+	  if [ $$rc -eq 0 ] && [ $$rc2 -eq 0 ] && [ $$srs -eq 0 ]; then exit 0; fi; \
+	  if [ $$attempt -eq 1 ] && grep -q 'Kernel panic' $$run/console.log 2>/dev/null; then \
+	    cp $$run/console.log $$run/console.crash.log; \
+	    echo "== the 6.12 guest kernel panicked during this run (its console is kept in $$run/console.crash.log):"; \
+	    grep -m 3 -E 'Oops|RIP: 0010|Kernel panic' $$run/console.crash.log; \
+	    echo "== the failures above may be that crash: running the same tests once more on a freshly booted VM"; \
+	    rm -rf "$$cache"/*; continue; \
+	  fi; \
+	  exit 1; \
+	done
 
 bench: build vm
 	@run=$$(mktemp -d "$${TMPDIR:-/tmp}/vmictl-bench.XXXXXX") || exit 1; \
