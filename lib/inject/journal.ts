@@ -6,11 +6,14 @@
  *
  * The files hold a process's registers and stack: they live in a private directory (0700, owned by
  * us, not a symlink), $XDG_RUNTIME_DIR/vmictl or else /tmp/vmictl-<uid>, and are created 0600 with
- * O_EXCL.
+ * O_EXCL. What a journal says is written into a guest process by `recover`, so the directory and
+ * each file are checked again on every read: in /tmp another local user could have made the
+ * directory first and filled it.
  */
-import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, constants, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, unlinkSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { VmiError } from '../errors';
+import { fsyncDirectory, writeFully } from '../util/host-file';
 
 export const JOURNAL_VERSION = 1;
 
@@ -58,6 +61,27 @@ export function journalDirectory(): string {
   return `/tmp/vmictl-${process.getuid?.() ?? 'user'}`;
 }
 
+/** A journal directory or file that is not private to us: refused, never read or written. */
+export class UntrustedJournalError extends VmiError {
+  readonly path: string;
+  constructor(path: string, why: string) {
+    super('EJOURNAL', `${path} ${why}: refusing to use it as an injection journal`);
+    this.path = path;
+  }
+}
+
+/** Most bytes a journal file may hold (its stack copy is at most 32 KiB, as hex). */
+const MAX_JOURNAL_BYTES = 1 << 20;
+
+/** Checks that `dir` is a real directory (not a symlink), ours, and closed to everyone else. */
+function checkJournalDirectory(dir: string): void {
+  const st = lstatSync(dir);
+  const uid = process.getuid?.();
+  if (st.isSymbolicLink() || !st.isDirectory()) throw new UntrustedJournalError(dir, 'is not a directory');
+  if (uid !== undefined && st.uid !== uid) throw new UntrustedJournalError(dir, `belongs to uid ${st.uid}, not to us (${uid})`);
+  if ((st.mode & 0o077) !== 0) throw new UntrustedJournalError(dir, `is accessible to others (mode ${(st.mode & 0o777).toString(8)})`);
+}
+
 /** Creates the directory if needed and checks that it is private to us. */
 export function ensureJournalDirectory(dir = journalDirectory()): string {
   try {
@@ -65,19 +89,46 @@ export function ensureJournalDirectory(dir = journalDirectory()): string {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new VmiError('EJOURNAL', `cannot create the journal directory ${dir}: ${(err as Error).message}`);
   }
-  const st = lstatSync(dir);
-  const uid = process.getuid?.();
-  if (!st.isDirectory() || st.isSymbolicLink()) throw new VmiError('EJOURNAL', `${dir} is not a directory`);
-  if (uid !== undefined && st.uid !== uid) throw new VmiError('EJOURNAL', `${dir} belongs to uid ${st.uid}, not to us (${uid})`);
-  if ((st.mode & 0o077) !== 0) throw new VmiError('EJOURNAL', `${dir} is accessible to others (mode ${(st.mode & 0o777).toString(8)}): refusing to keep registers there`);
+  checkJournalDirectory(dir);
   return dir;
 }
 
+/** Creates `path` (0600, O_EXCL), writes all of `text` and syncs it; the caller syncs the directory. */
 function writeFileExclusive(path: string, text: string): void {
   const fd = openSync(path, 'wx', 0o600);
   try {
-    writeSync(fd, text);
+    writeFully(fd, Buffer.from(text));
     fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Reads a journal file: its directory must pass checkJournalDirectory(), and the file, opened
+ * without following a symlink, must be a regular file of ours that no one else can write.
+ */
+function readTrustedFile(path: string): string {
+  checkJournalDirectory(dirname(path));
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw new UntrustedJournalError(path, 'is a symlink');
+    throw new VmiError('EJOURNAL', `${path}: not a readable journal: ${(err as Error).message}`);
+  }
+  try {
+    const st = fstatSync(fd);
+    const uid = process.getuid?.();
+    if (!st.isFile()) throw new UntrustedJournalError(path, 'is not a regular file');
+    if (uid !== undefined && st.uid !== uid) throw new UntrustedJournalError(path, `belongs to uid ${st.uid}, not to us (${uid})`);
+    if ((st.mode & 0o022) !== 0) throw new UntrustedJournalError(path, `can be written by others (mode ${(st.mode & 0o777).toString(8)})`);
+    if (st.size > MAX_JOURNAL_BYTES) throw new VmiError('EJOURNAL', `${path}: ${st.size} bytes is too large for a journal`);
+    const buf = Buffer.alloc(MAX_JOURNAL_BYTES + 1);
+    let n = 0;
+    for (let got; n < buf.length && (got = readSync(fd, buf, n, buf.length - n, null)) > 0;) n += got;
+    if (n > MAX_JOURNAL_BYTES) throw new VmiError('EJOURNAL', `${path}: too large for a journal`);
+    return buf.toString('utf8', 0, n);
   } finally {
     closeSync(fd);
   }
@@ -100,6 +151,7 @@ export class Journal {
     const name = `inject-${entry.target.pid}-${process.pid}-${Date.now()}.json`;
     const path = join(d, name);
     writeFileExclusive(path, JSON.stringify(entry, null, 1));
+    fsyncDirectory(d);
     return new Journal(path, entry);
   }
 
@@ -117,8 +169,14 @@ export class Journal {
     if (this.#removed) return;
     this.#entry = { ...this.#entry, ...change };
     const tmp = `${this.path}.${process.pid}.tmp`;
-    writeFileExclusive(tmp, JSON.stringify(this.#entry, null, 1));
-    renameSync(tmp, this.path);
+    try {
+      writeFileExclusive(tmp, JSON.stringify(this.#entry, null, 1));
+      renameSync(tmp, this.path);
+    } catch (err) {
+      try { unlinkSync(tmp); } catch { /* not made, or renamed already */ }
+      throw err;
+    }
+    fsyncDirectory(dirname(this.path));
   }
 
   /** Deletes the file: the target is back as it was. */
@@ -129,7 +187,9 @@ export class Journal {
       unlinkSync(this.path);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      return;
     }
+    fsyncDirectory(dirname(this.path));
   }
 }
 
@@ -137,8 +197,9 @@ export class Journal {
 export function readJournal(path: string): JournalEntry {
   let data: unknown;
   try {
-    data = JSON.parse(readFileSync(path, 'utf8'));
+    data = JSON.parse(readTrustedFile(path));
   } catch (err) {
+    if (err instanceof VmiError) throw err;
     throw new VmiError('EJOURNAL', `${path}: not a readable journal: ${(err as Error).message}`);
   }
   const e = data as JournalEntry;
@@ -156,15 +217,15 @@ export function readJournal(path: string): JournalEntry {
   return e;
 }
 
-/** The journal files in the directory (oldest first). */
+/** The journal files in the directory (oldest first); a directory that is not private is refused. */
 export function listJournals(dir = journalDirectory()): string[] {
-  let names: string[];
   try {
-    names = readdirSync(dir);
+    checkJournalDirectory(dir);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw err;
   }
+  const names = readdirSync(dir);
   return names.filter((n) => /^inject-\d+-\d+-\d+\.json$/.test(n)).sort((a, b) => Number(a.split('-')[3].slice(0, -5)) - Number(b.split('-')[3].slice(0, -5))).map((n) => join(dir, n));
 }
 

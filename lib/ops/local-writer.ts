@@ -5,9 +5,10 @@
  * overwritten (it fails if the name exists, atomically), rename() with --force (which replaces a
  * symlink itself, never what it points to). On failure the temporary file is removed.
  */
-import { closeSync, fchmodSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, renameSync, rmSync, symlinkSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fchmodSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, renameSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname } from 'node:path';
+import { writeFully } from '../util/host-file';
 import { WouldOverwriteError } from './errors';
 
 /** A temporary name in the same directory as `final` (so that rename and link stay on one filesystem). */
@@ -51,7 +52,7 @@ export function createLocalFile(final: Buffer, force: boolean): LocalFile {
   };
   return {
     write(data: Buffer) {
-      for (let at = 0; at < data.length;) at += writeSync(fd, data, at, data.length - at);
+      writeFully(fd, data);
     },
     commit(mode: number) {
       try {

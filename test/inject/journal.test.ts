@@ -4,11 +4,12 @@
  * for raw syscalls.
  */
 import t from 'tap';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { VmiError } from '../../lib/errors';
-import { ensureJournalDirectory, Journal, journalDirectory, listJournals, readJournal, type JournalEntry } from '../../lib/inject/journal';
+import { ensureJournalDirectory, Journal, journalDirectory, listJournals, readJournal, UntrustedJournalError, type JournalEntry } from '../../lib/inject/journal';
+import { writeFully } from '../../lib/util/host-file';
 import { parseSyscallArgument } from '../../cli/commands/syscall';
 
 const root = mkdtempSync(join(tmpdir(), 'vmictl-journal-test-'));
@@ -49,14 +50,14 @@ t.test('directory', async (t) => {
   const open = join(root, 'open');
   mkdirSync(open);
   chmodSync(open, 0o755);
-  t.throws(() => ensureJournalDirectory(open), VmiError, 'a directory others can read is refused');
+  t.throws(() => ensureJournalDirectory(open), UntrustedJournalError, 'a directory others can read is refused');
 
   const link = join(root, 'link');
   symlinkSync(dir, link);
-  t.throws(() => ensureJournalDirectory(link), VmiError, 'a symlink is refused');
+  t.throws(() => ensureJournalDirectory(link), UntrustedJournalError, 'a symlink is refused');
   const file = join(root, 'file');
   writeFileSync(file, '');
-  t.throws(() => ensureJournalDirectory(file), VmiError, 'a file is refused');
+  t.throws(() => ensureJournalDirectory(file), UntrustedJournalError, 'a file is refused');
 });
 
 t.test('create, update, read, list, remove', async (t) => {
@@ -86,6 +87,77 @@ t.test('create, update, read, list, remove', async (t) => {
   t.equal(readJournal(bad).gadget, '47b4f5', "a watchpoint-mode journal names its syscall; ret gadget");
   writeFileSync(bad, JSON.stringify({ ...entry(), gadget: '-1' }));
   t.throws(() => readJournal(bad), VmiError, 'a gadget that is not a hex address is refused');
+});
+
+t.test('every read checks the directory and the file', async (t) => {
+  // a directory another local user made first in /tmp, filled with a journal of their choosing
+  const planted = (name: string) => {
+    const d = join(root, name);
+    mkdirSync(d, { mode: 0o700 });
+    const j = Journal.create(entry(), d);
+    return { d, path: j.path };
+  };
+  const uid = process.getuid!();
+  const other = uid === 0 ? 4242 : undefined;
+
+  const open = planted('open-dir');
+  chmodSync(open.d, 0o733);
+  t.throws(() => listJournals(open.d), UntrustedJournalError, 'list: a directory others can write is refused');
+  t.throws(() => readJournal(open.path), UntrustedJournalError, 'read: a directory others can write is refused');
+  t.throws(() => Journal.open(open.path), UntrustedJournalError, 'open: likewise');
+
+  const real = planted('real-dir');
+  const link = join(root, 'link-dir');
+  symlinkSync(real.d, link);
+  t.throws(() => listJournals(link), UntrustedJournalError, 'list: a symlinked directory is refused');
+  t.throws(() => readJournal(join(link, real.path.split('/').pop()!)), UntrustedJournalError, 'read: through a symlinked directory is refused');
+  t.same(listJournals(real.d), [real.path], 'the private directory itself is fine');
+
+  const fileLink = join(real.d, 'inject-7-7-7.json');
+  symlinkSync(real.path, fileLink);
+  t.throws(() => readJournal(fileLink), UntrustedJournalError, 'a journal that is a symlink is refused (O_NOFOLLOW)');
+  rmSync(fileLink);
+
+  const writable = join(real.d, 'inject-8-8-8.json');
+  writeFileSync(writable, JSON.stringify(entry()), { mode: 0o600 });
+  chmodSync(writable, 0o622);
+  t.throws(() => readJournal(writable), UntrustedJournalError, 'a journal others can write is refused');
+  chmodSync(writable, 0o600);
+  t.same(readJournal(writable), entry(), 'the same file, 0600, is read');
+
+  const fifo = join(real.d, 'inject-9-9-9.json');
+  mkdirSync(fifo);
+  t.throws(() => readJournal(fifo), UntrustedJournalError, 'a journal that is not a regular file is refused');
+  rmSync(fifo, { recursive: true });
+
+  const huge = join(real.d, 'inject-10-10-10.json');
+  writeFileSync(huge, Buffer.alloc((1 << 20) + 1, 0x20), { mode: 0o600 });
+  t.throws(() => readJournal(huge), VmiError, 'a journal of more than 1 MiB is not read');
+  rmSync(huge);
+
+  if (other === undefined) {
+    t.skip('ownership checks need root to chown (this run is not root)');
+  } else {
+    const theirs = planted('their-dir');
+    chownSync(theirs.d, other, other);
+    t.throws(() => listJournals(theirs.d), UntrustedJournalError, "list: another user's directory is refused");
+    t.throws(() => readJournal(theirs.path), UntrustedJournalError, "read: in another user's directory is refused");
+    t.throws(() => ensureJournalDirectory(theirs.d), UntrustedJournalError, "create: another user's directory is refused");
+    const theirFile = planted('their-file');
+    chownSync(theirFile.path, other, other);
+    t.throws(() => readJournal(theirFile.path), UntrustedJournalError, "a journal file of another user is refused");
+  }
+});
+
+t.test('writes are complete even when write() takes less', async (t) => {
+  const file = join(root, 'short');
+  const fd = openSync(file, 'w', 0o600);
+  t.teardown(() => closeSync(fd));
+  const taken: number[] = [];
+  const data = Buffer.from('0123456789');
+  writeFully(fd, data, (_fd, _b, _off, len) => { const n = Math.min(3, len); taken.push(n); return n; });
+  t.same(taken, [3, 3, 3, 1], 'looped until every byte was taken');
+  t.throws(() => writeFully(fd, data, () => 0), /write\(\) took 0/, 'a write that takes nothing is an error, not an endless loop');
 });
 
 t.test('CLI syscall arguments', async (t) => {
