@@ -6,12 +6,12 @@
  * recreated as symlinks (never followed), devices, fifos and sockets are reported, not copied.
  * Existing local files are not replaced unless `force`.
  */
-import { chmodSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import type { Vm } from '../vm';
 import { VmiError } from '../errors';
 import { CHUNK, emptyReport, inContainer, isPerEntry, MAX_DEPTH, MAX_ENTRIES, type CopyOptions, type CopyReport } from './copy-common';
 import { fileKind, GuestFs, O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK, O_RDONLY, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './guest-fs';
-import { createLocalDirectory, createLocalFile, createLocalSymlink } from './local-writer';
+import { createLocalDirectory, createLocalFile, createLocalSymlink, finishLocalDirectory } from './local-writer';
 import { joinInside, lastComponent, printableName, unsafeComponent } from './names';
 
 /** DT_* of getdents64. */
@@ -96,7 +96,7 @@ async function walk(w: Walk, dirfd: number, local: Buffer, shown: string, depth:
           const made = createLocalDirectory(target, w.opts.force ?? false);
           report.directories++;
           await walk(w, sub, target, path, depth + 1);
-          if (made) chmodSync(target, st.mode & 0o777);
+          if (made) finishLocalDirectory(target, st.mode);
         } finally {
           await fs.close(sub);
         }
@@ -162,7 +162,7 @@ export async function copyFromContainer(vm: Vm, container: string, path: string,
     const made = createLocalDirectory(dest, opts.force ?? false);
     report.directories++;
     await walk({ fs, report, opts, entries: 0 }, fd, dest, path.replace(/\/+$/, ''), 0);
-    if (made) chmodSync(dest, st.mode & 0o777);
+    if (made) finishLocalDirectory(dest, st.mode);
     return report;
   });
 }

@@ -5,7 +5,7 @@
  * overwritten (it fails if the name exists, atomically), rename() with --force (which replaces a
  * symlink itself, never what it points to). On failure the temporary file is removed.
  */
-import { closeSync, fchmodSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, renameSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
+import { chmodSync, closeSync, fchmodSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, renameSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname } from 'node:path';
 import { writeFully } from '../util/host-file';
@@ -26,13 +26,23 @@ function exists(p: Buffer): boolean {
   }
 }
 
+/**
+ * The permission bits a guest file or directory gets on the host: no setuid, setgid or sticky bit
+ * and the user's umask applied, as `docker cp` and `tar` without `-p` do; a guest cannot make a
+ * host file 0777 or setuid.
+ */
+export function hostMode(guestMode: number): number {
+  // process.umask() without an argument reads it (the read-and-set race is Node's only with workers)
+  return guestMode & 0o777 & ~process.umask();
+}
+
 function display(p: Buffer): string {
   return p.toString('utf8');
 }
 
 export interface LocalFile {
   write(data: Buffer): void;
-  /** Gives the file its final name with `mode` (permission bits only). */
+  /** Gives the file its final name with the guest's `mode`, through hostMode(). */
   commit(mode: number): void;
   /** Removes the temporary file (after a failure). */
   abort(): void;
@@ -56,7 +66,7 @@ export function createLocalFile(final: Buffer, force: boolean): LocalFile {
     },
     commit(mode: number) {
       try {
-        fchmodSync(fd, mode & 0o777);
+        fchmodSync(fd, hostMode(mode));
         fsyncSync(fd);
         closeFd();
         if (force) renameSync(tmp, final);
@@ -103,6 +113,11 @@ export function createLocalSymlink(final: Buffer, target: Buffer, force: boolean
     rmSync(tmp, { force: true });
     throw err;
   }
+}
+
+/** Gives a directory made by createLocalDirectory() the guest's `mode`, through hostMode(). */
+export function finishLocalDirectory(path: Buffer, guestMode: number): void {
+  chmodSync(path, hostMode(guestMode));
 }
 
 /**

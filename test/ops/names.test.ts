@@ -9,7 +9,7 @@ import { mkdtempSync, readdirSync, readlinkSync, lstatSync, readFileSync, rmSync
 import { tmpdir } from 'node:os';
 import { join, resolve, sep } from 'node:path';
 import { joinInside, lastComponent, parseCopyOperand, printableName, unsafeComponent, NAME_MAX } from '../../lib/ops/names';
-import { createLocalDirectory, createLocalFile, createLocalSymlink } from '../../lib/ops/local-writer';
+import { createLocalDirectory, createLocalFile, createLocalSymlink, finishLocalDirectory } from '../../lib/ops/local-writer';
 import { parseCgroupMounts, cgroupPathUnder } from '../../lib/ops/mounts';
 import { parseRawDirents } from '../../lib/ops/guest-fs';
 import { parseSignal } from '../../lib/ops/signals';
@@ -75,6 +75,20 @@ t.test('local writer: temp file then name, no overwrite without force, symlinks 
   // nothing was ever created next to dest
   t.same(readdirSync(dir).sort(), ['dest', 'outside']);
   for (const name of readdirSync(dest)) t.ok(resolve(dest, name).startsWith(dest + sep));
+});
+
+t.test("guest modes on the host: no setuid, setgid or sticky bit, the user's umask applied", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vmictl-ops-'));
+  const umask = process.umask(0o027);
+  t.teardown(() => { process.umask(umask); rmSync(dir, { recursive: true, force: true }); });
+  const f = createLocalFile(b(join(dir, 'suid')), false);
+  f.write(Buffer.from('x'));
+  f.commit(0o106777);
+  t.equal(lstatSync(join(dir, 'suid')).mode & 0o7777, 0o750, 'a 04777 guest file is 0750 under umask 027');
+  const d = join(dir, 'sticky');
+  createLocalDirectory(b(d), false);
+  finishLocalDirectory(b(d), 0o041777);
+  t.equal(lstatSync(d).mode & 0o7777, 0o750, 'a 01777 guest directory is 0750 under umask 027');
 });
 
 t.test('getdents64 records: names kept as bytes, corrupt records refused', async (t) => {
