@@ -11,6 +11,7 @@ interface CpFlags extends ConnectionFlags {
   json?: boolean;
   progress: boolean;
   timeout: string;
+  maxBytes?: string;
 }
 
 /** A progress line on stderr, redrawn in place, only when stderr is a terminal. */
@@ -50,7 +51,9 @@ function summary(r: CopyReport): string {
   if (r.symlinks) parts.push(`${r.symlinks} symlink${r.symlinks === 1 ? '' : 's'}`);
   let s = `vmictl: copied ${parts.join(', ')}${r.resolvedInRoot === false ? ' (no openat2 in this kernel: paths resolved by the process root only)' : ''}\n`;
   for (const x of r.skipped) s += `vmictl: skipped ${escapeForTerminal(x.path)}: ${escapeForTerminal(x.reason)}\n`;
+  if (r.dropped.skipped) s += `vmictl: ... and ${r.dropped.skipped} more skipped\n`;
   for (const x of r.errors) s += `vmictl: failed ${escapeForTerminal(x.path)}: ${escapeForTerminal(x.reason)}\n`;
+  if (r.dropped.errors) s += `vmictl: ... and ${r.dropped.errors} more failed\n`;
   return s;
 }
 
@@ -69,12 +72,15 @@ export function registerCp(program: Command): void {
     .option('--no-progress', 'no progress bar (it is only drawn when stderr is a terminal)')
     .option('--json', 'print the report as JSON')
     .addOption(new Option('--timeout <ms>', 'how long to wait for a thread of the container').default('20000'))
+    .option('--max-bytes <n>', 'out of a container: stop once this many bytes were copied (each file is bounded by its size anyway)')
     .action(async (source: string, destination: string, flags: CpFlags) => {
       const from = parseCopyOperand(source);
       const to = parseCopyOperand(destination);
       if ((from === null) === (to === null)) throw new VmiError('EUSAGE', 'exactly one of source and destination must be CONTAINER:PATH');
       const bar = progressBar(flags.progress && !(to === null && destination === '-'));
-      const opts = { recursive: flags.recursive, force: flags.force, timeout: Number(flags.timeout), onProgress: bar.update };
+      const maxBytes = flags.maxBytes === undefined ? undefined : Number(flags.maxBytes);
+      if (maxBytes !== undefined && !(Number.isSafeInteger(maxBytes) && maxBytes >= 0)) throw new VmiError('EUSAGE', `--max-bytes must be a number of bytes, not ${JSON.stringify(flags.maxBytes)}`);
+      const opts = { recursive: flags.recursive, force: flags.force, timeout: Number(flags.timeout), onProgress: bar.update, maxBytes };
       let report: CopyReport;
       try {
         report = await withVm(flags, (vm, signal) => (from
@@ -85,6 +91,6 @@ export function registerCp(program: Command): void {
       }
       if (flags.json) (destination === "-" ? process.stderr : process.stdout).write(`${JSON.stringify(report)}\n`);
       else process.stderr.write(summary(report));
-      if (report.errors.length) process.exitCode = 1;
+      if (report.errors.length || report.dropped.errors) process.exitCode = 1;
     });
 }

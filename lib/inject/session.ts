@@ -754,11 +754,13 @@ export class InjectionSession {
     const fd = await this.openat(AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     try {
       const out: Dirent64[] = [];
-      for (;;) {
+      // . and .. count too: a kernel that returns only those forever is stopped
+      for (let records = 0; ;) {
         const batch = await this.getdents64(fd, 32768);
         if (batch.length === 0) break;
         for (const e of batch) if (e.name !== '.' && e.name !== '..') out.push(e);
-        if (out.length > maxEntries) throw new VmiError('ETOOBIG', `${path}: more than ${maxEntries} entries`);
+        records += batch.length;
+        if (records > maxEntries + 2) throw new VmiError('ETOOBIG', `${path}: more than ${maxEntries} entries`);
       }
       return out;
     } finally {

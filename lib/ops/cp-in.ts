@@ -11,7 +11,7 @@ import { basename } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Vm } from '../vm';
 import { VmiError } from '../errors';
-import { CHUNK, emptyReport, inContainer, isPerEntry, MAX_DEPTH, MAX_ENTRIES, type CopyOptions, type CopyReport } from './copy-common';
+import { CHUNK, emptyReport, inContainer, isPerEntry, MAX_DEPTH, MAX_ENTRIES, noteEntry, type CopyOptions, type CopyReport } from './copy-common';
 import { OperationError } from './errors';
 import { GuestFs, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_PATH, O_RDONLY, O_WRONLY } from './guest-fs';
 import { lastComponent, printableName, unsafeComponent } from './names';
@@ -116,7 +116,7 @@ async function walkLocal(w: Walk, local: string, dirfd: number, depth: number): 
     if (++w.entries > MAX_ENTRIES) throw new VmiError('ETOOBIG', `more than ${MAX_ENTRIES} entries: stopped at ${shown}`);
     const unsafe = unsafeComponent(name);
     if (unsafe) {
-      w.report.skipped.push({ path: shown, reason: unsafe });
+      noteEntry(w.report, 'skipped', shown, unsafe);
       continue;
     }
     const path = Buffer.concat([Buffer.from(local), Buffer.from('/'), name]);
@@ -128,7 +128,7 @@ async function walkLocal(w: Walk, local: string, dirfd: number, depth: number): 
         w.report.symlinks++;
       } else if (st.isDirectory()) {
         if (depth + 1 > MAX_DEPTH) {
-          w.report.skipped.push({ path: shown, reason: `deeper than ${MAX_DEPTH} levels` });
+          noteEntry(w.report, 'skipped', shown, `deeper than ${MAX_DEPTH} levels`);
           continue;
         }
         const sub = await guestDirectory(w.fs, dirfd, name, st.mode & 0o7777);
@@ -141,11 +141,11 @@ async function walkLocal(w: Walk, local: string, dirfd: number, depth: number): 
       } else if (st.isFile()) {
         await writeGuestFile(w.fs, dirfd, name, fileChunks(path), st.mode & 0o7777, w.report, w.opts);
       } else {
-        w.report.skipped.push({ path: shown, reason: 'not a file, directory or symlink: not copied' });
+        noteEntry(w.report, 'skipped', shown, 'not a file, directory or symlink: not copied');
       }
     } catch (err) {
       if (!isPerEntry(err)) throw err;
-      w.report.errors.push({ path: shown, reason: (err as Error).message });
+      noteEntry(w.report, 'errors', shown, (err as Error).message);
     }
   }
 }

@@ -37,3 +37,17 @@ export class WouldOverwriteError extends VmiError {
     this.path = path;
   }
 }
+
+/**
+ * A guest file gave more bytes than fstat said it has (it grew while copied, or the kernel lies);
+ * the copy of that file stops there and its partial copy is removed.
+ */
+export class FileGrewError extends VmiError {
+  readonly path: string;
+  readonly size: bigint;
+  constructor(path: string, size: bigint, why: string) {
+    super('EGREW', `${path}: ${why}: not copied`);
+    this.path = path;
+    this.size = size;
+  }
+}

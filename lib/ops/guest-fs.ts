@@ -4,11 +4,13 @@
  * treats `..` and absolute symlinks as the root's, and refuses /proc magic links that lead out;
  * where openat2 is missing, openat of the path as the process sees it (its chroot/pivot_root
  * still holds `..` at its root). Every fd opened is tracked and closed by closeAll(), also after
- * a failure, so nothing is left open in the guest.
+ * a failure, so nothing is left open in the guest: the caller's AbortSignal is heeded here,
+ * between calls, rather than by the session (which would end at once, fds still open).
  */
-import { VmiError } from '../errors';
+import { AbortError, VmiError } from '../errors';
 import { errnoOf, SyscallError, type InjectionSession } from '../inject';
 import { DIRENT64_NAME_OFFSET } from '../inject/structs';
+import { NAME_MAX } from './names';
 
 export const O_RDONLY = 0;
 export const O_WRONLY = 0o1;
@@ -65,7 +67,11 @@ export interface RawDirent {
   name: Buffer;
 }
 
-/** linux_dirent64 records with names kept as bytes; a corrupt record ends the parse with an error. */
+/**
+ * linux_dirent64 records with names kept as bytes; a corrupt record ends the parse with an error.
+ * A name longer than NAME_MAX is kept cut to NAME_MAX + 1 bytes (enough to be refused as too long):
+ * a record may hold 64 KiB of name.
+ */
 export function parseRawDirents(buf: Buffer): RawDirent[] {
   const out: RawDirent[] = [];
   for (let pos = 0; pos < buf.length;) {
@@ -74,7 +80,8 @@ export function parseRawDirents(buf: Buffer): RawDirent[] {
     if (reclen < DIRENT64_NAME_OFFSET + 1 || pos + reclen > buf.length) throw new VmiError('EBADDIRENT', `linux_dirent64 at offset ${pos} has d_reclen ${reclen}`);
     const field = buf.subarray(pos + DIRENT64_NAME_OFFSET, pos + reclen);
     const nul = field.indexOf(0);
-    out.push({ type: buf[pos + 18], name: Buffer.from(nul < 0 ? field : field.subarray(0, nul)) });
+    const name = nul < 0 ? field : field.subarray(0, nul);
+    out.push({ type: buf[pos + 18], name: Buffer.from(name.subarray(0, NAME_MAX + 1)) });
     pos += reclen;
   }
   return out;
@@ -88,14 +95,23 @@ function cBytes(path: string | Buffer): Buffer {
 }
 
 export class GuestFs {
-  readonly s: InjectionSession;
+  readonly #session: InjectionSession;
+  readonly #signal: AbortSignal | undefined;
   readonly #open = new Set<number>();
   #root: number | undefined;
   /** Whether openat2 works here (unknown until tried). */
   #openat2: boolean | undefined;
 
-  constructor(session: InjectionSession) {
-    this.s = session;
+  /** `signal`: stops the work before its next call (closeAll() still runs); see the file's comment. */
+  constructor(session: InjectionSession, opts: { signal?: AbortSignal } = {}) {
+    this.#session = session;
+    this.#signal = opts.signal;
+  }
+
+  /** The session, for a call of the work: refused once the caller has aborted. */
+  get s(): InjectionSession {
+    if (this.#signal?.aborted) throw new AbortError('copy', { cause: this.#signal.reason });
+    return this.#session;
   }
 
   /** Whether paths are resolved with openat2(RESOLVE_IN_ROOT) (known after the first resolve). */
@@ -153,14 +169,14 @@ export class GuestFs {
   async close(fd: number): Promise<void> {
     if (!this.#open.delete(fd)) return;
     if (fd === this.#root) this.#root = undefined;
-    await this.s.closeFd(fd);
+    await this.#session.closeFd(fd);
   }
 
   /** Closes every fd still open (best effort: the first failure is thrown after trying them all). */
   async closeAll(): Promise<void> {
     let first: unknown;
     for (const fd of [...this.#open]) {
-      if (this.s.closed) break;
+      if (this.#session.closed) break;
       await this.close(fd).catch((e) => { first ??= e; });
     }
     this.#open.clear();
@@ -190,17 +206,21 @@ export class GuestFs {
     return Buffer.from(r.out[0].subarray(0, Math.min(n, 4096)));
   }
 
-  /** Every entry of an open directory (without . and ..), at most `max`. */
+  /**
+   * Every entry of an open directory (without . and ..), at most `max`. Every record counts
+   * towards the bound, . and .. too: a kernel that returns only those forever is stopped.
+   */
   async entries(fd: number, max = 100_000): Promise<RawDirent[]> {
     const out: RawDirent[] = [];
+    let records = 0;
     for (;;) {
       const r = await this.s.syscallWith('getdents64', [BigInt(fd), { out: 65536 }, 65536n]);
       const n = Number(await this.#result('getdents64', r.result));
       if (n === 0) return out;
       for (const e of parseRawDirents(r.out[0].subarray(0, Math.min(n, 65536)))) {
+        if (++records > max + 2) throw new VmiError('ETOOBIG', `a directory with more than ${max} entries`);
         if (e.name.equals(Buffer.from('.')) || e.name.equals(Buffer.from('..'))) continue;
         out.push(e);
-        if (out.length > max) throw new VmiError('ETOOBIG', `a directory with more than ${max} entries`);
       }
     }
   }
