@@ -10,8 +10,10 @@ import { errnoMessage, errnoName } from './errno';
  * What an injection left in the guest when it failed:
  * - `untouched`: no register or memory of the target was changed;
  * - `restored`: the target was put back exactly as it was;
- * - `in-syscall`: the target is still inside an injected syscall; the journal is kept so that
- *   `vmictl recover` can put it back once the call returns;
+ * - `in-syscall`: the target is still inside an injected syscall that did not end; its saved
+ *   registers were written to its kernel stack, so it goes back to its own code by itself when the
+ *   call ends (at R, with that call's result in rax: see redirect.ts); the journal is kept, naming
+ *   the scratch mapping left in it, for `vmictl recover` to report;
  * - `unknown`: vmictl lost control (gdbstub gone) after changing the target; see the journal.
  */
 export type InjectionState = 'untouched' | 'restored' | 'in-syscall' | 'unknown';

@@ -52,6 +52,11 @@ export interface JournalEntry {
    * rsp is callSp − 8 (the slot holding R that the `ret` reads) and it comes back to R with callSp.
    */
   gadget?: string;
+  /**
+   * When the session gave up on a call that did not end and rewrote the thread's pt_regs to send
+   * it home (state `in-syscall`, lib/inject/redirect.ts): the journal is kept for what is left.
+   */
+  redirectedAt?: string;
 }
 
 /** The directory the journal lives in (not created). */
@@ -210,7 +215,8 @@ export function readJournal(path: string): JournalEntry {
     typeof e !== 'object' || e === null || e.version !== JOURNAL_VERSION || typeof e.target !== 'object' || !hex(e.target.task) ||
     !Number.isInteger(e.target.pid) || !hex(e.returnAddress) || !hex(e.callSp) || typeof e.vcpu !== 'string' ||
     typeof e.registers !== 'object' || !Array.isArray(e.restore) || !e.restore.every((n) => typeof n === 'string' && wide(e.registers[n])) ||
-    !Object.values(e.registers).every(wide) || (e.gadget !== undefined && !hex(e.gadget))
+    !Object.values(e.registers).every(wide) || (e.gadget !== undefined && !hex(e.gadget)) || (e.redirectedAt !== undefined && typeof e.redirectedAt !== 'string') ||
+    (e.scratch !== undefined && (typeof e.scratch !== 'object' || e.scratch === null || !hex(e.scratch.address) || !Number.isSafeInteger(e.scratch.length)))
   ) {
     throw new VmiError('EJOURNAL', `${path}: not a vmictl injection journal (version ${JOURNAL_VERSION})`);
   }

@@ -153,7 +153,8 @@ async function recoverTarget(ctx: Ctx, e: JournalEntry, opts: RecoverOptions): P
   if (!parked) {
     const regs = await userRegisters(kernel, task);
     if (!regs || !inInjectedCall(regs.u64('ip'), regs.u64('sp'), R, callSp, gadget)) {
-      return { action: 'already-restored', detail: 'the target is not in an injection (it was restored before vmictl ended)' };
+      const how = e.redirectedAt ? `vmictl sent it home from a blocked injected syscall at ${e.redirectedAt}` : 'it was restored before vmictl ended';
+      return { action: 'already-restored', detail: `the target is not in an injection (${how})${leftMapping(e)}` };
     }
     // inside an injected syscall: catch it on its way back
     await runner.insert(R);
@@ -162,8 +163,8 @@ async function recoverTarget(ctx: Ctx, e: JournalEntry, opts: RecoverOptions): P
     } catch (err) {
       if (!(err instanceof TimeoutError)) throw err;
       const saved = new Map(Object.entries(e.registers).map(([k, v]) => [k, fromHex(v)] as const));
-      await redirectKernelReturn(kernel, spaceAt(kernel, ctx.guest, kernel.kaslr.pageTableRoot, 'kernel'), task, saved, gadget === undefined ? [callSp] : [callSp, watchSlotOf(callSp)]);
-      return { action: 'redirected', detail: 'the target is blocked in an injected syscall: it will go back to its own code when the call ends (with that call\'s result in rax)' };
+      await redirectKernelReturn(kernel, spaceAt(kernel, ctx.guest, kernel.kaslr.pageTableRoot, 'kernel'), task, saved, gadget === undefined ? [callSp] : [callSp, watchSlotOf(callSp)], R);
+      return { action: 'redirected', detail: `the target is blocked in an injected syscall: it will go back to its own code when the call ends (with that call's result in rax)${leftMapping(e)}` };
     }
   }
   // munmap the scratch mapping with one more injected call, then put everything back
@@ -179,6 +180,11 @@ async function recoverTarget(ctx: Ctx, e: JournalEntry, opts: RecoverOptions): P
   await runner.gdb.writeRegisters(values, { thread: parked.thread, timeout: 10_000 });
   if (e.stack) await space.write(fromHex(e.stack.address), Buffer.from(e.stack.data, 'hex'));
   return { action: 'restored', detail };
+}
+
+/** What a redirected target keeps: the scratch mapping (no thread of vmictl's is there to munmap it). */
+function leftMapping(e: JournalEntry): string {
+  return e.scratch ? `; its scratch mapping (${e.scratch.length} bytes at 0x${e.scratch.address}) is left in the process` : '';
 }
 
 /**

@@ -836,7 +836,7 @@ export class InjectionSession {
           await this.#restoreOnCpu();
         } else {
           // blocked inside an injected syscall: send it home when the call ends
-          await redirectKernelReturn(this.#in.kernel, this.#in.kernelSpace, this.target.task, this.#saved, this.#watch ? [this.#callSp, this.#watch.slot] : [this.#callSp]);
+          await redirectKernelReturn(this.#in.kernel, this.#in.kernelSpace, this.target.task, this.#saved, this.#watch ? [this.#callSp, this.#watch.slot] : [this.#callSp], this.returnAddress);
           state = 'in-syscall';
         }
         if (this.#stack) await this.#in.space.write(this.#stack.low, this.#stack.saved);
@@ -846,9 +846,16 @@ export class InjectionSession {
       }
     }
     errors.push(...(await this.#in.runner.removeAll()));
-    if (state === 'restored' || state === 'untouched' || state === 'in-syscall') {
+    if (state === 'restored' || state === 'untouched') {
       try {
         this.#journal?.remove();
+      } catch (e) {
+        errors.push(e);
+      }
+    } else if (state === 'in-syscall') {
+      // kept, as errors.ts says: it names what is left in the target (the scratch mapping)
+      try {
+        this.#journal?.update({ redirectedAt: new Date().toISOString() });
       } catch (e) {
         errors.push(e);
       }
