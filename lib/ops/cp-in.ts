@@ -77,7 +77,7 @@ async function writeGuestFile(fs: GuestFs, dirfd: number, name: Buffer, chunks: 
     await fs.renameAt(dirfd, tmp, name);
     report.files++;
   } catch (err) {
-    if (fs.s.closed) {
+    if (fs.closed) {
       throw new OperationError(`copying to ${printableName(name)} failed: ${(err as Error).message}`, {
         done: [`${written} bytes written to the temporary file ${printableName(tmp)} in the target directory`],
         notDone: ['the temporary file could not be removed (the injection ended): remove it by hand'],

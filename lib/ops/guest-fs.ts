@@ -251,9 +251,17 @@ export class GuestFs {
     await this.#result('renameat', r.result);
   }
 
-  /** unlinkat; `dir` for rmdir. Returns the errno (0 when done) rather than throwing. */
+  /** Whether the session is over (no more calls, not even cleanups). */
+  get closed(): boolean {
+    return this.#session.closed;
+  }
+
+  /**
+   * unlinkat; `dir` for rmdir. Returns the errno (0 when done) rather than throwing. Made even
+   * after an abort: it removes what a cut-short copy left (a temporary file).
+   */
   async unlinkAt(dirfd: number, name: Buffer | string, dir = false): Promise<number> {
-    const r = await this.s.syscallWith('unlinkat', [BigInt(dirfd), { in: cBytes(name) }, dir ? 0x200n : 0n]);
+    const r = await this.#session.syscallWith('unlinkat', [BigInt(dirfd), { in: cBytes(name) }, dir ? 0x200n : 0n]);
     return errnoOf(r.result);
   }
 
