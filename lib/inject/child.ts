@@ -444,13 +444,14 @@ export async function vfork<T>(caller: Forker, engine: ChildEngine, work: (child
   const aborted = engine.signal?.aborted === true;
   let r: bigint;
   try {
-    // a cleanup after an abort still waits for the caller to be back (parked, not redirected)
-    r = await pending.wait({ ignoreAbort: killed && aborted });
+    // a cleanup after an abort still waits for the caller to be back (parked, not redirected):
+    // the child, killed or made to exit, is its zombie until reaped below
+    r = await pending.wait({ ignoreAbort: aborted });
   } catch (err) {
     throw failed ? failure : err;
   }
   if (r > 0n) {
-    if (killed && aborted && caller.cleanupCall) {
+    if (aborted && caller.cleanupCall) {
       // the caller's code would not reap it any more (its signal is aborted): reap it here
       try {
         for (let i = 0; i < MAX_EINTR; i++) {

@@ -124,6 +124,26 @@ t.test('vfork from an injection session', async (t) => {
     t.ok((await counter(env)) > a, 'the ticker keeps counting');
   });
 
+  await t.test('an abort between two calls of the child: it exits and vfork reaps it (no zombie)', async (t) => {
+    const ac = new AbortController();
+    const s = await vm.inject({ container: 'ticker' }, { journal, timeout: 30_000, callTimeout: 30_000, signal: ac.signal });
+    const target = s.target.pid;
+    let forked = 0;
+    try {
+      const err = await vfork(s, s.engine, async (child) => {
+        await child.call('getpid');
+        ac.abort(new Error('test abort'));
+        await child.call('getpid');
+      }, { onForked: (p) => { forked = p; } }).then(() => null, (e: unknown) => e);
+      t.ok(err instanceof AbortError, `the child's work ends in an AbortError (${(err as Error)?.message})`);
+      t.equal(forked, 0, 'the child is not handed to the caller to reap: vfork reaped it');
+    } finally {
+      await s.close();
+    }
+    t.equal(s.leftState, 'restored', 'the parent is restored');
+    t.equal(await childrenOf(env, target), '0', 'the target has no child left (no zombie)');
+  });
+
   await t.test('an abort while a child is stuck in a blocking read: killed and reaped by vfork, the parent restored', async (t) => {
     const ac = new AbortController();
     const s = await vm.inject({ container: 'ticker' }, { journal, timeout: 30_000, callTimeout: 60_000, signal: ac.signal });
