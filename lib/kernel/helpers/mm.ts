@@ -10,7 +10,6 @@ import { X86_64_4LEVEL, X86_64_5LEVEL } from '../../memory/x86-64/paging-format'
 import type { Kernel } from '../kernel';
 
 export const DEFAULT_MAX_CMDLINE = 128 * 1024;
-const USER_TOP = 0x800000000000n;
 
 /** The address space of the process whose struct mm_struct is at `mm`. */
 export async function mmAddressSpace(kernel: Kernel, mm: bigint, opts: CallOptions = {}): Promise<AddressSpace> {
@@ -34,7 +33,7 @@ export async function readCmdline(kernel: Kernel, mm: bigint, opts: CallOptions 
   const m = await kernel.read('mm_struct', mm, { ...opts, upTo: 'arg_end' });
   const start = m.u64('arg_start');
   const end = m.u64('arg_end');
-  if (end <= start || end > USER_TOP) return [];
+  if (end <= start || end > kernel.layout.userTop) return [];
   const max = opts.max ?? DEFAULT_MAX_CMDLINE;
   let length = end - start;
   if (length > BigInt(max)) {
