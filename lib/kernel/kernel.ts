@@ -6,7 +6,7 @@ import { ValidationError } from '../errors';
 import type { CallOptions } from '../util/deadline';
 import type { PhysicalMemory, PhysicalRange } from '../memory/physical';
 import { AddressSpace } from '../memory/address-space';
-import { X86_64_4LEVEL, X86_64_5LEVEL } from '../memory/x86-64/paging-format';
+import { pagingFormatForLevels } from '../memory/x86-64/paging-format';
 import { findKaslr, type KaslrResult } from './kaslr';
 import { readKernelLayout, type KernelLayout } from './layout';
 import { KObject } from './object';
@@ -35,7 +35,7 @@ export class Kernel {
   static async open(physical: PhysicalMemory, profile: Profile, opts: OpenKernelOptions = {}): Promise<Kernel> {
     const kaslr = await findKaslr(physical, profile, { ...opts, expectBanner: profile.banner });
     const space = AddressSpace.fromCr3(physical, kaslr.pageTableRoot, {
-      format: kaslr.pagingLevels === 5 ? X86_64_5LEVEL : X86_64_4LEVEL,
+      format: pagingFormatForLevels(kaslr.pagingLevels),
       keepKptiBit: true,
       name: 'kernel',
     });

@@ -13,7 +13,7 @@
  */
 import { ValidationError } from '../errors';
 import type { CallOptions } from '../util/deadline';
-import { X86_64_4LEVEL, X86_64_5LEVEL } from '../memory/x86-64/paging-format';
+import { pagingFormatForLevels, type PagingFormat } from '../memory/x86-64/paging-format';
 import { START_KERNEL_MAP } from './kaslr';
 
 /** MODULES_VADDR is __START_KERNEL_map + KERNEL_IMAGE_SIZE: 512 MiB, or 1 GiB with KASLR. */
@@ -37,6 +37,8 @@ export interface MemoryBases {
 }
 
 export class KernelLayout {
+  /** The page-table format of the kernel's and every process's address space. */
+  readonly format: PagingFormat;
   /** The first address above user space (TASK_SIZE_MAX rounded up to its guard page). */
   readonly userTop: bigint;
   /** The lowest canonical kernel-half address. */
@@ -51,8 +53,8 @@ export class KernelLayout {
     /** sizeof(struct page), to bound the vmemmap (64 on x86-64 unless debug options grow it). */
     readonly pageStructSize = 64,
   ) {
-    const bits = (pagingLevels === 5 ? X86_64_5LEVEL : X86_64_4LEVEL).virtualBits;
-    this.userTop = 1n << BigInt(bits - 1);
+    this.format = pagingFormatForLevels(pagingLevels);
+    this.userTop = 1n << BigInt(this.format.virtualBits - 1);
     this.kernelHalf = (1n << 64n) - this.userTop;
     this.lowestData = bases?.pageOffset ?? this.kernelHalf;
     if (bases) checkBases(this, bases);

@@ -6,7 +6,6 @@
 import { MemoryReadError, PageFaultError, ValidationError } from '../../errors';
 import type { CallOptions } from '../../util/deadline';
 import { AddressSpace } from '../../memory/address-space';
-import { X86_64_4LEVEL, X86_64_5LEVEL } from '../../memory/x86-64/paging-format';
 import type { Kernel } from '../kernel';
 
 export const DEFAULT_MAX_CMDLINE = 128 * 1024;
@@ -18,7 +17,7 @@ export async function mmAddressSpace(kernel: Kernel, mm: bigint, opts: CallOptio
   if (!kernel.isKernelPointer(pgd)) throw new ValidationError(`bad mm->pgd 0x${pgd.toString(16)}`, mm);
   const root = (await kernel.space.translate(pgd, opts)).physical;
   return AddressSpace.fromCr3(kernel.physical, root, {
-    format: kernel.pagingLevels === 5 ? X86_64_5LEVEL : X86_64_4LEVEL,
+    format: kernel.layout.format,
     keepKptiBit: true,
     name: `mm 0x${mm.toString(16)}`,
   });
