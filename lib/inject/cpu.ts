@@ -8,6 +8,7 @@ import { CommandError, ValidationError } from '../errors';
 import type { CallOptions } from '../util/deadline';
 import { decodeCr3 } from '../memory/x86-64/cr3';
 import type { Kernel } from '../kernel/kernel';
+import { START_KERNEL_MAP } from '../kernel/kaslr';
 import type { GdbClient } from '../transport/gdb';
 
 export type Registers = ReadonlyMap<string, bigint>;
@@ -41,8 +42,9 @@ export function currentTaskSlot(kernel: Kernel): { offset: bigint; absolute: boo
   let slot: { offset: bigint; absolute: boolean };
   if (p.hasSymbol('current_task')) {
     // per-CPU symbols are offsets into the per-CPU area (not moved by KASLR); others are addresses
+    // in the kernel image, whatever the paging mode
     const raw = p.symbol('current_task');
-    slot = raw < 0xffff800000000000n ? { offset: raw, absolute: false } : { offset: kernel.symbol('current_task'), absolute: true };
+    slot = raw < START_KERNEL_MAP ? { offset: raw, absolute: false } : { offset: kernel.symbol('current_task'), absolute: true };
   } else if (p.hasSymbol('pcpu_hot')) {
     // 6.2 moved current_task into struct pcpu_hot
     slot = { offset: p.symbol('pcpu_hot') + BigInt(p.fieldOffset('pcpu_hot', 'current_task')), absolute: false };

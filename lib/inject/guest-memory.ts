@@ -11,12 +11,11 @@ import type { PageCache } from '../memory/page-cache';
 import type { PhysicalMemory, PhysicalRange } from '../memory/physical';
 import type { GdbClient } from '../transport/gdb';
 import { AddressSpace } from '../memory/address-space';
-import { X86_64_4LEVEL, X86_64_5LEVEL } from '../memory/x86-64/paging-format';
 import type { Kernel } from '../kernel/kernel';
 
 /** A virtual address space over `memory` rooted at the physical page table `root`. */
 export function spaceAt(kernel: Kernel, memory: PhysicalMemory, root: bigint, name: string): AddressSpace {
-  return AddressSpace.fromCr3(memory, root, { format: kernel.pagingLevels === 5 ? X86_64_5LEVEL : X86_64_4LEVEL, keepKptiBit: true, name });
+  return AddressSpace.fromCr3(memory, root, { format: kernel.layout.format, keepKptiBit: true, name });
 }
 
 export class InjectionMemory implements PhysicalMemory {

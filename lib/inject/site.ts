@@ -17,9 +17,6 @@ import type { KObject } from '../kernel/object';
 
 /** `0f 05`: the x86-64 `syscall` instruction. */
 export const SYSCALL_INSN = Buffer.from([0x0f, 0x05]);
-/** Lowest address above user space (47-bit; 5-level paging allows more, checked separately). */
-const USER_TOP_4LEVEL = 0x800000000000n;
-const USER_TOP_5LEVEL = 0x100000000000000n;
 
 export interface SyscallSite {
   /** struct task_struct * */
@@ -52,10 +49,6 @@ export function threadSizes(kernel: Kernel): number[] {
   return kasanBuilt(kernel) ? [32768, 16384] : [16384, 32768];
 }
 
-function userTop(kernel: Kernel): bigint {
-  return kernel.pagingLevels === 5 ? USER_TOP_5LEVEL : USER_TOP_4LEVEL;
-}
-
 /** The task's user-mode registers as saved on its kernel stack, or null (kernel thread, no stack). */
 export async function userRegisters(kernel: Kernel, task: bigint, opts: CallOptions = {}): Promise<KObject | null> {
   const p = kernel.profile;
@@ -74,7 +67,7 @@ export async function userRegisters(kernel: Kernel, task: bigint, opts: CallOpti
     }
     const cs = regs.u64('cs');
     const ss = regs.u64('ss');
-    if ((cs & 3n) === 3n && (ss & 3n) === 3n && (cs & 0xffffn) === cs && regs.u64('ip') < userTop(kernel)) {
+    if ((cs & 3n) === 3n && (ss & 3n) === 3n && (cs & 0xffffn) === cs && kernel.layout.isUserAddress(regs.u64('ip'))) {
       // the placement is a property of the kernel build: remember it (kernel.cache empties on invalidate)
       kernel.cache.set('inject.ptRegsPlacement', place);
       return regs;

@@ -92,7 +92,7 @@ async function checkWithoutVmlinux(vm: Vm, opts: CheckOptions, t0: number): Prom
   const tables = await checkTablesFromSymbols(kernel, opts);
   findings.push(...tables.map(({ good: _good, ...f }) => f));
   const scan = await scanSyscallPaths(kernel, opts.syscalls ?? INJECTED_SYSCALLS, { ...opts, otherAbis: true });
-  findings.push(...scan.hooks.map((h) => hookToFinding(symbols, h)));
+  findings.push(...scan.hooks.map((h) => hookToFinding(symbols, kernel.layout, h)));
   findings.push(...(await checkIdtFromSymbols(kernel, opts)));
   findings.push(...(await hiddenProcesses(kernel, opts)));
   findings.push(...(await hiddenModules(kernel, opts)));

@@ -15,6 +15,7 @@
  */
 import type { CallOptions } from '../util/deadline';
 import type { Kernel } from '../kernel/kernel';
+import type { KernelLayout } from '../kernel/layout';
 import { SYSCALLS_X86_64, syscallName } from '../inject/syscalls';
 import { VmiError } from '../errors';
 import { SymbolMap } from './symbol-map';
@@ -41,10 +42,11 @@ export function handlerName(syscall: string): string {
   return `__x64_sys_${ENTRY_POINT[syscall] ?? syscall}`;
 }
 
-/** Where `addr` points, in words for a finding. */
-export function pointsAt(symbols: SymbolMap, addr: bigint): string {
+/** Where `addr` points, in words for a finding (the region from the running kernel's layout). */
+export function pointsAt(symbols: SymbolMap, layout: KernelLayout, addr: bigint): string {
   if (symbols.inCoreText(addr)) return `points at ${symbols.describe(addr)}`;
-  return `points outside core kernel text (${addr >= 0xffffffffa0000000n ? 'module space' : addr >= 0xffff800000000000n ? 'kernel data or vmalloc space' : 'not a kernel address'})`;
+  const region = layout.regionOf(addr);
+  return `points outside core kernel text (${region === 'user space' || region === 'non-canonical' ? `not a kernel address: ${region}` : region})`;
 }
 
 /** The address of sys_ni_syscall (either name). */
@@ -89,7 +91,7 @@ export async function checkTablesFromSymbols(kernel: Kernel, opts: TableCheckOpt
     if (opts.numbers && table.name !== 'sys_call_table') continue;
     const next = symbols.nextAfter(start);
     const span = Math.min(MAX_TABLE * 8, next === undefined ? MAX_TABLE * 8 : Number(next - start)) & ~7;
-    out.push(...tableFindings(symbols, table.name, start, await kernel.space.read(start, span, opts), opts.numbers));
+    out.push(...tableFindings(symbols, kernel.layout, table.name, start, await kernel.space.read(start, span, opts), opts.numbers));
   }
   return out;
 }
@@ -100,7 +102,7 @@ export type TableFinding = Finding & { good?: bigint };
  * The entries of one table (`bytes`, read from `start` up to the next symbol) that do not hold
  * what they must; `numbers` limits the x64 table to those entries.
  */
-export function tableFindings(symbols: SymbolMap, tableName: typeof TABLES[number]['name'], start: bigint, bytes: Buffer, numbers?: readonly number[]): TableFinding[] {
+export function tableFindings(symbols: SymbolMap, layout: KernelLayout, tableName: typeof TABLES[number]['name'], start: bigint, bytes: Buffer, numbers?: readonly number[]): TableFinding[] {
   const table = TABLES.find((t) => t.name === tableName)!;
   const out: TableFinding[] = [];
   const entries = tableLength(bytes);
@@ -126,7 +128,7 @@ export function tableFindings(symbols: SymbolMap, tableName: typeof TABLES[numbe
       symbol: `${table.name}[${nr}]${name ? ` (${name})` : ''}`,
       expected,
       found: hex(found),
-      detail: pointsAt(symbols, found),
+      detail: pointsAt(symbols, layout, found),
       good: want?.address,
     });
   }
@@ -215,14 +217,14 @@ function goodBytes(good: Buffer): string {
   return 'the ftrace NOP';
 }
 
-export function hookToFinding(symbols: SymbolMap, h: FunctionHook): Finding {
+export function hookToFinding(symbols: SymbolMap, layout: KernelLayout, h: FunctionHook): Finding {
   return {
     kind: 'inline-hook',
     address: h.address,
     symbol: symbols.describe(h.address),
     expected: h.good ? `${h.good.toString('hex')} (${goodBytes(h.good)})` : h.fentry ? 'the ftrace NOP or a call to an ftrace trampoline' : 'code that stays in core kernel text',
     found: h.bytes.toString('hex'),
-    detail: `${h.how}${h.target !== undefined ? `: ${pointsAt(symbols, h.target)}` : ''}`,
+    detail: `${h.how}${h.target !== undefined ? `: ${pointsAt(symbols, layout, h.target)}` : ''}`,
   };
 }
 
@@ -236,11 +238,11 @@ const IDT_ENTRY = /^(asm_|entry_INT80|xen_asm_|asm_sysvec_|asm_exc_)/;
  */
 export async function checkIdtFromSymbols(kernel: Kernel, opts: CallOptions = {}): Promise<Finding[]> {
   const idt = kernel.symbol('idt_table');
-  return idtFindings(SymbolMap.of(kernel), idt, await kernel.space.read(idt, 256 * 16, opts));
+  return idtFindings(SymbolMap.of(kernel), kernel.layout, idt, await kernel.space.read(idt, 256 * 16, opts));
 }
 
 /** The gates of an IDT (`bytes` at `idt`) that do not enter an interrupt entry point. */
-export function idtFindings(symbols: SymbolMap, idt: bigint, bytes: Buffer): Finding[] {
+export function idtFindings(symbols: SymbolMap, layout: KernelLayout, idt: bigint, bytes: Buffer): Finding[] {
   const stubs = ['irq_entries_start', 'spurious_entries_start'].map((n) => symbols.address(n)).filter((a) => a !== undefined);
   const early = symbols.address('early_idt_handler_array');
   const out: Finding[] = [];
@@ -266,7 +268,7 @@ export function idtFindings(symbols: SymbolMap, idt: bigint, bytes: Buffer): Fin
       symbol: `idt_table[${v}]`,
       expected: 'a gate to an interrupt entry point in core kernel text (selector 0x10)',
       found: `${g.toString('hex')} (selector ${hex(BigInt(selector))}, target ${hex(target)})`,
-      detail: pointsAt(symbols, target),
+      detail: pointsAt(symbols, layout, target),
     });
   }
   return out;

@@ -54,7 +54,7 @@ export async function protectWithoutVmlinux(vm: Vm, syscalls: readonly string[],
       patches.push({ address: f.address, good, guest: await kernel.space.read(f.address, 8, opts) });
     }
     for (const h of scan.hooks) {
-      const f = hookToFinding(symbols, h);
+      const f = hookToFinding(symbols, kernel.layout, h);
       findings.push(f);
       if (h.good) patches.push({ address: h.address, good: h.good, guest: Buffer.from(h.bytes.subarray(0, h.good.length)) });
       else {

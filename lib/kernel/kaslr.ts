@@ -13,7 +13,7 @@ import { isFatalReadError, ValidationError, VmiError } from '../errors';
 import type { CallOptions } from '../util/deadline';
 import type { PhysicalMemory, PhysicalRange } from '../memory/physical';
 import { X86PageTable } from '../memory/x86-64/translate';
-import { X86_64_4LEVEL, X86_64_5LEVEL } from '../memory/x86-64/paging-format';
+import { pagingFormatForLevels } from '../memory/x86-64/paging-format';
 
 /** Link-time symbol addresses (before KASLR), as a profile or System.map gives them. */
 export interface LinkTimeSymbols {
@@ -150,7 +150,7 @@ async function confirm(phys: PhysicalMemory, syms: LinkTimeSymbols, base: bigint
   }
   const pageTableRoot = physOf('init_top_pgt');
   const pt = new X86PageTable(phys, pageTableRoot, {
-    format: pagingLevels === 5 ? X86_64_5LEVEL : X86_64_4LEVEL,
+    format: pagingFormatForLevels(pagingLevels),
     keepKptiBit: true,
     name: 'kernel page table',
   });

@@ -6,8 +6,9 @@ import { ValidationError } from '../errors';
 import type { CallOptions } from '../util/deadline';
 import type { PhysicalMemory, PhysicalRange } from '../memory/physical';
 import { AddressSpace } from '../memory/address-space';
-import { X86_64_4LEVEL, X86_64_5LEVEL } from '../memory/x86-64/paging-format';
+import { pagingFormatForLevels } from '../memory/x86-64/paging-format';
 import { findKaslr, type KaslrResult } from './kaslr';
+import { readKernelLayout, type KernelLayout } from './layout';
 import { KObject } from './object';
 import type { Profile } from './profile';
 
@@ -15,11 +16,6 @@ export interface OpenKernelOptions extends CallOptions {
   /** Guest RAM ranges, to bound the search for the kernel image. */
   ram?: readonly PhysicalRange[];
 }
-
-/** The lowest kernel-half address; a pointer below it in kernel data is corrupt or user memory. */
-export const KERNEL_HALF = 0xffff800000000000n;
-/** The end of the range isKernelPointer() accepts (the last page is ERR_PTR values). */
-const KERNEL_POINTER_END = (1n << 64n) - 4096n;
 
 export class Kernel {
   /** Tables derived from memory, valid while the VM stays stopped (helpers key them by topic). */
@@ -31,17 +27,25 @@ export class Kernel {
     readonly kaslr: KaslrResult,
     /** The kernel's own address space, from init_top_pgt (never a process's CR3). */
     readonly space: AddressSpace,
+    /** Its address ranges (user top, direct map, vmalloc, vmemmap), read once at open. */
+    readonly layout: KernelLayout,
   ) {}
 
   /** Finds the kernel in `physical` with `profile`, and checks the result on init_task. */
   static async open(physical: PhysicalMemory, profile: Profile, opts: OpenKernelOptions = {}): Promise<Kernel> {
     const kaslr = await findKaslr(physical, profile, { ...opts, expectBanner: profile.banner });
     const space = AddressSpace.fromCr3(physical, kaslr.pageTableRoot, {
-      format: kaslr.pagingLevels === 5 ? X86_64_5LEVEL : X86_64_4LEVEL,
+      format: pagingFormatForLevels(kaslr.pagingLevels),
       keepKptiBit: true,
       name: 'kernel',
     });
-    const kernel = new Kernel(profile, physical, kaslr, space);
+    const layout = await readKernelLayout({
+      hasSymbol: (n) => profile.hasSymbol(n),
+      symbol: (n) => profile.symbol(n) + kaslr.virtualSlide,
+      readU64: (a, o) => space.readU64(a, o),
+      pageStructSize: profile.hasType('page') ? profile.typeSize('page') : undefined,
+    }, kaslr.pagingLevels, opts);
+    const kernel = new Kernel(profile, physical, kaslr, space, layout);
     await kernel.#verify(opts);
     return kernel;
   }
@@ -136,8 +140,8 @@ export class Kernel {
     return this.space.readU64(address, opts);
   }
 
-  /** Whether `p` is a plausible pointer into the kernel half (not null, canonical, high). */
+  /** Whether `p` is a plausible pointer to kernel memory (at or above the direct map; see KernelLayout). */
   isKernelPointer(p: bigint): boolean {
-    return p >= KERNEL_HALF && p < KERNEL_POINTER_END;
+    return this.layout.isKernelPointer(p);
   }
 }

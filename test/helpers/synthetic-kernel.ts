@@ -1,7 +1,8 @@
 /**
  * A synthetic Linux guest for kernel-layer tests: a SparseMemory image holding a kernel image at a
  * 2 MiB-aligned physical base with a virtual (KASLR) slide, its init_top_pgt page tables (the image
- * range, and a direct map at PAGE_OFFSET → physical 0 for heap objects), and a hand-written ISF
+ * range, and a direct map at page_offset_base → physical 0 for heap objects; 4- or 5-level paging,
+ * with the layout variables a 6.1 kernel has), and a hand-written ISF
  * profile with exactly the structs and fields lib/containers/collect.ts reads (offsets as in
  * Debian's 6.1 kernel, anonymous members included).
  *
@@ -18,10 +19,21 @@ import type { NamespaceKind, Namespaces } from '../../lib/containers/model';
 import { SparseMemory } from './sparse-memory';
 import { KiB4, MiB2, PageTableBuilder } from './page-tables';
 
+/** page_offset_base of the 4-level guest (the default). */
 export const PAGE_OFFSET = 0xffff888000000000n;
+/** The 4-level guest's vmalloc_base and vmemmap_base. */
+export const VMALLOC_BASE = 0xffffc90000000000n;
+export const VMEMMAP_BASE = 0xffffea0000000000n;
+/**
+ * The 5-level guest's bases, as CONFIG_RANDOMIZE_MEMORY scatters them under LA57 (1 GiB steps):
+ * every one outside the 4-level kernel half.
+ */
+export const LA57_PAGE_OFFSET = 0xff3686ad80000000n;
+export const LA57_VMALLOC_BASE = 0xff64463ac0000000n;
+export const LA57_VMEMMAP_BASE = 0xffe1a05ec0000000n;
 export const START_KERNEL_MAP = 0xffffffff80000000n;
 /** A kernel-half address that nothing maps (the vmalloc area): reading it page-faults. */
-export const UNMAPPED_KERNEL = 0xffffc90000123000n;
+export const UNMAPPED_KERNEL = VMALLOC_BASE + 0x123000n;
 /** Where command lines live in every synthetic process (not page aligned, so reads cross pages). */
 export const ARG_START = 0x7ffd4a200c40n;
 export const PF_KTHREAD = 0x00200000;
@@ -32,11 +44,16 @@ export const BANNER = 'Linux version 6.1.0-synthetic (vmictl@test) (gcc-12 (Debi
 
 /** Link-time addresses of the symbols in the image. */
 const TEXT = 0xffffffff81000000n;
-const LINK: Record<'_text' | 'linux_banner' | 'init_top_pgt' | 'phys_base' | 'init_task' | 'init_pid_ns', bigint> = {
+const LINK: Record<'_text' | 'linux_banner' | 'init_top_pgt' | 'phys_base' | 'init_task' | 'init_pid_ns'
+  | 'page_offset_base' | 'vmalloc_base' | 'vmemmap_base' | '__pgtable_l5_enabled', bigint> = {
   _text: TEXT,
   linux_banner: TEXT + 0x400100n,
   init_top_pgt: TEXT + 0x600000n,
   phys_base: TEXT + 0x700010n,
+  page_offset_base: TEXT + 0x700020n,
+  vmalloc_base: TEXT + 0x700028n,
+  vmemmap_base: TEXT + 0x700030n,
+  __pgtable_l5_enabled: TEXT + 0x700038n,
   init_task: TEXT + 0x740000n,
   init_pid_ns: TEXT + 0x750000n,
 };
@@ -70,7 +87,7 @@ function userType(size: number, fields: Record<string, [number, TypeDesc] | [num
 /** `struct X { ...; struct ns_common ns at nsOffset; ... }` */
 const namespaceType = (size: number, nsOffset: number): TypeDesc => userType(size, { ns: [nsOffset, struct('ns_common')] });
 
-function profileDocument(): Record<string, unknown> {
+function profileDocument(layoutVariables: boolean): Record<string, unknown> {
   const listHead = struct('list_head');
   const baseTypes: Record<string, TypeDesc> = {
     char: { kind: 'char', size: 1, signed: true, endian: 'little' },
@@ -189,6 +206,12 @@ function profileDocument(): Record<string, unknown> {
         constant_data: Buffer.from(BANNER + '\n\0', 'latin1').toString('base64'),
       }),
       phys_base: symbol(LINK.phys_base, base('long unsigned int')),
+      ...(layoutVariables ? {
+        page_offset_base: symbol(LINK.page_offset_base, base('long unsigned int')),
+        vmalloc_base: symbol(LINK.vmalloc_base, base('long unsigned int')),
+        vmemmap_base: symbol(LINK.vmemmap_base, base('long unsigned int')),
+      } : {}),
+      __pgtable_l5_enabled: symbol(LINK.__pgtable_l5_enabled, base('unsigned int')),
       init_top_pgt: symbol(LINK.init_top_pgt, array(512, struct('pgd_t'))),
       init_task: symbol(LINK.init_task, struct('task_struct')),
       init_pid_ns: symbol(LINK.init_pid_ns, struct('pid_namespace')),
@@ -196,9 +219,9 @@ function profileDocument(): Record<string, unknown> {
   };
 }
 
-/** The synthetic guest's profile (a fresh object each call). */
-export function syntheticProfile(): Profile {
-  return Profile.fromJson(JSON.stringify(profileDocument()), '<synthetic profile>');
+/** The synthetic guest's profile (a fresh object each call); without `layoutVariables`, a kernel of fixed layout. */
+export function syntheticProfile(opts: { layoutVariables?: boolean } = {}): Profile {
+  return Profile.fromJson(JSON.stringify(profileDocument(opts.layoutVariables ?? true)), '<synthetic profile>');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -292,6 +315,12 @@ export interface SyntheticGuestOptions {
   physicalBase?: bigint;
   /** KASLR's virtual slide (2 MiB aligned, below 1 GiB); default 0x1c600000 */
   virtualSlide?: bigint;
+  /** 5: LA57, the kernel's and every process's page tables with five levels, the LA57_* bases; default 4 */
+  pagingLevels?: 4 | 5;
+  /** Where command lines live in every process (default ARG_START). */
+  argStart?: bigint;
+  /** false: a profile without page_offset_base, vmalloc_base and vmemmap_base (a fixed-layout kernel) */
+  layoutVariables?: boolean;
 }
 
 function align(v: bigint, a: bigint): bigint {
@@ -309,6 +338,14 @@ export class SyntheticGuest {
   readonly ramSize: bigint;
   readonly physicalBase: bigint;
   readonly virtualSlide: bigint;
+  readonly pagingLevels: 4 | 5;
+  /** page_offset_base, vmalloc_base, vmemmap_base as written in the image */
+  readonly pageOffset: bigint;
+  readonly vmallocBase: bigint;
+  readonly vmemmapBase: bigint;
+  /** A kernel address that nothing maps (in vmalloc space). */
+  readonly unmappedKernel: bigint;
+  readonly argStart: bigint;
   /** init_task, the head of the task list */
   readonly initTask: TaskHandle;
   readonly rootNs: NsSet;
@@ -334,15 +371,26 @@ export class SyntheticGuest {
     this.virtualSlide = opts.virtualSlide ?? 0x1c600000n;
     if (this.physicalBase % MiB2 !== 0n || this.virtualSlide % MiB2 !== 0n) throw new Error('kernel base and slide must be 2 MiB aligned');
     this.mem = new SparseMemory(this.ramSize);
-    this.profile = syntheticProfile();
+    this.profile = syntheticProfile({ layoutVariables: opts.layoutVariables });
+    this.pagingLevels = opts.pagingLevels ?? 4;
+    const la57 = this.pagingLevels === 5;
+    this.pageOffset = la57 ? LA57_PAGE_OFFSET : PAGE_OFFSET;
+    this.vmallocBase = la57 ? LA57_VMALLOC_BASE : VMALLOC_BASE;
+    this.vmemmapBase = la57 ? LA57_VMEMMAP_BASE : VMEMMAP_BASE;
+    this.unmappedKernel = this.vmallocBase + 0x123000n;
+    this.argStart = opts.argStart ?? ARG_START;
     this.#heap = 0x100000n;
 
-    // the image: banner, phys_base, page tables
+    // the image: banner, phys_base, the layout variables, page tables
     this.writeBytes(this.symbol('linux_banner'), Buffer.from(BANNER + '\n\0', 'latin1'));
     this.writeU64(this.symbol('phys_base'), this.physicalBase - this.virtualSlide - (TEXT - START_KERNEL_MAP));
-    const pt = new PageTableBuilder(this.mem, 4, this.physOf(this.symbol('init_top_pgt')));
+    this.writeU64(this.symbol('page_offset_base'), this.pageOffset);
+    this.writeU64(this.symbol('vmalloc_base'), this.vmallocBase);
+    this.writeU64(this.symbol('vmemmap_base'), this.vmemmapBase);
+    this.writeBytes(this.symbol('__pgtable_l5_enabled'), Buffer.from([la57 ? 1 : 0, 0, 0, 0]));
+    const pt = new PageTableBuilder(this.mem, this.pagingLevels, this.physOf(this.symbol('init_top_pgt')));
     for (let off = 0n; off < IMAGE_SIZE; off += MiB2) pt.map(this.symbol('_text') + off, this.physicalBase + off, MiB2);
-    for (let pa = 0n; pa < this.ramSize; pa += MiB2) pt.map(PAGE_OFFSET + pa, pa, MiB2, { nx: true });
+    for (let pa = 0n; pa < this.ramSize; pa += MiB2) pt.map(this.pageOffset + pa, pa, MiB2, { nx: true });
 
     // the root file system: one mount whose root dentry is its own parent
     this.rootDentry = this.#newDentry(0n, '/');
@@ -403,7 +451,7 @@ export class SyntheticGuest {
   physOf(va: bigint): bigint {
     const text = this.symbol('_text');
     if (va >= text && va < text + IMAGE_SIZE) return this.physicalBase + (va - text);
-    if (va >= PAGE_OFFSET && va < PAGE_OFFSET + this.ramSize) return va - PAGE_OFFSET;
+    if (va >= this.pageOffset && va < this.pageOffset + this.ramSize) return va - this.pageOffset;
     throw new Error(`0x${va.toString(16)} is not a mapped synthetic kernel address`);
   }
 
@@ -423,7 +471,7 @@ export class SyntheticGuest {
     if (p < imageEnd && p + size > this.physicalBase) p = align(imageEnd, alignment);
     if (p + size > this.ramSize) throw new Error('synthetic guest out of RAM');
     this.#heap = p + size;
-    return PAGE_OFFSET + p;
+    return this.pageOffset + p;
   }
 
   /** Byte offset of a field path. */
@@ -672,23 +720,23 @@ export class SyntheticGuest {
 
   /** A user address space whose argument area holds `bytes`; returns the pgd (a direct-map address). */
   #userSpace(bytes: Buffer, argLength: number, present: (index: number) => boolean): bigint {
-    const firstPage = ARG_START & ~0xfffn;
-    const pages = Number((align(ARG_START + BigInt(argLength), KiB4) - firstPage) / KiB4);
-    // root, PDPT and PD, then one page table per 2 MiB (the area may straddle one more)
-    const tables = 3 + Math.ceil(pages / 512) + 1;
+    const firstPage = this.argStart & ~0xfffn;
+    const pages = Number((align(this.argStart + BigInt(argLength), KiB4) - firstPage) / KiB4);
+    // the top table and those under it down to the PD, then one page table per 2 MiB (the area may straddle one more)
+    const tables = this.pagingLevels - 1 + Math.ceil(pages / 512) + 1;
     const region = this.alloc(tables * 4096, KiB4);
-    const pt = new PageTableBuilder(this.mem, 4, this.physOf(region));
+    const pt = new PageTableBuilder(this.mem, this.pagingLevels, this.physOf(region));
     for (let i = 0; i < pages; i++) {
       if (!present(i)) continue;
       const va = firstPage + BigInt(i) * KiB4;
       const page = this.alloc(4096, KiB4);
       // the part of the command line that falls in this page
-      const from = Number(va - ARG_START);
+      const from = Number(va - this.argStart);
       const src = bytes.subarray(Math.max(0, from), Math.max(0, from + 4096));
       if (src.length > 0) this.writeBytes(page + BigInt(Math.max(0, -from)), src);
       pt.map(va, this.physOf(page), KiB4, { user: true, nx: true });
     }
-    return PAGE_OFFSET + pt.root;
+    return this.pageOffset + pt.root;
   }
 
   #mm(spec: TaskSpec): bigint {
@@ -696,8 +744,8 @@ export class SyntheticGuest {
     const bytes = cmdlineBytes(spec.cmdline ?? [Buffer.isBuffer(spec.comm) ? spec.comm.toString('utf8') : spec.comm]);
     const argLength = spec.argLength ?? bytes.length;
     this.set('mm_struct', mm, 'pgd', this.#userSpace(bytes, argLength, spec.presentPage ?? (() => true)));
-    this.set('mm_struct', mm, 'arg_start', ARG_START);
-    this.set('mm_struct', mm, 'arg_end', ARG_START + BigInt(argLength));
+    this.set('mm_struct', mm, 'arg_start', this.argStart);
+    this.set('mm_struct', mm, 'arg_end', this.argStart + BigInt(argLength));
     if (spec.exe !== undefined) this.set('mm_struct', mm, 'exe_file', this.file(spec.exe));
     return mm;
   }

@@ -14,10 +14,13 @@ import { SymbolMap, type CodeSymbol } from '../../lib/integrity/symbol-map';
 import { FTRACE_NOP, scanFunction, type ScanContext } from '../../lib/integrity/hooks';
 import { idtFindings, tableFindings } from '../../lib/integrity/kallsyms-checks';
 import { SYSCALLS_X86_64 } from '../../lib/inject/syscalls';
+import { KernelLayout } from '../../lib/kernel/layout';
 
 const TEXT = 0xffffffff81000000n;
 const ETEXT = TEXT + 0x100000n;
 const MODULE = 0xffffffffc0400000n;
+/** A kernel without the layout variables: only module space and the halves are told apart. */
+const LAYOUT = new KernelLayout(4, undefined);
 const h = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const rel32 = (from: bigint, length: number, to: bigint) => {
   const b = Buffer.alloc(4);
@@ -176,23 +179,23 @@ t.test('syscall tables', (t) => {
   bytes.writeBigUInt64LE(x32ish, SYSCALLS_X86_64.sethostname * 8);
   bytes.writeBigUInt64LE(x32ish, 480 * 8); // a number vmictl has no name for: any handler will do
   const start = 0xffffffff82000000n;
-  t.same(tableFindings(symbols, 'sys_call_table', start, bytes), [], 'each number holds its own handler (uname: sys_newuname), the rest sys_ni_syscall');
+  t.same(tableFindings(symbols, LAYOUT, 'sys_call_table', start, bytes), [], 'each number holds its own handler (uname: sys_newuname), the rest sys_ni_syscall');
 
   const bad = Buffer.from(bytes);
   bad.writeBigUInt64LE(MODULE, SYSCALLS_X86_64.kill * 8);
   bad.writeBigUInt64LE(kill, SYSCALLS_X86_64.getpid * 8);
   bad.writeBigUInt64LE(olduname, SYSCALLS_X86_64.uname * 8);
   bad.writeBigUInt64LE(TEXT + 0x300n, 481 * 8);
-  const f = tableFindings(symbols, 'sys_call_table', start, bad);
+  const f = tableFindings(symbols, LAYOUT, 'sys_call_table', start, bad);
   t.same(f.map((x) => x.symbol), ['sys_call_table[39] (getpid)', 'sys_call_table[62] (kill)', 'sys_call_table[63] (uname)', 'sys_call_table[481]'], 'a module pointer, two handlers swapped in, and an unnamed number pointing at other code');
   t.match(f[1], { address: start + 62n * 8n, expected: `0x${kill.toString(16)} (__x64_sys_kill)`, found: '0xffffffffc0400000', detail: /module space/, good: kill });
   t.equal(f[3].good, undefined, 'no known-good value for a number vmictl has no name for');
-  t.same(tableFindings(symbols, 'sys_call_table', start, bad, [SYSCALLS_X86_64.kill]).map((x) => x.symbol), ['sys_call_table[62] (kill)'], 'only the numbers asked for');
+  t.same(tableFindings(symbols, LAYOUT, 'sys_call_table', start, bad, [SYSCALLS_X86_64.kill]).map((x) => x.symbol), ['sys_call_table[62] (kill)'], 'only the numbers asked for');
 
   const ia32 = Buffer.alloc(16);
   ia32.writeBigUInt64LE(TEXT + 0x2500n, 0);
   ia32.writeBigUInt64LE(kill, 8);
-  t.same(tableFindings(symbols, 'ia32_sys_call_table', start, ia32).map((x) => x.symbol), ['ia32_sys_call_table[1]'], 'the ia32 table must point at __ia32_sys_* handlers');
+  t.same(tableFindings(symbols, LAYOUT, 'ia32_sys_call_table', start, ia32).map((x) => x.symbol), ['ia32_sys_call_table[1]'], 'the ia32 table must point at __ia32_sys_* handlers');
   t.end();
 });
 
@@ -216,10 +219,10 @@ t.test('IDT gates', (t) => {
   gate(TEXT + 0x4000n + 8n * 3n).copy(idt, 35 * 16);
   gate(ETEXT + 0x10000n + 9n * 2n).copy(idt, 2 * 16);
   gate(ETEXT + 0x10000n + 13n * 22n).copy(idt, 22 * 16); // 13-byte stubs with IBT
-  t.same(idtFindings(symbols, 0xfffffe0000000000n, idt), [], 'an asm_ entry, an irq stub, an early handler; absent gates ignored');
+  t.same(idtFindings(symbols, LAYOUT, 0xfffffe0000000000n, idt), [], 'an asm_ entry, an irq stub, an early handler; absent gates ignored');
   gate(MODULE).copy(idt, 3 * 16);
   gate(TEXT + 0x3004n).copy(idt, 4 * 16);
   gate(TEXT + 0x3000n, 0x33).copy(idt, 5 * 16);
-  t.same(idtFindings(symbols, 0xfffffe0000000000n, idt).map((f) => f.symbol), ['idt_table[3]', 'idt_table[4]', 'idt_table[5]'], 'into a module, into the middle of an entry, another selector');
+  t.same(idtFindings(symbols, LAYOUT, 0xfffffe0000000000n, idt).map((f) => f.symbol), ['idt_table[3]', 'idt_table[4]', 'idt_table[5]'], 'into a module, into the middle of an entry, another selector');
   t.end();
 });

@@ -6,11 +6,9 @@
 import { MemoryReadError, PageFaultError, ValidationError } from '../../errors';
 import type { CallOptions } from '../../util/deadline';
 import { AddressSpace } from '../../memory/address-space';
-import { X86_64_4LEVEL, X86_64_5LEVEL } from '../../memory/x86-64/paging-format';
 import type { Kernel } from '../kernel';
 
 export const DEFAULT_MAX_CMDLINE = 128 * 1024;
-const USER_TOP = 0x800000000000n;
 
 /** The address space of the process whose struct mm_struct is at `mm`. */
 export async function mmAddressSpace(kernel: Kernel, mm: bigint, opts: CallOptions = {}): Promise<AddressSpace> {
@@ -19,7 +17,7 @@ export async function mmAddressSpace(kernel: Kernel, mm: bigint, opts: CallOptio
   if (!kernel.isKernelPointer(pgd)) throw new ValidationError(`bad mm->pgd 0x${pgd.toString(16)}`, mm);
   const root = (await kernel.space.translate(pgd, opts)).physical;
   return AddressSpace.fromCr3(kernel.physical, root, {
-    format: kernel.pagingLevels === 5 ? X86_64_5LEVEL : X86_64_4LEVEL,
+    format: kernel.layout.format,
     keepKptiBit: true,
     name: `mm 0x${mm.toString(16)}`,
   });
@@ -34,7 +32,7 @@ export async function readCmdline(kernel: Kernel, mm: bigint, opts: CallOptions 
   const m = await kernel.read('mm_struct', mm, { ...opts, upTo: 'arg_end' });
   const start = m.u64('arg_start');
   const end = m.u64('arg_end');
-  if (end <= start || end > USER_TOP) return [];
+  if (end <= start || end > kernel.layout.userTop) return [];
   const max = opts.max ?? DEFAULT_MAX_CMDLINE;
   let length = end - start;
   if (length > BigInt(max)) {

@@ -47,6 +47,11 @@ export function pagingFormatForCr4(cr4: bigint): PagingFormat {
   return (cr4 & CR4_LA57) !== 0n ? X86_64_5LEVEL : X86_64_4LEVEL;
 }
 
+/** The format of 4- or 5-level paging. */
+export function pagingFormatForLevels(levels: 4 | 5): PagingFormat {
+  return levels === 5 ? X86_64_5LEVEL : X86_64_4LEVEL;
+}
+
 /** Index into the table at `level` for virtual address `va`. */
 export function tableIndex(level: PagingLevel, va: bigint): number {
   return Number((va >> level.shift) & TABLE_INDEX_MASK);
