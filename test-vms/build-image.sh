@@ -14,11 +14,22 @@ extract() { # package -> extracted dir
   mkdir -p "$work/pkgs/$1"; dpkg-deb -x "$debs/$f" "$work/pkgs/$1"; echo "$work/pkgs/$1"
 }
 
-kpkg=$(awk '$1 ~ /^linux-image-.*-unsigned$/ {print $1}' "$manifest")
-kdir=$(extract "$kpkg")
-cp "$kdir"/boot/vmlinuz-* "$out/vmlinuz"
-cp "$kdir"/boot/config-* "$out/kernel.config"
-rm -rf "$kdir"   # the modules are not needed: everything the VM uses is built in
+# The kernel packages (fetch-debs.sh @kernel), found by what they hold: the image is
+# /boot/vmlinuz-<abi> with /boot/config-<abi> (Debian up to 6.x), or /usr/lib/modules/<abi>/vmlinuz
+# with its config beside it (7.x, linux-binary-* and linux-base-*).
+kpkg=; kimage=; kconfig=
+for p in $(awk '$1 ~ /^linux-(image|binary|base)-/ {print $1}' "$manifest"); do
+  d=$(extract "$p")
+  for f in "$d"/boot/vmlinuz-* "$d"/usr/lib/modules/*/vmlinuz "$d"/usr/lib/modules/*/vmlinuz.unsigned; do
+    [ -f "$f" ] && [ ! -L "$f" ] && { [ -z "$kimage" ] || { echo "build-image: two kernel images ($kimage, $f)" >&2; exit 1; }; kimage=$f; kpkg=$p; }
+  done
+  for f in "$d"/boot/config-* "$d"/usr/lib/modules/*/config; do [ -f "$f" ] && kconfig=$f; done
+done
+[ -n "$kimage" ] || { echo "build-image: no kernel image in the linux-* packages of $manifest" >&2; exit 1; }
+[ -n "$kconfig" ] || { echo "build-image: no kernel config in the linux-* packages of $manifest" >&2; exit 1; }
+cp "$kimage" "$out/vmlinuz"
+cp "$kconfig" "$out/kernel.config"
+rm -rf "$work/pkgs"/linux-*   # the modules are not needed: everything the VM uses is built in
 
 bb=$(extract busybox-static)/bin/busybox
 rc=$(extract runc)/usr/sbin/runc

@@ -3,7 +3,8 @@
 # packages.lock (package, version, sha256) and refuses a download whose checksum changed for a
 # version already recorded there. A version seen for the first time is added to the lock.
 # Usage: fetch-debs.sh CACHE_DIR MANIFEST_OUT PACKAGE...   (a package may be "@kernel" or "@kernel-dbg"
-# or "@kernel-headers": resolved from the linux-image-cloud-amd64 meta package)
+# or "@kernel-headers": resolved from the linux-image-cloud-amd64 meta package; "@kernel" may be
+# several packages)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 lock="$here/packages.lock"
@@ -17,13 +18,30 @@ kernel_abi() {
     | sed -n 's/^ *Depends: linux-image-\(.*\)-cloud-amd64$/\1/p' | head -n 1
 }
 
+has_candidate() {
+  v=$(apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: //p')
+  [ -n "$v" ] && [ "$v" != "(none)" ]
+}
+
+# The packages that hold the kernel image and its config. Debian has two layouts: a package
+# linux-image-<abi>-cloud-amd64-unsigned with /boot/vmlinuz-* (up to 6.x), or
+# linux-image-<abi>-cloud-amd64 as a metapackage over linux-binary-<abi>-cloud-amd64
+# (/usr/lib/modules/<abi>/vmlinuz), linux-base-<abi>-cloud-amd64 (its config) and the modules,
+# which the test VM does not need (build-image.sh finds the files by where they are).
+kernel_packages() {
+  if has_candidate "linux-image-$1-cloud-amd64-unsigned"; then echo "linux-image-$1-cloud-amd64-unsigned"; return; fi
+  echo "linux-image-$1-cloud-amd64"
+  apt-cache depends "linux-image-$1-cloud-amd64" 2>/dev/null | sed -n 's/^ *Depends: \(linux-[a-z]*-.*\)$/\1/p' \
+    | grep -F -x -e "linux-binary-$1-cloud-amd64" -e "linux-base-$1-cloud-amd64" || true
+}
+
 resolve() {
   case "$1" in
     @kernel|@kernel-dbg|@kernel-headers)
       abi=$(kernel_abi)
       [ -n "$abi" ] || { echo "fetch-debs: cannot resolve the kernel ABI (run 'apt-get update')" >&2; exit 1; }
       case "$1" in
-        @kernel) echo "linux-image-$abi-cloud-amd64-unsigned" ;;
+        @kernel) kernel_packages "$abi" ;;
         @kernel-dbg) echo "linux-image-$abi-cloud-amd64-dbg" ;;
         @kernel-headers) echo "linux-headers-$abi-cloud-amd64" ;;
       esac ;;
@@ -33,7 +51,7 @@ resolve() {
 
 : > "$manifest.tmp"
 for spec in "$@"; do
-  pkg=$(resolve "$spec")
+ for pkg in $(resolve "$spec"); do
   ver=$(apt-cache policy "$pkg" 2>/dev/null | sed -n 's/^ *Candidate: //p')
   if [ -z "$ver" ] || [ "$ver" = "(none)" ]; then
     echo "fetch-debs: no candidate version for $pkg (run 'apt-get update')" >&2; exit 1
@@ -60,5 +78,6 @@ for spec in "$@"; do
     printf '%s %s %s\n' "$pkg" "$ver" "$sum" >> "$lock"
   fi
   printf '%s %s %s %s\n' "$pkg" "$ver" "$sum" "$(basename "$file")" >> "$manifest.tmp"
+ done
 done
 mv "$manifest.tmp" "$manifest"

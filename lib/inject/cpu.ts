@@ -8,7 +8,7 @@ import { CommandError, ValidationError } from '../errors';
 import type { CallOptions } from '../util/deadline';
 import { decodeCr3 } from '../memory/x86-64/cr3';
 import type { Kernel } from '../kernel/kernel';
-import { START_KERNEL_MAP } from '../kernel/kaslr';
+import { perCpuAddress, perCpuSlot, type PerCpuSlot } from '../kernel/helpers/percpu';
 import type { GdbClient } from '../transport/gdb';
 
 export type Registers = ReadonlyMap<string, bigint>;
@@ -31,23 +31,17 @@ export async function mmRoot(kernel: Kernel, mm: bigint, opts: CallOptions = {})
   return cr3Root((await kernel.space.translate(pgd, opts)).physical);
 }
 
-/**
- * Where the `current_task` pointer lies relative to a CPU's per-CPU base; or, for a kernel without
- * per-CPU sections (!SMP), its absolute address (`absolute`).
- */
-export function currentTaskSlot(kernel: Kernel): { offset: bigint; absolute: boolean } {
-  const cached = kernel.cache.get('inject.currentTaskSlot') as { offset: bigint; absolute: boolean } | undefined;
+/** Where the `current_task` pointer lies (lib/kernel/helpers/percpu.ts). */
+export function currentTaskSlot(kernel: Kernel): PerCpuSlot {
+  const cached = kernel.cache.get('inject.currentTaskSlot') as PerCpuSlot | undefined;
   if (cached) return cached;
   const p = kernel.profile;
-  let slot: { offset: bigint; absolute: boolean };
+  let slot: PerCpuSlot;
   if (p.hasSymbol('current_task')) {
-    // per-CPU symbols are offsets into the per-CPU area (not moved by KASLR); others are addresses
-    // in the kernel image, whatever the paging mode
-    const raw = p.symbol('current_task');
-    slot = raw < START_KERNEL_MAP ? { offset: raw, absolute: false } : { offset: kernel.symbol('current_task'), absolute: true };
+    slot = perCpuSlot(kernel, 'current_task');
   } else if (p.hasSymbol('pcpu_hot')) {
     // 6.2 moved current_task into struct pcpu_hot
-    slot = { offset: p.symbol('pcpu_hot') + BigInt(p.fieldOffset('pcpu_hot', 'current_task')), absolute: false };
+    slot = perCpuSlot(kernel, 'pcpu_hot', BigInt(p.fieldOffset('pcpu_hot', 'current_task')));
   } else {
     throw new ValidationError('the profile has neither current_task nor pcpu_hot: cannot tell which task a vCPU runs');
   }
@@ -71,7 +65,7 @@ export async function currentTask(kernel: Kernel, regs: Registers, opts: CallOpt
     if (base === undefined || !kernel.isKernelPointer(base)) {
       throw new ValidationError(`the vCPU's per-CPU base is not a kernel address (${base === undefined ? 'missing' : `0x${base.toString(16)}`})`);
     }
-    at = base + slot.offset;
+    at = perCpuAddress(slot, base);
   }
   let slots = SLOT_PHYSICAL.get(kernel);
   if (!slots) SLOT_PHYSICAL.set(kernel, (slots = new Map()));

@@ -10,6 +10,7 @@
 import type { CallOptions } from '../util/deadline';
 import type { Kernel } from '../kernel/kernel';
 import { forEachProcess } from '../kernel/helpers/task';
+import { perCpuAddress, perCpuSlot } from '../kernel/helpers/percpu';
 import { listForEachEntry } from '../kernel/helpers/list';
 import { rbTreeNodes, xarrayEntries } from './xarray';
 import type { Finding } from './finding';
@@ -61,8 +62,7 @@ export async function hiddenProcesses(kernel: Kernel, opts: CallOptions = {}): P
 async function runqueueTasks(kernel: Kernel, opts: CallOptions): Promise<bigint[]> {
   const p = kernel.profile;
   if (!p.hasSymbol('runqueues') || !p.hasSymbol('__per_cpu_offset') || !p.hasSymbol('nr_cpu_ids')) return [];
-  // runqueues is a per-CPU variable: its symbol is an offset into each CPU's area, not slid
-  const rqOff = p.symbol('runqueues');
+  const rqSlot = perCpuSlot(kernel, 'runqueues');
   const cpus = Math.min(8192, (await kernel.space.read(kernel.symbol('nr_cpu_ids'), 4, opts)).readUInt32LE(0));
   const offsets = await kernel.space.read(kernel.symbol('__per_cpu_offset'), cpus * 8, opts);
   const seOff = BigInt(p.fieldOffset('task_struct', 'se'));
@@ -71,7 +71,7 @@ async function runqueueTasks(kernel: Kernel, opts: CallOptions): Promise<bigint[
   const timeline = BigInt(p.fieldOffset('cfs_rq', 'tasks_timeline') + p.fieldOffset('rb_root_cached', 'rb_root'));
   const out: bigint[] = [];
   for (let cpu = 0; cpu < cpus; cpu++) {
-    const rq = BigInt.asUintN(64, rqOff + offsets.readBigUInt64LE(cpu * 8));
+    const rq = perCpuAddress(rqSlot, offsets.readBigUInt64LE(cpu * 8));
     if (!kernel.isKernelPointer(rq)) continue;
     const [curr, idle] = await Promise.all([kernel.readU64(rq + BigInt(p.fieldOffset('rq', 'curr')), opts), kernel.readU64(rq + BigInt(p.fieldOffset('rq', 'idle')), opts)]);
     if (kernel.isKernelPointer(curr) && curr !== idle) out.push(curr);

@@ -10,6 +10,11 @@ import { memoized } from './memo';
 const MAX_DEPTH = 64;
 const MAX_NAME = 256;
 
+/** kernfs_node.parent, `__parent` since it became RCU-protected (read here like any pointer). */
+function parentField(kernel: Kernel): string {
+  return kernel.profile.hasField('kernfs_node', 'parent') ? 'parent' : '__parent';
+}
+
 /**
  * `kernfs_path(kn)`: "/a/b/c" for the node at `kn` (struct kernfs_node *); "/" for the root. The
  * path of every node met on the way up is cached on the kernel, so sibling cgroups (thousands of
@@ -28,12 +33,13 @@ async function climb(kernel: Kernel, kn: bigint, opts: CallOptions): Promise<str
   const seen = new Set<bigint>();
   let cur = kn;
   let base = '';
+  const parentName = parentField(kernel);
   for (let depth = 0; ; depth++) {
     if (depth > MAX_DEPTH) throw new ValidationError(`kernfs path deeper than ${MAX_DEPTH}`, kn);
     if (seen.has(cur)) throw new ValidationError('kernfs parent chain loops', cur);
     seen.add(cur);
     const node = kernel.peek('kernfs_node', cur, { upTo: 'name' }) ?? await kernel.read('kernfs_node', cur, { ...opts, upTo: 'name' });
-    const parent = node.ptr('parent');
+    const parent = node.ptr(parentName);
     if (parent === 0n) {
       cache.set(cur, '/');
       break;
@@ -65,6 +71,7 @@ export async function prefetchKernfsPaths(kernel: Kernel, nodes: Iterable<bigint
   const nodeLen = p.fieldOffset('kernfs_node', 'name') + 8;
   const cache = kernelCache(kernel);
   const seen = new Set<bigint>();
+  const parentName = parentField(kernel);
   let level = [...new Set(nodes)].filter((n) => kernel.isKernelPointer(n) && !cache.has(n));
   for (let depth = 0; level.length > 0 && depth <= MAX_DEPTH; depth++) {
     for (const n of level) seen.add(n);
@@ -77,7 +84,7 @@ export async function prefetchKernfsPaths(kernel: Kernel, nodes: Iterable<bigint
       const name = node.ptr('name');
       // to the end of its page at most: readCString reads no further in one piece
       if (kernel.isKernelPointer(name)) names.push({ address: name, length: Math.min(MAX_NAME, 4096 - Number(name & 0xfffn)) });
-      const parent = node.ptr('parent');
+      const parent = node.ptr(parentName);
       if (kernel.isKernelPointer(parent) && !seen.has(parent) && !cache.has(parent)) next.push(parent);
     }
     await kernel.prefetch(names, opts);

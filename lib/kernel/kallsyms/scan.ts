@@ -3,19 +3,19 @@
  * token index (the most regular of the tables), decode everything around it, then place the
  * kernel image with the decoded symbols the way a profile would (findKaslr).
  *
- * kallsyms_relative_base is relocated when KASLR moves the kernel, so the addresses decoded are
- * runtime ones. The link-time addresses a profile keeps are those minus the virtual slide; the
- * link-time _text is __START_KERNEL (__START_KERNEL_map + CONFIG_PHYSICAL_START, 16 MiB on every
- * x86-64 distribution kernel), which memory cannot tell us.
+ * kallsyms_relative_base is relocated when KASLR moves the kernel, so the addresses decoded from a
+ * base-relative table are runtime ones; place-relative offsets (no base) give link-time ones, and
+ * the slide findKaslr finds makes them runtime. The link-time addresses a profile keeps are the
+ * runtime ones minus the virtual slide; the link-time _text is __START_KERNEL (__START_KERNEL_map +
+ * CONFIG_PHYSICAL_START, 16 MiB on every x86-64 distribution kernel), which memory cannot tell us.
  */
 import { isFatalReadError, VmiError } from '../../errors';
 import type { CallOptions } from '../../util/deadline';
 import type { PhysicalMemory, PhysicalRange } from '../../memory/physical';
 import { findKaslr, type KaslrResult } from '../kaslr';
-import { decodeKallsyms, tokenIndexCandidates, tokenTableBefore, type KallsymsEntry, type KallsymsTables } from './tables';
+import { decodeKallsyms, LINK_TEXT, tokenIndexCandidates, tokenTableBefore, type KallsymsEntry, type KallsymsTables } from './tables';
 
-/** __START_KERNEL with the default CONFIG_PHYSICAL_START of 16 MiB. */
-export const LINK_TEXT = 0xffffffff81000000n;
+export { LINK_TEXT };
 
 const CHUNK = 4 * 1024 * 1024;
 const LOOK_BEHIND = 16 * 1024;
@@ -92,8 +92,11 @@ async function decodeAround(phys: PhysicalMemory, r: PhysicalRange, ixPhys: bigi
   if (!w) return null;
   const tables = decodeKallsyms(w, Number(ixPhys - from));
   if (!tables) return null;
-  const byName = indexByName(tables.entries);
-  const runtime = {
+  let byName = indexByName(tables.entries);
+  for (const needed of ['_text', 'linux_banner', 'phys_base', 'init_top_pgt']) {
+    if (!byName.has(needed)) return null;
+  }
+  const symbols = {
     symbol(name: string): bigint {
       const e = byName.get(name);
       if (!e) throw new KallsymsNotFoundError(`kallsyms has no ${name}`);
@@ -101,22 +104,27 @@ async function decodeAround(phys: PhysicalMemory, r: PhysicalRange, ixPhys: bigi
     },
     hasSymbol: (name: string) => byName.has(name),
   };
-  for (const needed of ['_text', 'linux_banner', 'phys_base', 'init_top_pgt']) {
-    if (!byName.has(needed)) return null;
-  }
   let kaslr: KaslrResult;
   try {
-    kaslr = await findKaslr(phys, runtime, { ...opts, ram: [r] });
+    kaslr = await findKaslr(phys, symbols, { ...opts, ram: [r] });
   } catch (err) {
     if (err instanceof VmiError && (err.code === 'EKASLR' || err.code === 'EINVALID')) return null;
     throw err;
   }
-  const { entries, ...rest } = tables;
+  const { entries: decoded, ...rest } = tables;
+  let entries = decoded;
+  if (!tables.runtimeAddresses) {
+    // link-time addresses: the slide findKaslr found for them makes them runtime ones
+    const slide = kaslr.virtualSlide;
+    entries = decoded.map((e) => ({ ...e, address: BigInt.asUintN(64, e.address + slide) }));
+    byName = indexByName(entries);
+    kaslr = { ...kaslr, virtualSlide: 0n };
+  }
   return {
     entries,
     byName,
     kaslr,
-    virtualSlide: runtime.symbol('_text') - LINK_TEXT,
+    virtualSlide: byName.get('_text')!.address - LINK_TEXT,
     tokenIndexPhysical: ixPhys,
     tables: rest,
   };

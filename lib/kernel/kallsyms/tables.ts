@@ -1,6 +1,6 @@
 /**
  * Decoding the kernel's own symbol table (kallsyms) from the bytes of its .rodata, found by the
- * shape of the tables alone, as scripts/kallsyms.c lays them out (every label `.balign 8`):
+ * shape of the tables alone, as scripts/kallsyms.c lays them out. The chain
  *
  *   kallsyms_num_syms     u32 N
  *   kallsyms_names        N entries: length (1 byte, or 2 when the first has bit 7: "big" symbols,
@@ -9,18 +9,22 @@
  *   kallsyms_token_table  256 NUL-terminated strings
  *   kallsyms_token_index  u16[256]: offset of each token in the table
  *
- * That chain is the same in every version since 4.6; what moved is kallsyms_offsets (s32[N]) and
- * kallsyms_relative_base (u64): before kallsyms_num_syms up to 6.3, after kallsyms_token_index
- * since 6.4 (scripts/kallsyms: "change the output order"). Both places are tried; the one whose
- * addresses come out sorted (the kernel sorts kallsyms by address) wins. 6.2 added
- * kallsyms_seqs_of_names (3 bytes per symbol, which we do not need), and the 6.1 stable kernels
- * carry it too, between the markers and the token table.
+ * is the same in every version since 4.6; where kallsyms_offsets (s32[N]) lie, what they count
+ * from, where kallsyms_seqs_of_names goes and how the labels are aligned (8 or 4 bytes) changed.
+ * Every known way is tried and the one whose addresses come out sorted wins. README.md here lists
+ * the layouts and the kernels that have them.
  *
  * Everything here reads one window of guest bytes and trusts none of it: counts and lengths are
  * bounded by the window, and a structure that does not add up is rejected, not guessed at.
  */
 
-/** A decoded symbol: its runtime address (relative_base is relocated by KASLR) and nm type letter. */
+/** __START_KERNEL with the default CONFIG_PHYSICAL_START of 16 MiB. */
+export const LINK_TEXT = 0xffffffff81000000n;
+
+/**
+ * A decoded symbol: its address (runtime with a kallsyms_relative_base, which KASLR relocates;
+ * link-time with place-relative offsets, see KallsymsTables.runtimeAddresses) and nm type letter.
+ */
 export interface KallsymsEntry {
   name: string;
   address: bigint;
@@ -31,7 +35,10 @@ export interface KallsymsTables {
   entries: KallsymsEntry[];
   /** Offsets in the window of each table, for messages and tests. */
   at: { numSyms: number; names: number; markers: number; tokenTable: number; tokenIndex: number; offsets: number; relativeBase: number };
-  relativeBase: bigint;
+  /** kallsyms_relative_base; null when the offsets are place-relative (no base). */
+  relativeBase: bigint | null;
+  /** Whether the addresses are runtime ones (base-relative) or link-time ones (place-relative). */
+  runtimeAddresses: boolean;
   /** Whether non-negative offsets are absolute per-CPU addresses (CONFIG_KALLSYMS_ABSOLUTE_PERCPU). */
   absolutePercpu: boolean;
 }
@@ -49,7 +56,7 @@ const align8 = (n: number): number => (n + 7) & ~7;
  */
 export function* tokenIndexCandidates(w: Buffer, from = 0, to = w.length): Generator<number> {
   const end = Math.min(to, w.length - 512);
-  for (let p = (from + 7) & ~7; p <= end; p += 8) {
+  for (let p = (from + 3) & ~3; p <= end; p += 4) {
     if (w[p] !== 0 || w[p + 1] !== 0 || w[p + 3] !== 0) continue;
     const first = w[p + 2];
     if (first < 2 || first > 64) continue;
@@ -78,7 +85,7 @@ export function tokenTableBefore(w: Buffer, ix: number): { start: number; tokens
     let s = end - 2;
     while (s > 0 && w[s - 1] !== 0) s--;
     const start = s - index[255];
-    if (start < 0 || start % 8 !== 0) continue;
+    if (start < 0 || start % 4 !== 0) continue;
     // padding between the table and the index is zeros
     let padOk = true;
     for (let i = end; i < ix; i++) if (w[i] !== 0) padOk = false;
@@ -99,7 +106,7 @@ export function tokenTableBefore(w: Buffer, ix: number): { start: number; tokens
 
 /** m u32 markers at `s`: the first 0, then strictly increasing. */
 function markersAt(w: Buffer, s: number, m: number): number[] | null {
-  if (s < 0 || s % 8 !== 0 || s + 4 * m > w.length || w.readUInt32LE(s) !== 0) return null;
+  if (s < 0 || s % 4 !== 0 || s + 4 * m > w.length || w.readUInt32LE(s) !== 0) return null;
   const markers = [0];
   for (let k = 1; k < m; k++) {
     const v = w.readUInt32LE(s + 4 * k);
@@ -123,13 +130,16 @@ function* markersBefore(w: Buffer, tt: number): Generator<{ start: number; marke
     const markers = markersAt(w, s, Math.max(1, (e - s) / 4));
     if (markers) yield { start: s, markers };
   }
-  for (let g = 8; g <= 3 * MAX_SYMS + 8 && g <= tt; g += 8) {
+  for (let g = 4; g <= 3 * MAX_SYMS + 8 && g <= tt; g += 4) {
     const end = tt - g;
     for (let n = Math.max(1, Math.ceil((g - 7) / 3)); 3 * n <= g; n++) {
       const m = Math.ceil(n / 256);
-      const start = end - 4 * m - (m % 2 ? 4 : 0);
-      const markers = markersAt(w, start, m);
-      if (markers && (m === 1 || markers[m - 1] > 0)) yield { start, markers, count: n };
+      // the markers end at the seqs, or one zero word before them (8-byte alignment)
+      for (const start of [end - 4 * m, end - 4 * m - 4]) {
+        if (start !== end - 4 * m && w.readUInt32LE(end - 4) !== 0) continue;
+        const markers = markersAt(w, start, m);
+        if (markers && (m === 1 || markers[m - 1] > 0)) yield { start, markers, count: n };
+      }
     }
   }
 }
@@ -162,17 +172,23 @@ function namesBefore(w: Buffer, markersAt: number, markers: number[], count?: nu
   const lo = 256 * (m - 1) + 1;
   const hi = 256 * m;
   // the last block of at most 256 entries spans 256 · (2 + MAX_NAME) bytes at most; real ones far less
-  const top = markersAt - last - 8;
+  const top = markersAt - last - 4;
   const bottom = Math.max(0, top - 256 * 1024);
-  for (let q = top & ~7; q >= bottom; q -= 8) {
+  for (let q = top & ~3; q >= bottom; q -= 4) {
     const n = w.readUInt32LE(q);
-    if (n < lo || n > hi || (count !== undefined && n !== count) || w.readUInt32LE(q + 4) !== 0) continue;
-    const names = q + 8;
+    if (n < lo || n > hi || (count !== undefined && n !== count)) continue;
+    // names follow at once (4-byte labels) or after a zero word (8-byte labels): no entry is empty
+    const names = w.readUInt32LE(q + 4) === 0 ? q + 8 : q + 4;
     const end = walkNames(w, names + last, n - 256 * (m - 1), markersAt);
-    if (end < 0 || align8(end) !== markersAt) continue;
+    if (end < 0 || markersAt - end >= 8 || !zeros(w, end, markersAt)) continue;
     return { numSymsAt: q, names, count: n };
   }
   return null;
+}
+
+function zeros(w: Buffer, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (w[i] !== 0) return false;
+  return true;
 }
 
 /** Every marker falls on an entry boundary. */
@@ -237,44 +253,76 @@ function decodeAt(w: Buffer, ix: number): KallsymsTables | null {
   }
   if (!found) return null;
   const { mk, nm } = found;
-  let p: number;
 
   const n = nm.count;
-  const places: Array<{ offsets: number; base: number }> = [];
-  // up to 6.3: offsets, relative_base, then num_syms
-  const base61 = nm.numSymsAt - 8;
-  places.push({ offsets: base61 - align8(4 * n), base: base61 });
-  // since 6.4: after the token index
-  const off64 = align8(ix + 512);
-  places.push({ offsets: off64, base: align8(off64 + 4 * n) });
-
-  let best: { addrs: bigint[]; place: { offsets: number; base: number }; relativeBase: bigint; absolutePercpu: boolean; score: number } | undefined;
-  for (const place of places) {
-    if (place.offsets < 0 || place.base + 8 > w.length) continue;
-    const relativeBase = w.readBigUInt64LE(place.base);
-    if (relativeBase < 0xffffffff80000000n) continue;
-    let negative = 0;
-    for (let i = 0; i < n; i++) if (w.readInt32LE(place.offsets + 4 * i) < 0) negative++;
-    // with absolute per-CPU symbols, kernel addresses are stored as negative offsets
-    const absolutePercpu = negative > n / 2;
-    const addrs = decodeAddresses(w, place.offsets, n, relativeBase, absolutePercpu);
-    const kernel = addrs.filter((a) => a >= 0xffffffff80000000n);
-    const score = sortedness(kernel) * (kernel.length / n);
-    if (!best || score > best.score) best = { addrs, place, relativeBase, absolutePercpu, score };
-  }
-  if (!best || best.score < 0.9) return null;
-
   const entries: KallsymsEntry[] = new Array(n);
-  p = nm.names;
+  let p = nm.names;
   for (let i = 0; i < n; i++) {
     const e = expand(w, p, table.tokens);
     p = e.next;
-    entries[i] = { type: e.text.slice(0, 1), name: e.text.slice(1), address: best.addrs[i] };
+    entries[i] = { type: e.text.slice(0, 1), name: e.text.slice(1), address: 0n };
   }
+
+  const best = bestAddresses(w, ix, nm.numSymsAt, n, entries);
+  if (!best) return null;
+  best.addrs.forEach((a, i) => { entries[i].address = a; });
   return {
     entries,
-    at: { numSyms: nm.numSymsAt, names: nm.names, markers: mk.start, tokenTable: table.start, tokenIndex: ix, offsets: best.place.offsets, relativeBase: best.place.base },
+    at: { numSyms: nm.numSymsAt, names: nm.names, markers: mk.start, tokenTable: table.start, tokenIndex: ix, offsets: best.offsets, relativeBase: best.base ?? -1 },
     relativeBase: best.relativeBase,
     absolutePercpu: best.absolutePercpu,
+    runtimeAddresses: best.relativeBase !== null,
   };
+}
+
+interface Addresses { addrs: bigint[]; offsets: number; base: number | null; relativeBase: bigint | null; absolutePercpu: boolean; score: number }
+
+/**
+ * kallsyms_offsets wherever they fit: each way of storing them is tried at its place and the one
+ * whose addresses come out sorted wins (the earlier on a tie: a base-relative table read as
+ * place-relative is sorted too).
+ */
+function bestAddresses(w: Buffer, ix: number, numSymsAt: number, n: number, entries: KallsymsEntry[]): Addresses | null {
+  const candidates: Addresses[] = [];
+  const afterIndex = ix + 512;
+  // base-relative, before kallsyms_num_syms (up to 6.3) or after the token index (6.4+)
+  const before = numSymsAt - 8;
+  for (const place of [{ offsets: before - align8(4 * n), base: before }, { offsets: afterIndex, base: align8(afterIndex + 4 * n) }]) {
+    const c = baseRelative(w, place.offsets, place.base, n);
+    if (c) candidates.push(c);
+  }
+  const pr = placeRelative(w, afterIndex, n, entries);
+  if (pr) candidates.push(pr);
+  let best: Addresses | undefined;
+  for (const c of candidates) if (!best || c.score > best.score) best = c;
+  return best && best.score >= 0.9 ? best : null;
+}
+
+function baseRelative(w: Buffer, offsets: number, base: number, n: number): Addresses | null {
+  if (offsets < 0 || base + 8 > w.length) return null;
+  const relativeBase = w.readBigUInt64LE(base);
+  if (relativeBase < 0xffffffff80000000n) return null;
+  let negative = 0;
+  for (let i = 0; i < n; i++) if (w.readInt32LE(offsets + 4 * i) < 0) negative++;
+  // with absolute per-CPU symbols, kernel addresses are stored as negative offsets
+  const absolutePercpu = negative > n / 2;
+  const addrs = decodeAddresses(w, offsets, n, relativeBase, absolutePercpu);
+  const kernel = addrs.filter((a) => a >= 0xffffffff80000000n);
+  return { addrs, offsets, base, relativeBase, absolutePercpu, score: sortedness(kernel) * (kernel.length / n) };
+}
+
+/**
+ * Place-relative offsets (each s32 counts from its own slot, no kallsyms_relative_base): they give
+ * the symbols' distances from one another, not where the image sits. The addresses returned are
+ * the link-time ones, with _text at LINK_TEXT; KASLR's virtual slide is found afterwards.
+ */
+function placeRelative(w: Buffer, offsets: number, n: number, entries: KallsymsEntry[]): Addresses | null {
+  if (offsets + 4 * n > w.length) return null;
+  const text = entries.findIndex((e) => e.name === '_text');
+  if (text < 0) return null;
+  const rel = (i: number): bigint => BigInt(offsets + 4 * i + w.readInt32LE(offsets + 4 * i));
+  const at = rel(text);
+  const addrs: bigint[] = new Array(n);
+  for (let i = 0; i < n; i++) addrs[i] = BigInt.asUintN(64, LINK_TEXT + rel(i) - at);
+  return { addrs, offsets, base: null, relativeBase: null, absolutePercpu: false, score: sortedness(addrs) };
 }
