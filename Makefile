@@ -7,15 +7,19 @@
 #               then a subset on the Debian 13 kernel (make test-trixie)
 #   make test-la57  a subset of the VM tests on the same 6.1 image under 5-level paging (CPU=max)
 #   make bench  the benchmarks against a freshly booted test VM
+#   make distro-image  build the distro test VM (Debian 12, systemd, docker, podman; test-vms/distro/)
+#   make test-distro   boot it, run test/distro/*, stop it
 #   make fuzz   every fuzz harness for FUZZ_TIME seconds each (default 60; or FUZZ_RUNS inputs; FUZZ=name for one)
 SHELL := /bin/bash
 DEBS := qemu-system-x86 qemu-utils busybox-static runc dwarves cpio gzip xz-utils gcc clang libc6-dev gdb python3 socat ca-certificates
 # the integrity tests' rootkit module is built with the test kernel's own compiler and kbuild tools
 DEBS += gcc-12 make binutils libelf1
+# the distro test VM's disk image (make distro-image): mmdebstrap builds the tree, mkfs.ext4 the disk
+DEBS += mmdebstrap e2fsprogs
 TEST_RUN := $(CURDIR)/test-vms/run-test
 DEMO_RUN := $(CURDIR)/test-vms/run
 
-.PHONY: setup build vm demo test test-trixie test-la57 test-sid bench clean stop fuzz
+.PHONY: setup build vm demo test test-trixie test-la57 test-sid test-distro distro-image bench clean stop fuzz
 setup:
 	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -137,6 +141,23 @@ test-sid: build
 	  fi; \
 	  exit 1; \
 	done
+
+# The distro VM: a Debian 12 disk (systemd, AppArmor, docker, containerd, podman) whose containers
+# the engines make at boot. It runs the same bookworm cloud kernel as the initramfs VM, so the
+# profile make vm builds serves it. Its tests read their own VMICTL_DISTRO_* variables.
+DISTRO_RUN := $(CURDIR)/test-vms/run-distro
+distro-image: build
+	@$(MAKE) --no-print-directory -C test-vms distro-image
+
+test-distro: build distro-image
+	@$(MAKE) --no-print-directory -C test-vms profile
+	@rm -f .tap-output-distro.txt; \
+	trap './test-vms/run.sh stop $(DISTRO_RUN)' EXIT; \
+	env_out=$$(IMAGE_DIR=$(CURDIR)/test-vms/build-distro ./test-vms/run.sh start $(DISTRO_RUN)) || exit 1; \
+	export $$(echo "$$env_out" | sed -n 's/^VMICTL_\([A-Z_]*\)=\(.*\)$$/VMICTL_DISTRO_\1=\2/p'); \
+	npx tap --reporter=tap --jobs=1 test/distro/*.test.ts 2>&1 | tee .tap-output-distro.txt; rc=$${PIPESTATUS[0]}; \
+	node .ci/tap-summary.js .tap-output-distro.txt; srs=$$?; \
+	[ $$rc -eq 0 ] && [ $$srs -eq 0 ]
 
 bench: build vm
 	@run=$$(mktemp -d "$${TMPDIR:-/tmp}/vmictl-bench.XXXXXX") || exit 1; \

@@ -7,6 +7,9 @@
 #   APPEND (extra kernel arguments; default pti=on, so user-mode CR3s are KPTI user halves), READY_TIMEOUT seconds (180), IMAGE_DIR (./build), GDB=unix|tcp,
 #   BOOT_ATTEMPTS (2): a guest kernel that panics while booting, before any of vmictl runs, is booted again
 #   (TCG has been seen, rarely, to crash a 6.12 kernel at boot); its console is kept as console.panic-N.log
+# An IMAGE_DIR holding disk.raw (the distro VM, make distro-image) boots that disk instead: its own
+#   vmlinuz and initrd.img, root on a virtio disk that is a fresh qcow2 overlay in RUN_DIR (the image is
+#   never written), MEM 2048 and READY_TIMEOUT 900 by default.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 cmd=${1:-}
@@ -24,7 +27,7 @@ stop_vm() {
     i=0; while [ -d "/proc/$pid" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
     [ -d "/proc/$pid" ] && kill -9 "$pid" 2>/dev/null || true
   fi
-  rm -f "$run/qemu.pid" "$run/qmp.sock" "$run/gdb.sock" "$run/control.sock" "$run/vm.env"
+  rm -f "$run/qemu.pid" "$run/qmp.sock" "$run/gdb.sock" "$run/control.sock" "$run/vm.env" "$run/disk.qcow2"
 }
 
 case "$cmd" in
@@ -33,7 +36,17 @@ case "$cmd" in
   *) echo "usage: run.sh start|stop [RUN_DIR]" >&2; exit 2 ;;
 esac
 
-[ -f "$image/vmlinuz" ] && [ -f "$image/initrd.cpio.gz" ] || { echo "run.sh: no image in $image (make -C test-vms image)" >&2; exit 1; }
+if [ -f "$image/disk.raw" ]; then
+  [ -f "$image/vmlinuz" ] && [ -f "$image/initrd.img" ] || { echo "run.sh: no kernel and initramfs beside $image/disk.raw" >&2; exit 1; }
+  disk=$image/disk.raw
+  initrd=$image/initrd.img
+  # the root is on the disk; AppArmor is named so that it is the LSM whatever the kernel's default
+  root_args="root=/dev/vda rw apparmor=1 security=apparmor systemd.show_status=false"
+  mem=${MEM:-2048}; timeout=${READY_TIMEOUT:-900}
+else
+  [ -f "$image/vmlinuz" ] && [ -f "$image/initrd.cpio.gz" ] || { echo "run.sh: no image in $image (make -C test-vms image)" >&2; exit 1; }
+  disk=; initrd=$image/initrd.cpio.gz; root_args=; mem=${MEM:-512}; timeout=${READY_TIMEOUT:-180}
+fi
 stop_vm
 
 accel=${ACCEL:-tcg}
@@ -46,15 +59,21 @@ else
   gdbdev="unix:$run/gdb.sock,server=on,wait=off"; gdbaddr="unix:$run/gdb.sock"
 fi
 
-timeout=${READY_TIMEOUT:-180}
 start=$(date +%s)
 attempt=1
 while :; do
   rm -f "$run/console.log" "$run/ground-truth.json"
+  set --
+  if [ -n "$disk" ]; then
+    # each boot starts from the image as built: writes go to a throwaway overlay
+    rm -f "$run/disk.qcow2"
+    qemu-img create -q -f qcow2 -F raw -b "$disk" "$run/disk.qcow2"
+    set -- -drive "file=$run/disk.qcow2,format=qcow2,if=virtio,cache=unsafe"
+  fi
   qemu-system-x86_64 \
-    -name vmictl-test -machine pc -accel "$accel" -cpu "${CPU:-max,la57=off}" -smp "${SMP:-2}" -m "${MEM:-512}" \
-    -kernel "$image/vmlinuz" -initrd "$image/initrd.cpio.gz" \
-    -append "console=ttyS0 panic=-1 loglevel=4 ${APPEND-pti=on}" \
+    -name vmictl-test -machine pc -accel "$accel" -cpu "${CPU:-max,la57=off}" -smp "${SMP:-2}" -m "$mem" \
+    -kernel "$image/vmlinuz" -initrd "$initrd" "$@" \
+    -append "console=ttyS0 panic=-1 loglevel=4 $root_args ${APPEND-pti=on}" \
     -display none -nodefaults -no-user-config -no-reboot \
     -serial "file:$run/console.log" -serial "file:$run/ground-truth.json" \
     -chardev "socket,id=control,path=$run/control.sock,server=on,wait=off" -serial chardev:control \

@@ -1,6 +1,8 @@
 # Turns /proc into the ground-truth task list. Inputs, told apart by FILENAME:
 #   the `ls -l /proc/*/task/*/ns/` listing, then every task's status, then every task's cgroup.
 # Variables: skip1, skip2 = pids to leave out (the collector and its parent, both about to exit).
+# The same input may come as one stream from `tail -n +1 FILE...`, whose "==> FILE <==" headers
+# name each file: tail goes on past a task that exited after the glob named it, where awk stops.
 function esc(s,   out, i, c) {
   out = ""
   for (i = 1; i <= length(s); i++) {
@@ -17,7 +19,9 @@ BEGIN {
   for (i = 1; i < 32; i++) ord[sprintf("%c", i)] = i
   n = 0
 }
-FILENAME ~ /gt\.ns$/ {
+/^==> .* <==$/ { src = substr($0, 5, length($0) - 8); next }
+{ file = src != "" ? src : FILENAME }
+file ~ /gt\.ns$/ {
   if ($0 ~ /^\/proc\/.*\/ns\/?:$/) { split($0, p, "/"); cur = p[5]; next }
   if ($0 ~ / -> /) {
     kind = $(NF - 2); target = $NF
@@ -26,8 +30,8 @@ FILENAME ~ /gt\.ns$/ {
   }
   next
 }
-FILENAME ~ /\/status$/ {
-  split(FILENAME, p, "/"); tid = p[5]
+file ~ /\/status$/ {
+  split(file, p, "/"); tid = p[5]
   if (!(tid in seen)) { seen[tid] = 1; order[n++] = tid }
   if ($1 == "Name:") { sub(/^Name:\t/, ""); comm[tid] = $0 }
   else if ($1 == "Tgid:") tgid[tid] = $2
@@ -37,8 +41,8 @@ FILENAME ~ /\/status$/ {
   else if ($1 == "NSpid:") { s = $2; for (i = 3; i <= NF; i++) s = s "," $i; nspid[tid] = s; nsinner[tid] = $NF }
   next
 }
-FILENAME ~ /\/cgroup$/ {
-  split(FILENAME, p, "/"); tid = p[5]
+file ~ /\/cgroup$/ {
+  split(file, p, "/"); tid = p[5]
   if ($0 ~ /^0::/) { sub(/^0::/, ""); cgroup[tid] = $0 }
   next
 }

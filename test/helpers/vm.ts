@@ -32,10 +32,25 @@ export interface GroundTruthTask {
 export interface GroundTruthContainer {
   id: string; name: string; hostname: string; initPid: number; cgroup: string; runtime: string;
 }
+/** The part of one `docker inspect` / `podman inspect` object the tests read (the guest writes it whole). */
+export interface EngineInspect {
+  Id: string;
+  Name: string;
+  State: { Status: string; Running: boolean; Paused: boolean; Pid: number };
+  Config: { User?: string; Image?: string };
+  /** docker: the image id; podman: the image id too (ImageName has the name) */
+  Image: string;
+  ImageName?: string;
+  AppArmorProfile?: string;
+  HostConfig: { PidMode?: string; Privileged?: boolean; ReadonlyRootfs?: boolean };
+}
 export interface GroundTruth {
   version: number;
-  kernel: { release: string; banner: string; cmdline: string; meltdown: string; pti: boolean; kallsyms: Record<string, string> };
+  /** lsm: /sys/kernel/security/lsm, written by the distro VM only */
+  kernel: { release: string; banner: string; cmdline: string; meltdown: string; pti: boolean; kallsyms: Record<string, string>; lsm?: string };
   containers: GroundTruthContainer[];
+  /** The distro VM only: each engine's own view of its containers, as its inspect command prints it. */
+  engines?: { docker: EngineInspect[]; podman: EngineInspect[] };
   collector: number;
   tasks: GroundTruthTask[];
 }
@@ -180,4 +195,22 @@ export async function dumpVm(t: Test, env: VmEnv): Promise<string> {
     await live.close();
   }
   return file;
+}
+
+/**
+ * The distro VM (test-vms/distro: Debian 12 with systemd, docker and podman, booted from its disk),
+ * booted by `make test-distro`, which exports VMICTL_DISTRO_QMP, VMICTL_DISTRO_GDB,
+ * VMICTL_DISTRO_GROUND_TRUTH and VMICTL_DISTRO_CONTROL: its own variables, so these tests never run
+ * against the initramfs VM. Its boot takes minutes under TCG, so no test boots one of its own:
+ * without them the test is skipped with the reason, except in CI, where it fails.
+ */
+export function distroVm(t: TapLike): VmEnv | null {
+  const { VMICTL_DISTRO_QMP, VMICTL_DISTRO_GDB, VMICTL_DISTRO_GROUND_TRUTH, VMICTL_DISTRO_CONTROL } = process.env;
+  if (VMICTL_DISTRO_QMP && VMICTL_DISTRO_GDB && VMICTL_DISTRO_GROUND_TRUTH) {
+    return { qmp: VMICTL_DISTRO_QMP, gdb: VMICTL_DISTRO_GDB, groundTruthFile: VMICTL_DISTRO_GROUND_TRUTH, control: VMICTL_DISTRO_CONTROL };
+  }
+  const why = 'no distro VM: VMICTL_DISTRO_QMP, VMICTL_DISTRO_GDB and VMICTL_DISTRO_GROUND_TRUTH are not set (make test-distro boots one)';
+  if (process.env.CI) t.fail(`the distro VM is required in CI: ${why}`);
+  else skipWithReason(t, why);
+  return null;
 }
