@@ -37,7 +37,8 @@ async function pump(fs: GuestFs, fd: number, write: (b: Buffer) => Promise<void>
   for (;;) {
     const b = await fs.read(fd, CHUNK);
     if (b.length === 0) return;
-    await write(b);
+    // a slow consumer (a pager) must not hold the VM stopped
+    await fs.s.awaitHost(write(b));
     report.bytes += b.length;
     opts.onProgress?.(report.bytes, total);
   }
