@@ -361,7 +361,7 @@ export async function waitCgroupFrozen(helper: InjectionSession, dir: string, fr
   return false;
 }
 
-interface HelperOptions {
+export interface HelperOptions {
   timeout: number;
   signal: AbortSignal;
   journal?: string | false;
@@ -373,7 +373,7 @@ interface HelperOptions {
  * freeze (-ERESTARTSYS) and parks in the freezer; on thaw, with no signal to deliver, it restarts
  * its syscall: back in user mode at the `syscall` instruction, where the caller catches it.
  */
-async function freezeCgroup(vm: Vm, cgroup: string, opts: HelperOptions): Promise<void> {
+export async function freezeCgroup(vm: Vm, cgroup: string, opts: HelperOptions): Promise<void> {
   const dir = cgroupDir(cgroup);
   const helper = await openInjection(vm, { container: 'host' }, { ...opts, leaveStopped: true, maxBreakpoints: 1 });
   try {
@@ -390,7 +390,7 @@ async function freezeCgroup(vm: Vm, cgroup: string, opts: HelperOptions): Promis
 }
 
 /** Thaws the cgroup frozen by freezeCgroup(); the VM is left stopped. */
-async function thawCgroup(vm: Vm, cgroup: string, opts: HelperOptions): Promise<void> {
+export async function thawCgroup(vm: Vm, cgroup: string, opts: HelperOptions): Promise<void> {
   const helper = await openInjection(vm, { container: 'host' }, { ...opts, leaveStopped: true, maxBreakpoints: 1 });
   try {
     await writeFileIn(helper, `${cgroupDir(cgroup)}/cgroup.freeze`, '0');
