@@ -18,6 +18,7 @@ export { ChildProcess, vfork, reapChild, exitStatus, CLONE_PARENT, CLONE_VFORK, 
 export { recoverInjection, recoverAll, type RecoverAction, type RecoverOutcome, type RecoverOptions } from './recover';
 export {
   AcquireTimeoutError,
+  StaleInjectionError,
   InjectionError,
   NoInjectableThreadError,
   SessionClosedError,

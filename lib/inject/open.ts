@@ -11,7 +11,8 @@ import type { Kernel } from '../kernel/kernel';
 import { resolveContainer } from '../containers/resolve';
 import { tasksOf, type Container, type ProcessInfo, type TaskInfo } from '../containers/model';
 import { cr3Root, currentTask, mmRoot } from './cpu';
-import { AcquireTimeoutError, NoInjectableThreadError, type TriedProcess } from './errors';
+import { AcquireTimeoutError, NoInjectableThreadError, StaleInjectionError, type TriedProcess } from './errors';
+import { staleJournals } from './stale';
 import { fanOutSignal } from '../util/fan-out';
 import { findSyscallRet } from './gadget';
 import { BreakpointRunner, type Hit } from './runner';
@@ -216,6 +217,11 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
   if (!vm.live || !vm.qmp) throw new VmiError('EUSAGE', 'syscall injection needs a live VM (QMP and the gdbstub), not a dump');
   const timeout = opts.timeout ?? 10_000;
   const maxBreakpoints = Math.min(Math.max(1, Math.floor(opts.maxBreakpoints ?? 2)), 4);
+  // a helper session inside another one (and recover's) runs over journals that are being dealt with
+  if (!opts.leaveStopped && opts.journal !== false) {
+    const stale = staleJournals(vm, opts.journal);
+    if (stale.length > 0) throw new StaleInjectionError(stale);
+  }
   const fanned = fanOutSignal(opts.signal);
   const signal = fanned.signal;
   const wasRunning = ((await vm.qmp.execute('query-status')) as { running: boolean }).running;

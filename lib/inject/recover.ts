@@ -16,7 +16,8 @@
  * In every case the breakpoint at R is removed (QEMU keeps breakpoints after a gdb client goes,
  * and stops the VM when one is hit with nobody attached), the journal deleted and the VM resumed.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { processAlive } from './stale';
 import { TimeoutError, VmiError } from '../errors';
 import type { Vm } from '../vm';
 import type { Kernel } from '../kernel/kernel';
@@ -58,21 +59,6 @@ interface Ctx {
   kernel: Kernel;
   runner: BreakpointRunner;
   guest: InjectionMemory;
-}
-
-/** Whether a host process still runs (a zombie, killed but not yet reaped, does not). */
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return true;
-  }
 }
 
 /** Recovers every journal of this VM (those whose writer is gone, unless `force`). */
