@@ -13,6 +13,7 @@ import { tasksOf, type Container, type ProcessInfo, type TaskInfo } from '../con
 import { cr3Root, currentTask, mmRoot } from './cpu';
 import { AcquireTimeoutError, NoInjectableThreadError, StaleInjectionError, type TriedProcess } from './errors';
 import { staleJournals } from './stale';
+import { lockVm } from './lock';
 import { fanOutSignal } from '../util/fan-out';
 import { findSyscallRet } from './gadget';
 import { BreakpointRunner, type Hit } from './runner';
@@ -217,15 +218,25 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
   if (!vm.live || !vm.qmp) throw new VmiError('EUSAGE', 'syscall injection needs a live VM (QMP and the gdbstub), not a dump');
   const timeout = opts.timeout ?? 10_000;
   const maxBreakpoints = Math.min(Math.max(1, Math.floor(opts.maxBreakpoints ?? 2)), 4);
+  const journalDir = opts.journal === false ? undefined : opts.journal;
+  const unlock = lockVm(vm.options.qmp ?? '');
   // a helper session inside another one (and recover's) runs over journals that are being dealt with
-  if (!opts.leaveStopped && opts.journal !== false) {
-    const stale = staleJournals(vm, opts.journal);
-    if (stale.length > 0) throw new StaleInjectionError(stale);
+  const stale = opts.leaveStopped ? [] : staleJournals(vm, journalDir);
+  if (stale.length > 0) {
+    unlock();
+    throw new StaleInjectionError(stale);
   }
   const fanned = fanOutSignal(opts.signal);
   const signal = fanned.signal;
-  const wasRunning = ((await vm.qmp.execute('query-status')) as { running: boolean }).running;
-  await vm.pause();
+  let wasRunning: boolean;
+  try {
+    wasRunning = ((await vm.qmp.execute('query-status')) as { running: boolean }).running;
+    await vm.pause();
+  } catch (err) {
+    fanned.release();
+    unlock();
+    throw err;
+  }
   let runner: BreakpointRunner | undefined;
   const guard = await (opts.protect ?? vm.options.protect)?.(vm);
   try {
@@ -324,7 +335,10 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
       gadget = await findSyscallRet(userView, returnAddress, { signal });
     }
     await session.prepare({ gadget });
-    session.onEnd(() => fanned.release());
+    session.onEnd(() => {
+      fanned.release();
+      unlock();
+    });
     if (guard) {
       const end = session.end.bind(session);
       session.end = async () => { try { await end(); } finally { await guard.release(); } };
@@ -337,6 +351,7 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
     await runner?.removeAll();
     if (!opts.leaveStopped) await resumeVm(vm, wasRunning).catch(() => undefined);
     await guard?.release().catch(() => undefined);
+    unlock();
     throw err;
   }
 }

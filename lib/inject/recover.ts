@@ -18,6 +18,7 @@
  */
 import { existsSync } from 'node:fs';
 import { processAlive } from './stale';
+import { lockVm } from './lock';
 import { TimeoutError, VmiError } from '../errors';
 import type { Vm } from '../vm';
 import type { Kernel } from '../kernel/kernel';
@@ -63,6 +64,15 @@ interface Ctx {
 
 /** Recovers every journal of this VM (those whose writer is gone, unless `force`). */
 export async function recoverAll(vm: Vm, opts: RecoverOptions = {}): Promise<RecoverOutcome[]> {
+  const unlock = lockVm(vm.options.qmp ?? '');
+  try {
+    return await recoverEach(vm, opts);
+  } finally {
+    unlock();
+  }
+}
+
+async function recoverEach(vm: Vm, opts: RecoverOptions): Promise<RecoverOutcome[]> {
   const out: RecoverOutcome[] = [];
   for (const path of listJournals(opts.dir)) {
     let entry: JournalEntry;
@@ -99,6 +109,15 @@ async function runVm(vm: Vm): Promise<void> {
 /** Recovers one injection from its journal file. */
 export async function recoverInjection(vm: Vm, path: string, opts: RecoverOptions = {}): Promise<RecoverOutcome> {
   if (!vm.live || !vm.qmp) throw new VmiError('EUSAGE', 'recovery needs a live VM');
+  const unlock = lockVm(vm.options.qmp ?? '');
+  try {
+    return await recoverOne(vm, path, opts);
+  } finally {
+    unlock();
+  }
+}
+
+async function recoverOne(vm: Vm, path: string, opts: RecoverOptions): Promise<RecoverOutcome> {
   if (!existsSync(path)) throw new VmiError('EJOURNAL', `no journal ${path}`);
   const journal = Journal.open(path);
   const e = journal.entry;
