@@ -883,7 +883,11 @@ export class InjectionSession {
         errors.push(e);
       }
     }
-    if (!this.#opts.leaveStopped) await resumeVm(this.#in.vm, this.#opts.wasRunning).catch((e) => errors.push(e));
+    if (state === 'unknown') {
+      // the thread may hold injected registers: it must not run its own code before `vmictl recover`
+      this.#in.vm.keepStopped();
+      errors.unshift(new InjectionError(`the target could not be restored (${(errors[0] as Error)?.message ?? 'unknown failure'}); the VM is left stopped for 'vmictl recover'${this.#journal ? ` (journal ${this.#journal.path})` : ''}`, 'unknown', { cause: errors[0] }));
+    } else if (!this.#opts.leaveStopped) await resumeVm(this.#in.vm, this.#opts.wasRunning).catch((e) => errors.push(e));
     this.#state = 'closed';
     this.#leftState = state;
     for (const f of this.#onEnd.splice(0)) f();
