@@ -92,3 +92,12 @@ export class SyscallError extends VmiError {
 }
 
 export { InjectionError };
+
+/** An earlier vmictl left an injection of this VM unfinished: `vmictl recover` must put it back first. */
+export class StaleInjectionError extends VmiError {
+  readonly journals: readonly string[];
+  constructor(journals: readonly string[]) {
+    super('ESTALE', `an earlier vmictl left ${journals.length === 1 ? 'an injection' : `${journals.length} injections`} of this VM unfinished (${journals.map((j) => JSON.stringify(j)).join(', ')}): run 'vmictl recover' first`);
+    this.journals = journals;
+  }
+}

@@ -18,6 +18,7 @@ export { ChildProcess, vfork, reapChild, exitStatus, CLONE_PARENT, CLONE_VFORK, 
 export { recoverInjection, recoverAll, type RecoverAction, type RecoverOutcome, type RecoverOptions } from './recover';
 export {
   AcquireTimeoutError,
+  StaleInjectionError,
   InjectionError,
   NoInjectableThreadError,
   SessionClosedError,
@@ -32,3 +33,4 @@ export { errnoMessage, errnoName, errnoNumber, errnoOf, MAX_ERRNO, toSigned64 } 
 export { parseDirents64, parseUtsname, cString, UTSNAME_SIZE, type Dirent64, type Utsname } from './structs';
 export { Journal, journalDirectory, listJournals, readJournal, type JournalEntry } from './journal';
 export { BreakpointRunner, type Hit, type RunnerStats } from './runner';
+export { lockVm, InjectorBusyError } from './lock';

@@ -11,7 +11,9 @@ import type { Kernel } from '../kernel/kernel';
 import { resolveContainer } from '../containers/resolve';
 import { tasksOf, type Container, type ProcessInfo, type TaskInfo } from '../containers/model';
 import { cr3Root, currentTask, mmRoot } from './cpu';
-import { AcquireTimeoutError, NoInjectableThreadError, type TriedProcess } from './errors';
+import { AcquireTimeoutError, NoInjectableThreadError, StaleInjectionError, type TriedProcess } from './errors';
+import { staleJournals } from './stale';
+import { lockVm } from './lock';
 import { fanOutSignal } from '../util/fan-out';
 import { findSyscallRet } from './gadget';
 import { BreakpointRunner, type Hit } from './runner';
@@ -216,10 +218,25 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
   if (!vm.live || !vm.qmp) throw new VmiError('EUSAGE', 'syscall injection needs a live VM (QMP and the gdbstub), not a dump');
   const timeout = opts.timeout ?? 10_000;
   const maxBreakpoints = Math.min(Math.max(1, Math.floor(opts.maxBreakpoints ?? 2)), 4);
+  const journalDir = opts.journal === false ? undefined : opts.journal;
+  const unlock = lockVm(vm.options.qmp ?? '');
+  // a helper session inside another one (and recover's) runs over journals that are being dealt with
+  const stale = opts.leaveStopped ? [] : staleJournals(vm, journalDir);
+  if (stale.length > 0) {
+    unlock();
+    throw new StaleInjectionError(stale);
+  }
   const fanned = fanOutSignal(opts.signal);
   const signal = fanned.signal;
-  const wasRunning = ((await vm.qmp.execute('query-status')) as { running: boolean }).running;
-  await vm.pause();
+  let wasRunning: boolean;
+  try {
+    wasRunning = ((await vm.qmp.execute('query-status')) as { running: boolean }).running;
+    await vm.pause();
+  } catch (err) {
+    fanned.release();
+    unlock();
+    throw err;
+  }
   let runner: BreakpointRunner | undefined;
   const guard = await (opts.protect ?? vm.options.protect)?.(vm);
   try {
@@ -318,7 +335,10 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
       gadget = await findSyscallRet(userView, returnAddress, { signal });
     }
     await session.prepare({ gadget });
-    session.onEnd(() => fanned.release());
+    session.onEnd(() => {
+      fanned.release();
+      unlock();
+    });
     if (guard) {
       const end = session.end.bind(session);
       session.end = async () => { try { await end(); } finally { await guard.release(); } };
@@ -331,6 +351,7 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
     await runner?.removeAll();
     if (!opts.leaveStopped) await resumeVm(vm, wasRunning).catch(() => undefined);
     await guard?.release().catch(() => undefined);
+    unlock();
     throw err;
   }
 }
@@ -361,7 +382,7 @@ export async function waitCgroupFrozen(helper: InjectionSession, dir: string, fr
   return false;
 }
 
-interface HelperOptions {
+export interface HelperOptions {
   timeout: number;
   signal: AbortSignal;
   journal?: string | false;
@@ -373,7 +394,7 @@ interface HelperOptions {
  * freeze (-ERESTARTSYS) and parks in the freezer; on thaw, with no signal to deliver, it restarts
  * its syscall: back in user mode at the `syscall` instruction, where the caller catches it.
  */
-async function freezeCgroup(vm: Vm, cgroup: string, opts: HelperOptions): Promise<void> {
+export async function freezeCgroup(vm: Vm, cgroup: string, opts: HelperOptions): Promise<void> {
   const dir = cgroupDir(cgroup);
   const helper = await openInjection(vm, { container: 'host' }, { ...opts, leaveStopped: true, maxBreakpoints: 1 });
   try {
@@ -390,7 +411,7 @@ async function freezeCgroup(vm: Vm, cgroup: string, opts: HelperOptions): Promis
 }
 
 /** Thaws the cgroup frozen by freezeCgroup(); the VM is left stopped. */
-async function thawCgroup(vm: Vm, cgroup: string, opts: HelperOptions): Promise<void> {
+export async function thawCgroup(vm: Vm, cgroup: string, opts: HelperOptions): Promise<void> {
   const helper = await openInjection(vm, { container: 'host' }, { ...opts, leaveStopped: true, maxBreakpoints: 1 });
   try {
     await writeFileIn(helper, `${cgroupDir(cgroup)}/cgroup.freeze`, '0');

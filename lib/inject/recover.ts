@@ -7,13 +7,18 @@
  *   in the middle of the injection: unmap the scratch mapping, write its registers and stack back;
  * - target in the kernel with pt_regs.ip = R (or R − 2) and pt_regs.sp = the injection's stack
  *   pointer: it is inside an injected syscall: catch it when it returns (breakpoint at R), then as
- *   above; if it does not return in time, rewrite its pt_regs so it goes home by itself;
+ *   above; if it does not return in time (pause(), a read nobody writes), freeze and thaw its
+ *   cgroup, which ends the call and brings the thread back to the `syscall` instruction to restart
+ *   it, and catch it there; only where that cannot be done (the root cgroup), rewrite its pt_regs
+ *   so it goes home by itself when the call ends;
  * - anything else: the target was restored already (vmictl died after that): nothing to do.
  *
  * In every case the breakpoint at R is removed (QEMU keeps breakpoints after a gdb client goes,
  * and stops the VM when one is hit with nobody attached), the journal deleted and the VM resumed.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { processAlive } from './stale';
+import { lockVm } from './lock';
 import { TimeoutError, VmiError } from '../errors';
 import type { Vm } from '../vm';
 import type { Kernel } from '../kernel/kernel';
@@ -26,6 +31,8 @@ import { BreakpointRunner, READ_WATCHPOINT, WATCH_LENGTH, type Hit } from './run
 import { ARGUMENT_REGISTERS, watchSlotOf } from './session';
 import { redirectKernelReturn } from './redirect';
 import { userRegisters } from './site';
+import { freezeCgroup, thawCgroup } from './open';
+import { tasksOf } from '../containers/model';
 import { SYSCALLS_X86_64 } from './syscalls';
 
 export interface RecoverOptions {
@@ -55,23 +62,17 @@ interface Ctx {
   guest: InjectionMemory;
 }
 
-/** Whether a host process still runs (a zombie, killed but not yet reaped, does not). */
-function processAlive(pid: number): boolean {
+/** Recovers every journal of this VM (those whose writer is gone, unless `force`). */
+export async function recoverAll(vm: Vm, opts: RecoverOptions = {}): Promise<RecoverOutcome[]> {
+  const unlock = lockVm(vm.options.qmp ?? '');
   try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return true;
+    return await recoverEach(vm, opts);
+  } finally {
+    unlock();
   }
 }
 
-/** Recovers every journal of this VM (those whose writer is gone, unless `force`). */
-export async function recoverAll(vm: Vm, opts: RecoverOptions = {}): Promise<RecoverOutcome[]> {
+async function recoverEach(vm: Vm, opts: RecoverOptions): Promise<RecoverOutcome[]> {
   const out: RecoverOutcome[] = [];
   for (const path of listJournals(opts.dir)) {
     let entry: JournalEntry;
@@ -108,6 +109,15 @@ async function runVm(vm: Vm): Promise<void> {
 /** Recovers one injection from its journal file. */
 export async function recoverInjection(vm: Vm, path: string, opts: RecoverOptions = {}): Promise<RecoverOutcome> {
   if (!vm.live || !vm.qmp) throw new VmiError('EUSAGE', 'recovery needs a live VM');
+  const unlock = lockVm(vm.options.qmp ?? '');
+  try {
+    return await recoverOne(vm, path, opts);
+  } finally {
+    unlock();
+  }
+}
+
+async function recoverOne(vm: Vm, path: string, opts: RecoverOptions): Promise<RecoverOutcome> {
   if (!existsSync(path)) throw new VmiError('EJOURNAL', `no journal ${path}`);
   const journal = Journal.open(path);
   const e = journal.entry;
@@ -156,12 +166,18 @@ async function recoverTarget(ctx: Ctx, e: JournalEntry, opts: RecoverOptions): P
       const how = e.redirectedAt ? `vmictl sent it home from a blocked injected syscall at ${e.redirectedAt}` : 'it was restored before vmictl ended';
       return { action: 'already-restored', detail: `the target is not in an injection (${how})${leftMapping(e)}` };
     }
-    // inside an injected syscall: catch it on its way back
-    await runner.insert(R);
+    // inside an injected syscall: catch it on its way back (at R), or on its way to restart the
+    // call (at the `syscall` instruction: R − 2, or the gadget)
+    const back = (h: Hit) => isBack(ctx, h, task, root, R, callSp, gadget);
+    for (const at of gadget === undefined ? [R, R - 2n] : [R, R - 2n, gadget]) await runner.insert(at);
+    const timeout = opts.timeout ?? 10_000;
     try {
-      parked = await runner.runUntil((h) => isReturn(ctx, h, task, root, R, callSp), { timeout: opts.timeout ?? 10_000, signal: opts.signal, what: 'waiting for the target to leave an injected syscall' });
+      parked = await runner.runUntil(back, { timeout, signal: opts.signal, what: 'waiting for the target to leave an injected syscall' });
     } catch (err) {
       if (!(err instanceof TimeoutError)) throw err;
+      parked = await wakeBlocked(ctx, e.target.pid, back, timeout, opts);
+    }
+    if (!parked) {
       const saved = new Map(Object.entries(e.registers).map(([k, v]) => [k, fromHex(v)] as const));
       await redirectKernelReturn(kernel, spaceAt(kernel, ctx.guest, kernel.kaslr.pageTableRoot, 'kernel'), task, saved, gadget === undefined ? [callSp] : [callSp, watchSlotOf(callSp)], R);
       return { action: 'redirected', detail: `the target is blocked in an injected syscall: it will go back to its own code when the call ends (with that call's result in rax)${leftMapping(e)}` };
@@ -195,6 +211,42 @@ function leftMapping(e: JournalEntry): string {
 function inInjectedCall(ip: bigint | undefined, sp: bigint | undefined, R: bigint, callSp: bigint, gadget: bigint | undefined): boolean {
   if ((ip === R || ip === R - 2n) && sp === callSp) return true;
   return gadget !== undefined && (ip === gadget || ip === gadget + 2n) && sp === watchSlotOf(callSp);
+}
+
+/** A hit of the target in user mode where an injected call leaves it (see inInjectedCall). */
+async function isBack(ctx: Ctx, h: Hit, task: bigint, root: bigint, R: bigint, callSp: bigint, gadget: bigint | undefined): Promise<boolean> {
+  if (!inUserMode(h.regs) || !inInjectedCall(h.rip, h.regs.get('rsp'), R, callSp, gadget) || cr3Root(h.regs.get('cr3') ?? 0n) !== root) return false;
+  return (await currentTask(ctx.kernel, h.regs)) === task;
+}
+
+/** How long a thread woken by a thaw may take to reach user mode while the helper still runs (ms). */
+const THAW_HOLD_MS = 1500;
+
+/**
+ * Gets a thread out of an injected call that does not end by itself (pause, a read nobody
+ * writes): freezing its cgroup ends the call (-ERESTART*), and on thaw, with no signal to
+ * deliver, the thread comes back to user mode at the `syscall` instruction to restart it, where
+ * it is caught. A thread in the root cgroup (which cannot be frozen) is left where it is (null).
+ */
+async function wakeBlocked(ctx: Ctx, pid: number, back: (h: Hit) => Promise<boolean>, timeout: number, opts: RecoverOptions): Promise<Hit | null> {
+  const list = await ctx.vm.listContainers({ signal: opts.signal });
+  const p = [...list.containers, list.host].flatMap((c) => c.processes).find((x) => x.pid === pid || tasksOf(x).some((t) => t.pid === pid));
+  const cgroup = p?.cgroup;
+  if (!cgroup || cgroup === '/') return null;
+  const helper = { timeout: Math.max(timeout, 10_000), signal: opts.signal ?? new AbortController().signal, journal: opts.dir };
+  await freezeCgroup(ctx.vm, cgroup, helper);
+  const unhold = ctx.runner.hold({ accept: back, maxMs: THAW_HOLD_MS });
+  try {
+    await thawCgroup(ctx.vm, cgroup, helper);
+  } finally {
+    unhold();
+  }
+  try {
+    return await ctx.runner.runUntil(back, { timeout, signal: opts.signal, what: 'waiting for the woken target to restart its injected syscall' });
+  } catch (err) {
+    if (!(err instanceof TimeoutError)) throw err;
+    return null;
+  }
 }
 
 /** The target stopped in user mode on a vCPU where an injection leaves it (see inInjectedCall). */

@@ -60,6 +60,11 @@ const MAP_STEP = 64 * 1024;
 export const MAX_BUFFER = 16 * 1024 * 1024;
 /** How often a long wait stops the VM to check that the target is still alive (ms). */
 const LIVENESS_INTERVAL = 1000;
+/** How long a wait on the host may keep the VM stopped before the thread is put to sleep (ms). */
+const HOST_WAIT_GRACE_MS = 2;
+/** One sleep of the thread while the host is waited for (ms): the most a ready host then waits. */
+const HOST_WAIT_SLICE_MS = 100;
+const EINTR = 4;
 
 const PAGE = 4096n;
 const O_RDONLY = 0;
@@ -386,6 +391,33 @@ export class InjectionSession {
       }
       return { result, out };
     });
+  }
+
+  /**
+   * Waits for something on the host (stdin, a consumer of stdout) without keeping the VM stopped:
+   * when `work` is not done at once, the thread sleeps in poll(NULL, 0, slice), its own harmless
+   * blocking call, while the VM runs, and is caught again after each slice until `work` is done.
+   * A sleeping thread costs no vCPU; nothing else of the guest notices. Returns `work`'s value.
+   */
+  async awaitHost<T>(work: Promise<T> | T): Promise<T> {
+    const p = Promise.resolve(work);
+    let settled = false;
+    const done = p.then(() => { settled = true; }, () => { settled = true; });
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([done, new Promise<void>((r) => { timer = setTimeout(r, HOST_WAIT_GRACE_MS); })]);
+    clearTimeout(timer);
+    if (settled || this.#state !== 'open') return p;
+    await this.#serial(async () => {
+      while (!settled) {
+        const errno = errnoOf(await this.#call(SYSCALLS_X86_64.poll, [0n, 0n, BigInt(HOST_WAIT_SLICE_MS)]));
+        if (errno && errno !== EINTR) {
+          // a filter (seccomp) that refuses poll: the thread cannot sleep, the VM waits stopped
+          this.#in.vm.options.onNotice?.(`the target refuses poll (errno ${errno}): the VM stays stopped while vmictl waits on the host`);
+          await done;
+        }
+      }
+    });
+    return p;
   }
 
   #serial<T>(work: () => Promise<T>): Promise<T> {
@@ -860,7 +892,11 @@ export class InjectionSession {
         errors.push(e);
       }
     }
-    if (!this.#opts.leaveStopped) await resumeVm(this.#in.vm, this.#opts.wasRunning).catch((e) => errors.push(e));
+    if (state === 'unknown') {
+      // the thread may hold injected registers: it must not run its own code before `vmictl recover`
+      this.#in.vm.keepStopped();
+      errors.unshift(new InjectionError(`the target could not be restored (${(errors[0] as Error)?.message ?? 'unknown failure'}); the VM is left stopped for 'vmictl recover'${this.#journal ? ` (journal ${this.#journal.path})` : ''}`, 'unknown', { cause: errors[0] }));
+    } else if (!this.#opts.leaveStopped) await resumeVm(this.#in.vm, this.#opts.wasRunning).catch((e) => errors.push(e));
     this.#state = 'closed';
     this.#leftState = state;
     for (const f of this.#onEnd.splice(0)) f();

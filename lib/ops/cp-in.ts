@@ -65,7 +65,12 @@ async function writeGuestFile(fs: GuestFs, dirfd: number, name: Buffer, chunks: 
   const fd = await fs.openAt(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
   let written = 0;
   try {
-    for await (const chunk of chunks) {
+    // the next chunk may be slow to come (a pipe): the VM runs meanwhile
+    const it = chunks[Symbol.asyncIterator]();
+    for (;;) {
+      const next = await fs.s.awaitHost(it.next());
+      if (next.done) break;
+      const chunk = next.value;
       await fs.writeAll(fd, chunk);
       written += chunk.length;
       report.bytes += chunk.length;

@@ -50,7 +50,8 @@ async function pump(fs: GuestFs, fd: number, size: bigint, shown: string, write:
       throw new FileGrewError(shown, size, size > 0n ? `gave more than the ${size} bytes fstat said (it grew while copied)` : `fstat says 0 bytes and it gave more than ${UNSIZED_FILE_MAX}`);
     }
     if (opts.maxBytes !== undefined && report.bytes + b.length > opts.maxBytes) throw new LimitExceededError('bytes copied out of the container', opts.maxBytes, '--max-bytes', ' bytes');
-    await write(b);
+    // a slow consumer (a pager) must not hold the VM stopped
+    await fs.s.awaitHost(write(b));
     report.bytes += b.length;
     opts.onProgress?.(report.bytes, total);
   }

@@ -278,7 +278,8 @@ class ExecRun {
           continue;
         }
         counts[which] += data.length;
-        await sinks[which]?.(data);
+        // a slow consumer (a pager) must not hold the VM stopped
+        await s.awaitHost(sinks[which]?.(data));
       }
     }
     if (killed) throw new VmiError('EABORT', 'exec aborted: the command was killed');

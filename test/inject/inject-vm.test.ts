@@ -12,9 +12,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Vm } from '../../lib/vm';
 import { AbortError } from '../../lib/errors';
-import { spawn } from 'node:child_process';
 import { AcquireTimeoutError, openInjection, recoverAll, SyscallError, TargetGoneError } from '../../lib/inject';
 import { guestRun, readGroundTruth, testVm, type VmEnv } from '../helpers/vm';
+import { killMidInjection } from '../helpers/kill-mid-injection';
 
 const journalDir = mkdtempSync(join(tmpdir(), 'vmictl-journal-'));
 t.teardown(() => rmSync(journalDir, { recursive: true, force: true }));
@@ -33,36 +33,6 @@ async function tickerAlive(t: Test, env: VmEnv, what: string): Promise<void> {
   await new Promise((r) => setTimeout(r, 1000));
   const b = await counter(env);
   t.ok(Number.isFinite(a) && Number.isFinite(b) && b > a, `${what}: the ticker's counter keeps increasing (${a} → ${b})`);
-}
-
-/**
- * Runs test/inject/helpers/hold-injection.ts (with the TypeScript loader this test runs under),
- * waits for its READY line (the target is hijacked), waits `afterMs`, and kills it with SIGKILL.
- */
-async function killMidInjection(env: VmEnv, dir: string, mode: string, afterMs: number): Promise<string> {
-  const loader = process.execArgv.filter((a) => a.includes('typescript'));
-  const script = join(__dirname, 'helpers', 'hold-injection.ts');
-  const child = spawn(process.execPath, [...loader, script, env.qmp, env.gdb, dir, mode], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
-  const ready = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`hold-injection did not get ready: ${err}`)), 120_000);
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /READY (\S+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`hold-injection exited (${code}): ${err}`)));
-  });
-  await new Promise((r) => setTimeout(r, afterMs));
-  child.kill('SIGKILL');
-  await exited;
-  return ready;
 }
 
 async function vmRunning(vm: Vm): Promise<boolean> {

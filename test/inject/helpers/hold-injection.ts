@@ -1,7 +1,8 @@
 /**
  * A vmictl that is killed in the middle of an injection, for the recovery tests: it opens a session
  * in the ticker container, runs a few syscalls, prints `READY <journal>` and then either waits with
- * the target stopped (`park`) or runs an injected nanosleep of N seconds (`sleep:N`), until killed.
+ * the target stopped (`park`), runs an injected nanosleep of N seconds (`sleep:N`) or an injected
+ * pause() that never ends (`pause`), until killed.
  * Usage: hold-injection.ts QMP GDB JOURNAL_DIR MODE
  */
 import { Vm } from '../../../lib/vm';
@@ -25,6 +26,7 @@ async function main(): Promise<void> {
     ts.writeBigInt64LE(BigInt(sleep[1]), 0);
     await s.syscallWith('nanosleep', [{ in: ts }, 0n]);
   }
+  if (mode === 'pause') await s.syscall('pause');
   await new Promise(() => undefined);
 }
 
