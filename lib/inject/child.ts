@@ -158,6 +158,13 @@ export class ChildProcess implements Forker {
     return check(syscallName(n) ?? `syscall ${n}`, await this.syscall(n, ...values), JSON.stringify(path));
   }
 
+  /** read(fd, n) in the child; only the bytes read are brought back. */
+  async read(fd: number, n: number): Promise<Buffer> {
+    const [at] = await this.place([n]);
+    const got = Number(check('read', await this.syscall('read', BigInt(fd), at, BigInt(n))));
+    return got > 0 ? this.#space.read(at, Math.min(got, n)) : Buffer.alloc(0);
+  }
+
   async write(fd: number, data: Buffer): Promise<number> {
     const [at] = await this.place([data]);
     return Number(check('write', await this.syscall('write', BigInt(fd), at, BigInt(data.length))));
@@ -180,6 +187,18 @@ export class ChildProcess implements Forker {
       at += BigInt(sizes[i]);
     }
     return out;
+  }
+
+  /**
+   * Unmaps the child's own mapping, which a fork of its own left copy-on-write (not writable
+   * through its page tables): the next placement maps a fresh one.
+   */
+  async dropMapping(): Promise<void> {
+    const old = this.#map;
+    if (!old) return;
+    this.#map = undefined;
+    await this.call('munmap', old.address, BigInt(old.length));
+    this.#space.invalidate();
   }
 
   async #mapping(size: number): Promise<bigint> {
