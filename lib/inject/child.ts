@@ -240,10 +240,12 @@ export class ChildProcess implements Forker {
   /**
    * Places execve's argv and envp (pointer arrays and strings) in the child's mapping once, with
    * one program path per entry of `paths` (tried in turn by the caller); one placement, so that
-   * the addresses stay valid together.
+   * the addresses stay valid together. `extra` buffers go along (what the caller's last calls
+   * before execve need: a fork's child can then use them without a placement of its own); their
+   * addresses are in each result's `extra`.
    */
-  async placeExecve(paths: readonly string[], argv: readonly string[], env: readonly string[]): Promise<ExecveAddresses[]> {
-    const strings = [...paths, ...argv, ...env].map((x) => cString(x));
+  async placeExecve(paths: readonly string[], argv: readonly string[], env: readonly string[], extra: readonly Buffer[] = []): Promise<ExecveAddresses[]> {
+    const strings = [...paths, ...argv, ...env, ...extra].map((x) => (Buffer.isBuffer(x) ? x : cString(x)));
     const arrays = [Buffer.alloc(8 * (argv.length + 1)), Buffer.alloc(8 * (env.length + 1))];
     // reserve first, then fill in the pointers and write everything
     const addrs = await this.place([...strings.map((s) => s.length), ...arrays.map((a) => a.length)]);
@@ -254,7 +256,8 @@ export class ChildProcess implements Forker {
     for (let i = 0; i < all.length; i++) await this.#space.write(addrs[i], all[i]);
     const argvAt = addrs[strings.length];
     const envpAt = addrs[strings.length + 1];
-    return paths.map((p, i) => ({ path: at(i), argv: argvAt, envp: envpAt, describe: JSON.stringify(p) }));
+    const extraAt = extra.map((_, i) => at(paths.length + argv.length + env.length + i));
+    return paths.map((p, i) => ({ path: at(i), argv: argvAt, envp: envpAt, describe: JSON.stringify(p), extra: extraAt }));
   }
 
   /**
@@ -362,6 +365,8 @@ export interface ExecveAddresses {
   argv: bigint;
   envp: bigint;
   describe: string;
+  /** Where placeExecve's `extra` buffers are. */
+  extra: bigint[];
 }
 
 function check(name: string, r: bigint, detail?: string): bigint {
