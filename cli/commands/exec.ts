@@ -11,6 +11,8 @@ interface ExecFlags extends ConnectionFlags {
   workdir?: string;
   user?: string;
   interactive?: boolean;
+  privileged?: boolean;
+  verbose?: boolean;
   timeout: string;
 }
 
@@ -41,19 +43,22 @@ export function registerExec(program: Command): void {
   connectionOptions(
     program
       .command('exec')
-      .description('run a command inside a container (its namespaces, cgroup and root), relaying its output; exits with its status')
+      .description('run a command inside a container, confined as its own processes (user, capabilities, seccomp, LSM label, no_new_privs, namespaces, cgroup, root), relaying its output; exits with its status')
       .argument('<container>', 'id, id prefix, name, hostname, or pid:<host pid>')
       .argument('<command...>', 'the program (absolute path, or a name looked up in the container\'s PATH) and its arguments; put -- before it'),
     { dump: false, injects: true },
   )
     .addOption(new Option('-e, --env <K=V>', 'set an environment variable (repeatable)').argParser((v: string, prev: string[]) => [...prev, v]).default([]))
     .option('-w, --workdir <dir>', 'working directory inside the container (default /)')
-    .option('-u, --user <uid[:gid]>', 'run as this user id (and group id)')
+    .option('-u, --user <uid[:gid]>', 'run as this user id (and group id): needs a process of the container that may take it')
+    .option('--privileged', 'run from the VM\'s root instead: every capability, no seccomp, no LSM label (as docker exec --privileged, and more)')
+    .option('-v, --verbose', 'say on stderr which process the command is started from')
     .option('-i, --interactive', 'not supported yet: the command\'s stdin is /dev/null')
     .addOption(new Option('--timeout <ms>', 'how long to wait for a root process of the VM to come back from a syscall').default('20000'))
     .action(async (container: string, command: string[], flags: ExecFlags) => {
       if (flags.interactive) throw new VmiError('EUSAGE', '-i is not supported: the command\'s stdin is /dev/null');
       const user = flags.user === undefined ? undefined : parseUser(flags.user);
+      if (flags.privileged) process.stderr.write('vmictl: --privileged: the command runs with the privileges of the VM\'s root (every capability, no seccomp filter, no LSM confinement), not those of the container\'s processes\n');
       const status = await withVm(flags, async (vm, stopSignal): Promise<number> => {
         try {
           const r = await execInContainer(vm, {
@@ -62,6 +67,8 @@ export function registerExec(program: Command): void {
             env: flags.env,
             cwd: flags.workdir,
             user,
+            privileged: flags.privileged === true,
+            onSource: flags.verbose ? (src) => process.stderr.write(`vmictl: started from ${src.privileged ? 'the root-namespace helper' : src.init ? 'the container\'s init' : 'container process'} pid ${src.pid} (${escapeForTerminal(src.comm)})\n`) : undefined,
             stdout: sink(process.stdout),
             stderr: sink(process.stderr),
             signal: stopSignal,

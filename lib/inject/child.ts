@@ -21,6 +21,7 @@
  * parent cannot run anything until the child is gone. The caller reaps it (wait4) or leaves that
  * to the code that asked for it (see forkChild()); after an abort, vfork() reaps it itself.
  */
+import { whileHostWorks } from './host-wait';
 import { AbortError, InjectionError, TimeoutError } from '../errors';
 import type { Kernel } from '../kernel/kernel';
 import type { AddressSpace } from '../memory/address-space';
@@ -112,6 +113,14 @@ export class ChildProcess implements Forker {
     return this.#space;
   }
 
+  /**
+   * Waits for host work without keeping the VM stopped: the child sleeps in poll() meanwhile
+   * (lib/inject/host-wait.ts).
+   */
+  awaitHost<T>(work: Promise<T> | T): Promise<T> {
+    return whileHostWorks(work, (ms) => this.syscall('poll', 0n, 0n, ms), { open: () => this.#state === 'parked' });
+  }
+
   // ---- raw syscalls ----
 
   /** Runs one syscall in the child; rax, signed (−errno on error). */
@@ -158,6 +167,13 @@ export class ChildProcess implements Forker {
     return check(syscallName(n) ?? `syscall ${n}`, await this.syscall(n, ...values), JSON.stringify(path));
   }
 
+  /** read(fd, n) in the child; only the bytes read are brought back. */
+  async read(fd: number, n: number): Promise<Buffer> {
+    const [at] = await this.place([n]);
+    const got = Number(check('read', await this.syscall('read', BigInt(fd), at, BigInt(n))));
+    return got > 0 ? this.#space.read(at, Math.min(got, n)) : Buffer.alloc(0);
+  }
+
   async write(fd: number, data: Buffer): Promise<number> {
     const [at] = await this.place([data]);
     return Number(check('write', await this.syscall('write', BigInt(fd), at, BigInt(data.length))));
@@ -180,6 +196,18 @@ export class ChildProcess implements Forker {
       at += BigInt(sizes[i]);
     }
     return out;
+  }
+
+  /**
+   * Unmaps the child's own mapping, which a fork of its own left copy-on-write (not writable
+   * through its page tables): the next placement maps a fresh one.
+   */
+  async dropMapping(): Promise<void> {
+    const old = this.#map;
+    if (!old) return;
+    this.#map = undefined;
+    await this.call('munmap', old.address, BigInt(old.length));
+    this.#space.invalidate();
   }
 
   async #mapping(size: number): Promise<bigint> {
@@ -221,10 +249,12 @@ export class ChildProcess implements Forker {
   /**
    * Places execve's argv and envp (pointer arrays and strings) in the child's mapping once, with
    * one program path per entry of `paths` (tried in turn by the caller); one placement, so that
-   * the addresses stay valid together.
+   * the addresses stay valid together. `extra` buffers go along (what the caller's last calls
+   * before execve need: a fork's child can then use them without a placement of its own); their
+   * addresses are in each result's `extra`.
    */
-  async placeExecve(paths: readonly string[], argv: readonly string[], env: readonly string[]): Promise<ExecveAddresses[]> {
-    const strings = [...paths, ...argv, ...env].map((x) => cString(x));
+  async placeExecve(paths: readonly string[], argv: readonly string[], env: readonly string[], extra: readonly Buffer[] = []): Promise<ExecveAddresses[]> {
+    const strings = [...paths, ...argv, ...env, ...extra].map((x) => (Buffer.isBuffer(x) ? x : cString(x)));
     const arrays = [Buffer.alloc(8 * (argv.length + 1)), Buffer.alloc(8 * (env.length + 1))];
     // reserve first, then fill in the pointers and write everything
     const addrs = await this.place([...strings.map((s) => s.length), ...arrays.map((a) => a.length)]);
@@ -235,7 +265,8 @@ export class ChildProcess implements Forker {
     for (let i = 0; i < all.length; i++) await this.#space.write(addrs[i], all[i]);
     const argvAt = addrs[strings.length];
     const envpAt = addrs[strings.length + 1];
-    return paths.map((p, i) => ({ path: at(i), argv: argvAt, envp: envpAt, describe: JSON.stringify(p) }));
+    const extraAt = extra.map((_, i) => at(paths.length + argv.length + env.length + i));
+    return paths.map((p, i) => ({ path: at(i), argv: argvAt, envp: envpAt, describe: JSON.stringify(p), extra: extraAt }));
   }
 
   /**
@@ -343,6 +374,8 @@ export interface ExecveAddresses {
   argv: bigint;
   envp: bigint;
   describe: string;
+  /** Where placeExecve's `extra` buffers are. */
+  extra: bigint[];
 }
 
 function check(name: string, r: bigint, detail?: string): bigint {

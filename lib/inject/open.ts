@@ -31,8 +31,11 @@ export type InjectionTargetSpec =
   | { pid: number }
   /** A process already looked up (from vm.listContainers()). */
   | { process: ProcessInfo; container?: string }
-  /** Any of these processes (the likeliest to come back from a syscall soon first), named `label`. */
-  | { processes: ProcessInfo[]; label: string };
+  /**
+   * Any of these processes (the likeliest to come back from a syscall soon first), named `label`;
+   * `cgroup` is theirs, for `wake: 'freeze'`.
+   */
+  | { processes: ProcessInfo[]; label: string; cgroup?: string };
 
 export interface InjectionOptions {
   /** How long to wait for a thread of the target to come back from a syscall, ms (default 10 000). */
@@ -105,7 +108,7 @@ interface Candidate {
 
 /** The processes a spec names, with a label for messages. */
 async function targetProcesses(vm: Vm, target: InjectionTargetSpec, signal?: AbortSignal): Promise<{ processes: ProcessInfo[]; label: string; container?: string; cgroup?: string }> {
-  if ('processes' in target) return { processes: target.processes, label: target.label };
+  if ('processes' in target) return { processes: target.processes, label: target.label, cgroup: target.cgroup };
   if ('process' in target) return { processes: [target.process], label: `process ${target.process.pid}`, container: target.container, cgroup: target.process.cgroup };
   const list = await vm.listContainers({ signal });
   const all: Container[] = [...list.containers, list.host];

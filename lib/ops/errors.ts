@@ -51,3 +51,15 @@ export class FileGrewError extends VmiError {
     this.size = size;
   }
 }
+
+/**
+ * What was asked needs more privilege than the container's own processes have (exec -u of a user
+ * none of them can take): only --privileged, asked for explicitly, goes beyond them.
+ */
+export class PrivilegeError extends VmiError {
+  readonly container: string;
+  constructor(container: string, message: string) {
+    super('EPRIVILEGE', `${message}; --privileged runs the command from the VM's root instead, with every privilege`);
+    this.container = container;
+  }
+}

@@ -1,10 +1,11 @@
 /**
  * Container management from the hypervisor with docker's verbs, by syscall injection only:
  * pause/unpause (cgroup freezer, or SIGSTOP/SIGCONT), kill/stop (signals from a root-namespace
- * helper, checked against the task list), cp (files and trees in and out, resolved inside the
- * container's root, written all or nothing, never outside the local destination).
+ * helper, checked against the task list), exec (forked from a process of the container, confined
+ * as it), cp (files and trees in and out, resolved inside the container's root, written all or
+ * nothing, never outside the local destination).
  */
-export { OperationError, ContainerStateError, WouldOverwriteError } from './errors';
+export { OperationError, ContainerStateError, WouldOverwriteError, PrivilegeError } from './errors';
 export { parseSignal, signalName, SIGNALS, type Signal } from './signals';
 export { openRootHelper, helperCandidates, type HelperOptions } from './helper';
 export { parseCgroupMounts, cgroupPathUnder, unescapeMountField, type CgroupMount, type CgroupMounts } from './mounts';
@@ -17,4 +18,4 @@ export { unsafeComponent, joinInside, printableName, lastComponent, parseCopyOpe
 export { copyFromContainer, type Sink } from './cp-out';
 export { copyToContainer, rechunk, type Source } from './cp-in';
 export { CHUNK, type CopyOptions, type CopyReport } from './copy-common';
-export { execInContainer, type ExecSpec, type ExecResult } from './exec';
+export { execInContainer, type ExecSpec, type ExecResult, type ExecSource } from './exec';

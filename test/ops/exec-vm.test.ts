@@ -2,7 +2,8 @@
  * `vmictl exec` against the real test VM, checked from inside the guest: the container's hostname,
  * the exit status, 5 MB of output intact (sha256 computed by the guest), the command in the
  * container's namespaces and cgroup (looked at in /proc while it runs), and nothing left in the
- * helper process (its descriptors and mappings) or the process list afterwards.
+ * container process it was forked from (its descriptors and mappings), in the root helper of
+ * --privileged, or in the process list afterwards.
  */
 import t from 'tap';
 import { createHash } from 'node:crypto';
@@ -59,7 +60,8 @@ t.test('vmictl exec in containers of the test VM', async (t) => {
   const gt = readGroundTruth(env.groundTruthFile);
   const ticker = gt.containers.find((c) => c.name === 'ticker')!;
   const busyd = Number((await guestRun(env, 'pidof busyd')).output.trim().split(/\s+/)[0]);
-  t.ok(busyd > 0, `busyd runs (pid ${busyd}): the helper for the leftover checks`);
+  t.ok(busyd > 0, `busyd runs (pid ${busyd}): the helper of --privileged for the leftover checks`);
+  const source = ticker.initPid;
 
   await t.test('the CLI: /bin/hostname prints the container hostname, exit 7 comes back', async (t) => {
     const inside = await guestRun(env, 'runc exec ticker /bin/hostname');
@@ -91,8 +93,8 @@ t.test('vmictl exec in containers of the test VM', async (t) => {
   });
 
   await t.test('the command runs in the container\'s namespaces and cgroup; nothing is left behind', async (t) => {
-    const fdsBefore = await settled(env, `ls /proc/${busyd}/fd 2>/dev/null | sort -n`);
-    const mapsBefore = (await guestRun(env, `cat /proc/${busyd}/maps`)).output;
+    const fdsBefore = await settled(env, `ls /proc/${source}/fd 2>/dev/null | sort -n`);
+    const mapsBefore = (await guestRun(env, `cat /proc/${source}/maps`)).output;
     const procsBefore = await rootProcesses(env);
     let out = '';
     // a background sleep outlives the exec (its output goes elsewhere, so the pipes close)
@@ -100,11 +102,11 @@ t.test('vmictl exec in containers of the test VM', async (t) => {
       container: 'ticker',
       command: ['/bin/sh', '-c', 'sleep 31337 </dev/null >/dev/null 2>&1 & echo $!; for n in mnt uts ipc net pid cgroup; do readlink /proc/self/ns/$n; done'],
       stdout: (d) => { out += d.toString(); },
-      helperPid: busyd,
       timeout: 60_000,
     });
     t.equal(r.exitCode, 0);
-    t.equal(r.helperPid, busyd, 'busyd was the helper');
+    t.equal(r.helperPid, source, 'it was forked from the container\'s init');
+    t.equal(r.source.init, true);
     const sleeper = Number((await guestRun(env, "for p in $(pidof sleep); do grep -q 31337 /proc/$p/cmdline && echo $p; done")).output.trim().split(/\s+/)[0]);
     t.ok(sleeper > 0, `the background sleep runs (host pid ${sleeper})`);
     t.teardown(() => guestRun(env, `kill ${sleeper}`));
@@ -123,8 +125,8 @@ t.test('vmictl exec in containers of the test VM', async (t) => {
     t.match(root, /workload\.sh/, 'its root is the container\'s');
     await guestRun(env, `kill ${sleeper}`);
     await new Promise((r) => setTimeout(r, 500));
-    t.equal(await settled(env, `ls /proc/${busyd}/fd 2>/dev/null | sort -n`, fdsBefore), fdsBefore, 'the helper has the same descriptors as before');
-    t.equal(await settled(env, `cat /proc/${busyd}/maps`, mapsBefore), mapsBefore, 'and the same mappings');
+    t.equal(await settled(env, `ls /proc/${source}/fd 2>/dev/null | sort -n`, fdsBefore), fdsBefore, 'the container\'s init has the same descriptors as before');
+    t.equal(await settled(env, `cat /proc/${source}/maps`, mapsBefore), mapsBefore, 'and the same mappings');
     t.same(await rootProcesses(env), procsBefore, 'no extra process (child, zombie) in the guest');
   });
 
@@ -133,7 +135,7 @@ t.test('vmictl exec in containers of the test VM', async (t) => {
     const procsBefore = await rootProcesses(env);
     const ac = new AbortController();
     setTimeout(() => ac.abort(new Error('test abort')), 3000).unref();
-    const err = await execInContainer(vm, { container: 'ticker', command: ['/bin/sleep', '4242'], helperPid: busyd, signal: ac.signal, timeout: 60_000 }).then(() => null, (e: unknown) => e);
+    const err = await execInContainer(vm, { container: 'ticker', command: ['/bin/sleep', '4242'], privileged: true, helperPid: busyd, signal: ac.signal, timeout: 60_000 }).then(() => null, (e: unknown) => e);
     t.match((err as Error)?.message, /aborted/, `the exec ends with an abort (${(err as Error)?.message})`);
     const left = (await guestRun(env, 'for p in $(pidof sleep); do grep -q 4242 /proc/$p/cmdline && echo $p; done')).output.trim();
     t.equal(left, '', 'the command was killed');
@@ -143,7 +145,7 @@ t.test('vmictl exec in containers of the test VM', async (t) => {
 
   await t.test('a program that does not exist: an error, and nothing left', async (t) => {
     const procsBefore = await rootProcesses(env);
-    const err = await execInContainer(vm, { container: 'ticker', command: ['/no/such/program'], helperPid: busyd, timeout: 60_000 }).then(() => null, (e: unknown) => e);
+    const err = await execInContainer(vm, { container: 'ticker', command: ['/no/such/program'], timeout: 60_000 }).then(() => null, (e: unknown) => e);
     t.match((err as Error)?.message, /ENOENT/, 'execve answers ENOENT');
     t.same(await rootProcesses(env), procsBefore, 'the child and the grandchild were reaped');
   });

@@ -1,7 +1,8 @@
 /**
  * A process's own memory (include/linux/mm_types.h): its page table is mm->pgd, a kernel virtual
  * address whose physical page is the root to walk (with KPTI this is the kernel half's pgd, which
- * maps user space too). The command line lies between mm->arg_start and mm->arg_end.
+ * maps user space too). The command line lies between mm->arg_start and mm->arg_end, the
+ * environment between mm->env_start and mm->env_end.
  */
 import { MemoryReadError, PageFaultError, ValidationError } from '../../errors';
 import type { CallOptions } from '../../util/deadline';
@@ -24,25 +25,24 @@ export async function mmAddressSpace(kernel: Kernel, mm: bigint, opts: CallOptio
 }
 
 /**
- * `get_cmdline()`: the NUL-separated arguments, read from the process's own address space. At most
- * `max` bytes are read; a longer command line, or one whose pages are not present, is cut there
- * with a warning (the valid part is returned).
+ * The bytes between two mm_struct fields (arg_start..arg_end, env_start..env_end), read from the
+ * process's own address space: at most `max`; a longer range, or one whose pages are not
+ * present, is cut there with a warning (the valid part is returned).
  */
-export async function readCmdline(kernel: Kernel, mm: bigint, opts: CallOptions & { max?: number; warnings?: string[] } = {}): Promise<string[]> {
-  const m = await kernel.read('mm_struct', mm, { ...opts, upTo: 'arg_end' });
-  const start = m.u64('arg_start');
-  const end = m.u64('arg_end');
-  if (end <= start || end > kernel.layout.userTop) return [];
+async function readMmRange(kernel: Kernel, mm: bigint, from: string, to: string, what: string, opts: CallOptions & { max?: number; warnings?: string[] }): Promise<Buffer> {
+  const m = await kernel.read('mm_struct', mm, { ...opts, upTo: to });
+  const start = m.u64(from);
+  const end = m.u64(to);
+  if (end <= start || end > kernel.layout.userTop) return Buffer.alloc(0);
   const max = opts.max ?? DEFAULT_MAX_CMDLINE;
   let length = end - start;
   if (length > BigInt(max)) {
-    opts.warnings?.push(`command line of ${length} bytes cut to ${max}`);
+    opts.warnings?.push(`${what} of ${length} bytes cut to ${max}`);
     length = BigInt(max);
   }
   const space = await mmAddressSpace(kernel, mm, opts);
-  let bytes: Buffer;
   try {
-    bytes = await space.read(start, Number(length), opts);
+    return await space.read(start, Number(length), opts);
   } catch (err) {
     if (!(err instanceof PageFaultError || err instanceof MemoryReadError)) throw err;
     // read page by page and keep what is present
@@ -51,14 +51,26 @@ export async function readCmdline(kernel: Kernel, mm: bigint, opts: CallOptions 
       const n = Number(((a | 0xfffn) + 1n < start + length ? (a | 0xfffn) + 1n : start + length) - a);
       try { parts.push(await space.read(a, n, opts)); } catch (e) {
         if (!(e instanceof PageFaultError || e instanceof MemoryReadError)) throw e;
-        opts.warnings?.push(`command line page at 0x${a.toString(16)} not present`); break; }
+        opts.warnings?.push(`${what} page at 0x${a.toString(16)} not present`); break; }
       a += BigInt(n);
     }
-    bytes = Buffer.concat(parts);
+    return Buffer.concat(parts);
   }
-  const text = bytes.toString('utf8');
+}
+
+/**
+ * `get_cmdline()`: the NUL-separated arguments, read from the process's own address space (at
+ * most `max` bytes, see readMmRange()).
+ */
+export async function readCmdline(kernel: Kernel, mm: bigint, opts: CallOptions & { max?: number; warnings?: string[] } = {}): Promise<string[]> {
+  const text = (await readMmRange(kernel, mm, 'arg_start', 'arg_end', 'command line', opts)).toString('utf8');
   const args = text.split('\0');
   // processes that rewrite their argv (busybox init) leave NUL padding: drop the empty tail
   while (args.length > 0 && args[args.length - 1] === '') args.pop();
   return args;
+}
+
+/** /proc/<pid>/environ: the NUL-separated environment as the process started with it (at most `max` bytes). */
+export function readEnviron(kernel: Kernel, mm: bigint, opts: CallOptions & { max?: number; warnings?: string[] } = {}): Promise<Buffer> {
+  return readMmRange(kernel, mm, 'env_start', 'env_end', 'environment', opts);
 }
