@@ -22,6 +22,7 @@
  * (not the vCPU's CR3, KERNEL_GS_BASE, control registers: the thread may come back on another
  * vCPU) and the stack bytes are restored at the end, and on every failure path.
  */
+import { whileHostWorks } from './host-wait';
 import { AbortError, InjectionError, PageFaultError, TimeoutError, VmiError } from '../errors';
 import type { Vm } from '../vm';
 import type { Kernel } from '../kernel/kernel';
@@ -60,11 +61,6 @@ const MAP_STEP = 64 * 1024;
 export const MAX_BUFFER = 16 * 1024 * 1024;
 /** How often a long wait stops the VM to check that the target is still alive (ms). */
 const LIVENESS_INTERVAL = 1000;
-/** How long a wait on the host may keep the VM stopped before the thread is put to sleep (ms). */
-const HOST_WAIT_GRACE_MS = 2;
-/** One sleep of the thread while the host is waited for (ms): the most a ready host then waits. */
-const HOST_WAIT_SLICE_MS = 100;
-const EINTR = 4;
 
 const PAGE = 4096n;
 const O_RDONLY = 0;
@@ -399,25 +395,12 @@ export class InjectionSession {
    * blocking call, while the VM runs, and is caught again after each slice until `work` is done.
    * A sleeping thread costs no vCPU; nothing else of the guest notices. Returns `work`'s value.
    */
-  async awaitHost<T>(work: Promise<T> | T): Promise<T> {
-    const p = Promise.resolve(work);
-    let settled = false;
-    const done = p.then(() => { settled = true; }, () => { settled = true; });
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([done, new Promise<void>((r) => { timer = setTimeout(r, HOST_WAIT_GRACE_MS); })]);
-    clearTimeout(timer);
-    if (settled || this.#state !== 'open') return p;
-    await this.#serial(async () => {
-      while (!settled) {
-        const errno = errnoOf(await this.#call(SYSCALLS_X86_64.poll, [0n, 0n, BigInt(HOST_WAIT_SLICE_MS)]));
-        if (errno && errno !== EINTR) {
-          // a filter (seccomp) that refuses poll: the thread cannot sleep, the VM waits stopped
-          this.#in.vm.options.onNotice?.(`the target refuses poll (errno ${errno}): the VM stays stopped while vmictl waits on the host`);
-          await done;
-        }
-      }
+  awaitHost<T>(work: Promise<T> | T): Promise<T> {
+    return whileHostWorks(work, (ms) => this.#serial(() => this.#call(SYSCALLS_X86_64.poll, [0n, 0n, ms])), {
+      open: () => this.#state === 'open',
+      // a filter (seccomp) that refuses poll: the thread cannot sleep, the VM waits stopped
+      onRefused: (errno) => this.#in.vm.options.onNotice?.(`the target refuses poll (errno ${errno}): the VM stays stopped while vmictl waits on the host`),
     });
-    return p;
   }
 
   #serial<T>(work: () => Promise<T>): Promise<T> {
