@@ -3,9 +3,9 @@
 #   make build  compile TypeScript into dist/
 #   make vm     build the test VM image (test-vms/)
 #   make demo   all of the above, boot the test VM and run the main job against it
-#   make test   all of the above, then every test (TAP), with the shared test VM booted and stopped,
-#               then a subset on the Debian 13 kernel (make test-trixie)
-#   make test-la57  a subset of the VM tests on the same 6.1 image under 5-level paging (CPU=max)
+#   make test   all of the above, then every stage of the test matrix (TAP), each on its own guest:
+#               test-main (6.1, every test), test-la57 (5-level paging), test-trixie (6.12),
+#               test-sid (7.x), test-distro (Debian 12 with docker and podman); README.md lists them
 #   make bench  the benchmarks against a freshly booted test VM
 #   make distro-image  build the distro test VM (Debian 12, systemd, docker, podman; test-vms/distro/)
 #   make test-distro   boot it, run test/distro/*, stop it
@@ -19,7 +19,7 @@ DEBS += mmdebstrap e2fsprogs
 TEST_RUN := $(CURDIR)/test-vms/run-test
 DEMO_RUN := $(CURDIR)/test-vms/run
 
-.PHONY: setup build vm demo test test-trixie test-la57 test-sid test-distro distro-image bench clean stop fuzz
+.PHONY: setup build vm demo test test-main test-trixie test-la57 test-sid test-distro distro-image bench clean stop fuzz
 setup:
 	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -50,7 +50,22 @@ demo: build vm
 stop:
 	./test-vms/run.sh stop $(DEMO_RUN)
 
+# Every guest of the matrix, each stage run even when one before it failed; the last line sums them
+# all. Which tests run on which guest: README.md, "The test matrix".
+TEST_STAGES := test-main test-la57 test-trixie test-sid test-distro
 test: build vm
+	@rm -f .tap-output*.txt; rc=0; \
+	for stage in $(TEST_STAGES); do \
+	  start=$$(date +%s); \
+	  $(MAKE) --no-print-directory $$stage || { rc=1; echo "== $$stage FAILED"; }; \
+	  echo "== $$stage took $$(( $$(date +%s) - start )) s"; \
+	done; \
+	echo "== every guest of the matrix ($(TEST_STAGES)):"; \
+	cat .tap-output*.txt | node .ci/tap-summary.js || rc=1; \
+	exit $$rc
+
+# The 6.1 initramfs VM, 4-level paging, its DWARF profile: every test under test/ but test/distro.
+test-main: build vm
 	@rm -f .tap-output.txt; \
 	env_out=$$(./test-vms/run.sh start $(TEST_RUN)) || exit 1; \
 	set -a; eval "$$env_out"; VMICTL_DBG_VMLINUX=$(CURDIR)/test-vms/build/vmlinux; set +a; \
@@ -58,7 +73,6 @@ test: build vm
 	npx tap --reporter=tap --jobs=1 2>&1 | tee .tap-output.txt; rc=$${PIPESTATUS[0]}; \
 	node .ci/tap-summary.js .tap-output.txt; srs=$$?; \
 	[ $$rc -eq 0 ] && [ $$srs -eq 0 ]
-	@$(MAKE) --no-print-directory test-trixie
 
 # The second kernel of the matrix (Debian 13, 6.12): a subset of the VM tests, with no profile file
 # for it anywhere, so vmictl builds its profile from guest memory (cached in a temporary dir).
@@ -68,10 +82,9 @@ test: build vm
 # Under this machine's TCG the 6.12 guest has panicked in its page and slab allocators, twice while
 # booting (before vmictl connects) and once mid-run in a guest shell's clone(): a run whose guest
 # panicked is run once more on a fresh VM, after printing the panic (the console is kept).
-TRIXIE_TESTS := test/kernel/from-memory-vm.test.ts test/kernel/kaslr-vm.test.ts test/containers/containers-vm.test.ts test/vm/qmp-only-vm.test.ts \
-	test/ops/exec-vm.test.ts test/ops/ops-vm.test.ts test/inject/child-vm.test.ts \
-	test/integrity/integrity-novmlinux-vm.test.ts
-TRIXIE_INJECT := test/inject/inject-vm.test.ts
+TRIXIE_TESTS := test/kernel/from-memory-vm.test.ts test/kernel/kaslr-vm.test.ts test/containers/containers-vm.test.ts \
+	test/ops/ops-vm.test.ts test/integrity/integrity-novmlinux-vm.test.ts
+TRIXIE_INJECT := test/inject/child-vm.test.ts
 test-trixie: build
 	@$(MAKE) --no-print-directory -C test-vms image KERNEL=trixie
 	@cache=$$(mktemp -d); run=$(TEST_RUN)-trixie; \
@@ -117,8 +130,9 @@ test-la57: build vm
 # The newest Debian kernel (sid's cloud kernel, 7.x), the same way: a subset of the VM tests with no
 # profile file, the profile built from guest memory. The integrity tests are left out: they need a
 # rootkit built by the kernel's own gcc-16, whose toolchain test-vms does not fetch for it.
-SID_TESTS := $(filter-out test/integrity/%,$(TRIXIE_TESTS))
-SID_INJECT := $(TRIXIE_INJECT)
+SID_TESTS := test/kernel/from-memory-vm.test.ts test/kernel/kaslr-vm.test.ts test/containers/containers-vm.test.ts \
+	test/vm/qmp-only-vm.test.ts test/ops/exec-vm.test.ts
+SID_INJECT := test/inject/inject-vm.test.ts
 test-sid: build
 	@$(MAKE) --no-print-directory -C test-vms image KERNEL=sid
 	@cache=$$(mktemp -d); run=$(TEST_RUN)-sid; \
