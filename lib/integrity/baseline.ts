@@ -18,7 +18,7 @@ export const INJECTED_SYSCALLS: readonly string[] = [
   'read', 'write', 'openat', 'openat2', 'close', 'close_range', 'getdents64', 'kill', 'pidfd_open', 'pidfd_send_signal',
   'mmap', 'munmap', 'getpid', 'uname', 'fork', 'clone', 'setns', 'execve', 'exit', 'exit_group', 'wait4',
   'fchmod', 'fcntl', 'fsync', 'lseek', 'newfstatat', 'fstat', 'readlinkat', 'unlinkat', 'mkdirat', 'renameat',
-  'symlinkat', 'chdir', 'fchdir', 'chroot', 'dup3', 'pipe2', 'poll', 'getrandom', 'rt_sigprocmask',
+  'symlinkat', 'chdir', 'fchdir', 'chroot', 'dup3', 'pipe2', 'poll', 'getrandom', 'rt_sigprocmask', 'rt_sigaction',
   'setgroups', 'setresuid', 'setresgid',
 ];
 
