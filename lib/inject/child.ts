@@ -27,7 +27,7 @@ import type { Kernel } from '../kernel/kernel';
 import type { AddressSpace } from '../memory/address-space';
 import type { GdbClient } from '../transport/gdb';
 import type { Vm } from '../vm';
-import { findTask } from '../kernel/helpers/task';
+import { taskLives } from '../kernel/helpers/task';
 import { cr3Root, currentTask, inUserMode, isThreadAt, mmRoot, writeRegistersOver } from './cpu';
 import { errnoOf, toSigned64 } from './errno';
 import { SyscallError, SyscallTimeoutError, TargetGoneError } from './errors';
@@ -360,7 +360,7 @@ export class ChildProcess implements Forker {
           this.#state = 'lost';
           throw err;
         }
-        if (!(await taskAlive(this.#engine.kernel, this.target))) {
+        if (!(await taskLives(this.#engine.kernel, this.target))) {
           this.#state = 'exited';
           throw new TargetGoneError(this.pid, 'untouched');
         }
@@ -382,14 +382,6 @@ function check(name: string, r: bigint, detail?: string): bigint {
   const errno = errnoOf(r);
   if (errno) throw new SyscallError(name, errno, detail);
   return r;
-}
-
-async function taskAlive(kernel: Kernel, t: { task: bigint; pid: number; mm: bigint }): Promise<boolean> {
-  if ((await findTask(kernel, t.pid)) !== t.task) return false;
-  const p = kernel.profile;
-  const exitState = (await kernel.space.read(t.task + BigInt(p.fieldOffset('task_struct', 'exit_state')), 4)).readInt32LE(0);
-  const mm = await kernel.readU64(t.task + BigInt(p.fieldOffset('task_struct', 'mm')));
-  return exitState === 0 && mm === t.mm;
 }
 
 export interface VforkOptions {

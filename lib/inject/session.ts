@@ -28,7 +28,7 @@ import type { Vm } from '../vm';
 import type { Kernel } from '../kernel/kernel';
 import type { AddressSpace } from '../memory/address-space';
 import { GdbBreakpointError, GdbUnsupportedError, type GdbClient } from '../transport/gdb';
-import { findTask } from '../kernel/helpers/task';
+import { taskLives } from '../kernel/helpers/task';
 import { currentTask, findOnVcpus, inUserMode, isThreadAt, writeRegistersOver } from './cpu';
 import { errnoOf, toSigned64 } from './errno';
 import { SessionClosedError, SyscallError, SyscallTimeoutError, TargetGoneError, type InjectionState } from './errors';
@@ -605,7 +605,7 @@ export class InjectionSession {
         // watchpoint, and resuming would let the thread run on with injected registers
         const back = await this.#backAlready(sp);
         if (back) return back;
-        if (round > 0 && !(await this.#alive())) throw new TargetGoneError(this.target.pid, 'untouched');
+        if (round > 0 && !(await taskLives(this.#in.kernel, this.target))) throw new TargetGoneError(this.target.pid, 'untouched');
       }
       const slice = Math.min(LIVENESS_INTERVAL, deadline - Date.now());
       if (slice <= 0) throw new TimeoutError(`injected ${what}`, timeout);
@@ -626,16 +626,6 @@ export class InjectionSession {
     // a held hit is handed out by runUntil() itself
     const found = await findOnVcpus(gdb, (regs) => isThreadAt(this.#in.kernel, { rip: rip(regs), regs }, this.target, this.returnAddress, sp), (thread) => this.#in.runner.isHeld(thread));
     return found && { ...found, rip: rip(found.regs), stop };
-  }
-
-  /** Whether the target task still lives (on the task list, not exiting, with its address space). */
-  async #alive(): Promise<boolean> {
-    const kernel = this.#in.kernel;
-    if ((await findTask(kernel, this.target.pid)) !== this.target.task) return false;
-    const p = kernel.profile;
-    const exitState = (await kernel.space.read(this.target.task + BigInt(p.fieldOffset('task_struct', 'exit_state')), 4)).readInt32LE(0);
-    const mm = await kernel.readU64(this.target.task + BigInt(p.fieldOffset('task_struct', 'mm')));
-    return exitState === 0 && mm === this.target.mm;
   }
 
   // ---- memory arguments ----

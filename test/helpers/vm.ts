@@ -167,8 +167,19 @@ export async function guestRun(env: VmEnv, command: string, timeoutMs = 60_000):
         resolve({ output: buf.slice(0, m.index + (m[0].startsWith('\n') ? 1 : 0)), status: Number(m[1]) });
       }
     });
-    sock.on('error', (e) => { clearTimeout(timer); reject(e); });
+    sock.on('error', (e) => { clearTimeout(timer); reject(vmGoneError(env, command, e)); });
   });
+}
+
+/**
+ * A control channel that cannot be reached means QEMU is gone (it removes its sockets when it
+ * exits): the error says so, with the serial console's last lines (a guest panic is there).
+ */
+function vmGoneError(env: VmEnv, command: string, cause: Error): Error {
+  const dir = join(env.control!.replace(/^unix:/, ''), '..');
+  const log = join(dir, 'console.log');
+  const tail = existsSync(log) ? readFileSync(log, 'utf8').split('\n').slice(-30).join('\n') : '(no console log)';
+  return new Error(`guest command ${JSON.stringify(command)}: the control channel is gone (${cause.message}); the VM has probably exited. Serial console tail:\n${tail}`, { cause });
 }
 
 /** The QEMU command line of the VM behind a QMP unix socket, read from /proc of its process. */

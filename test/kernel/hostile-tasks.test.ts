@@ -101,3 +101,30 @@ t.test('the walk helper stops where the collector does, and fails loudly without
   const walk = async () => { for await (const _ of forEachProcess(kernel)) { /* walk */ } };
   await t.rejects(walk(), { code: 'EFAULT' }, 'without onCorruption the fault itself is thrown');
 });
+
+t.test('a task list caught in the middle of a change is not corruption', async (t) => {
+  t.test('__list_del() half done: next->prev written, prev->next not yet', async (t) => {
+    const { g, tasks } = guest(3); // init, 100, 101, 102
+    // 101 leaves: 102.prev already points at 100, 100.next still at 101
+    g.writeU64(tasks[3]!.tasks + 8n, tasks[1]!.tasks);
+    const r = await collectTasks(await g.open());
+    t.same(r.processes.map((p) => p.pid), [1, 100, 101, 102], 'every task, the leaving one too');
+    t.same(r.warnings, [], 'no warning');
+  });
+  t.test('__list_add_rcu() at the front half done: prev->next published, next->prev not yet', async (t) => {
+    const { g, tasks } = guest(3);
+    // 102 goes in between 100 and 101: 100.next = 102 is published, 101.prev is still 100
+    g.linkTasks([tasks[0]!, tasks[1]!, tasks[3]!, tasks[2]!]);
+    g.writeU64(tasks[2]!.tasks + 8n, tasks[1]!.tasks);
+    const r = await collectTasks(await g.open());
+    t.same(r.processes.map((p) => p.pid), [1, 100, 101, 102], 'every task, the new one too');
+    t.same(r.warnings, [], 'no warning');
+  });
+  t.test('a prev that fits neither is still reported', async (t) => {
+    const { g, tasks } = guest(3);
+    g.writeU64(tasks[3]!.tasks + 8n, tasks[0]!.tasks);
+    const r = await collectTasks(await g.open());
+    t.same(r.processes.map((p) => p.pid), [1, 100, 101]);
+    t.match(r.warnings, [/102|prev is 0x[0-9a-f]+, expected/]);
+  });
+});

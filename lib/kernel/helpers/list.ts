@@ -1,7 +1,8 @@
 /**
  * Linux's circular doubly linked lists (`struct list_head`, include/linux/list.h), walked as the
- * kernel's scripts/gdb does it: every step checks `next->prev == cur`, and since the guest is
- * untrusted, every walk also has a cycle check and an upper bound.
+ * kernel's scripts/gdb does it: every step checks `next->prev == cur` (allowing the one state a
+ * list change caught half done leaves), and since the guest is untrusted, every walk also has a
+ * cycle check and an upper bound.
  */
 import { isFatalReadError, ValidationError } from '../../errors';
 import type { CallOptions } from '../../util/deadline';
@@ -74,10 +75,27 @@ export async function* listForEach(kernel: Kernel, head: bigint, opts: ListWalkO
     }
     const next = readU64LE(link, 0);
     const back = readU64LE(link, 8);
-    if (back !== prev) return fail(`list corrupted: 0x${cur.toString(16)}->prev is 0x${back.toString(16)}, expected 0x${prev.toString(16)}`, cur);
+    if (back !== prev && !(await linkInFlight(kernel, back, prev, opts))) return fail(`list corrupted: 0x${cur.toString(16)}->prev is 0x${back.toString(16)}, expected 0x${prev.toString(16)}`, cur);
     yield cur;
     prev = cur;
     cur = next;
+  }
+}
+
+/**
+ * Whether `cur->prev` pointing at `back` instead of at `prev` (the entry we came from) is a link
+ * change caught half done: the VM stops between any two instructions, and both
+ * `__list_del(prev, next)` (next->prev is written before prev->next) and `__list_add_rcu()` at the
+ * front (prev->next is published before next->prev) leave `back->next == prev` for that moment.
+ * Anything else is corruption.
+ */
+async function linkInFlight(kernel: Kernel, back: bigint, prev: bigint, opts: CallOptions): Promise<boolean> {
+  if (!kernel.isKernelPointer(back)) return false;
+  try {
+    return (await kernel.readU64(back, opts)) === prev;
+  } catch (err) {
+    if (isFatalReadError(err)) throw err;
+    return false;
   }
 }
 
@@ -99,7 +117,12 @@ export function listEntriesCached(kernel: Kernel, head: bigint, max = DEFAULT_LI
     if (out.length >= max || !kernel.isKernelPointer(cur) || seen.has(cur)) return undefined;
     seen.add(cur);
     const link = kernel.space.peek(cur, 16, true);
-    if (!link || readU64LE(link, 8) !== prev) return undefined;
+    if (!link) return undefined;
+    const back = readU64LE(link, 8);
+    if (back !== prev) {
+      const before = kernel.isKernelPointer(back) ? kernel.space.peek(back, 8, true) : undefined;
+      if (!before || readU64LE(before, 0) !== prev) return undefined;
+    }
     out.push(cur);
     prev = cur;
     cur = readU64LE(link, 0);

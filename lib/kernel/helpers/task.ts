@@ -70,3 +70,19 @@ export async function findTask(kernel: Kernel, pid: number, opts: CallOptions & 
   }
   return null;
 }
+
+/**
+ * Whether the task at `task` is still the live process vmictl holds: same pid, not exiting
+ * (exit_state 0) and still on the address space `mm`. Read from the task itself, not by walking
+ * the task list: a walk with the VM stopped in the middle of a fork or an exit elsewhere is what
+ * a held target's liveness must not depend on. A task_struct freed and reused for another task
+ * has another pid and mm; one freed and not reused has its exit_state set and no mm.
+ */
+export async function taskLives(kernel: Kernel, t: { task: bigint; pid: number; mm: bigint }, opts: CallOptions = {}): Promise<boolean> {
+  const p = kernel.profile;
+  const at = (field: string) => t.task + BigInt(p.fieldOffset('task_struct', field));
+  const pid = (await kernel.space.read(at('pid'), 4, opts)).readInt32LE(0);
+  if (pid !== t.pid) return false;
+  const exitState = (await kernel.space.read(at('exit_state'), 4, opts)).readInt32LE(0);
+  return exitState === 0 && (await kernel.readU64(at('mm'), opts)) === t.mm;
+}
