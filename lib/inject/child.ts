@@ -28,6 +28,7 @@ import type { AddressSpace } from '../memory/address-space';
 import type { GdbClient } from '../transport/gdb';
 import type { Vm } from '../vm';
 import { taskLives } from '../kernel/helpers/task';
+import { rootHelperTarget } from './root-helper';
 import { cr3Root, currentTask, inUserMode, isThreadAt, mmRoot, writeRegistersOver } from './cpu';
 import { errnoOf, toSigned64 } from './errno';
 import { SyscallError, SyscallTimeoutError, TargetGoneError } from './errors';
@@ -498,13 +499,13 @@ export async function vfork<T>(caller: Forker, engine: ChildEngine, work: (child
 const SIGKILL = 9n;
 
 /**
- * SIGKILL to a child stuck inside a syscall, sent by kill() injected into a root-namespace process
+ * SIGKILL to a child stuck inside a syscall, sent by kill() injected into a root helper
  * (the VM is left stopped for the caller's wait). Not bound to the caller's signal: it is the
  * cleanup after that signal.
  */
 async function killStuckChild(engine: ChildEngine, child: ChildProcess): Promise<void> {
   if (!engine.vm) throw new InjectionError(`child ${child.pid} is stuck in a syscall and no helper can be had to kill it`, 'unknown');
-  const helper = await openInjection(engine.vm, { container: 'host' }, { leaveStopped: true, maxBreakpoints: 1, timeout: Math.max(10_000, engine.callTimeout), callTimeout: 10_000 });
+  const helper = await openInjection(engine.vm, await rootHelperTarget(engine.vm), { leaveStopped: true, maxBreakpoints: 1, timeout: Math.max(10_000, engine.callTimeout), callTimeout: 10_000 });
   try {
     check('kill', await helper.syscall('kill', BigInt(child.pid), SIGKILL), `(child ${child.pid})`);
   } finally {

@@ -34,3 +34,4 @@ export { parseDirents64, parseUtsname, cString, UTSNAME_SIZE, type Dirent64, typ
 export { Journal, journalDirectory, listJournals, readJournal, type JournalEntry } from './journal';
 export { BreakpointRunner, type Hit, type RunnerStats } from './runner';
 export { lockVm, InjectorBusyError } from './lock';
+export { helperCandidates, fitHelpers, rootHelperTarget, helperConfinementFits } from './root-helper';

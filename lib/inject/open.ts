@@ -14,6 +14,7 @@ import { cr3Root, currentTask, mmRoot } from './cpu';
 import { AcquireTimeoutError, NoInjectableThreadError, StaleInjectionError, type TriedProcess } from './errors';
 import { staleJournals } from './stale';
 import { lockVm } from './lock';
+import { rootHelperTarget } from './root-helper';
 import { fanOutSignal } from '../util/fan-out';
 import { findSyscallRet } from './gadget';
 import { BreakpointRunner, type Hit } from './runner';
@@ -55,6 +56,8 @@ export interface InjectionOptions {
    * instruction. The only trace is the freeze itself (cgroup.events shows it for a moment).
    */
   wake?: 'never' | 'freeze';
+  /** Told each time `wake: 'freeze'` has frozen the target's cgroup (the thaw follows at once). */
+  onWake?: (cgroup: string) => void;
   /**
    * Called with the VM stopped before a thread is caught (e.g. lib/integrity's protectFor): its
    * `release()` runs when the session has ended.
@@ -81,6 +84,8 @@ const WOKEN_ROUND_MS = 1500;
 const MAX_WAKES = 4;
 /** How long a vCPU caught at a restarted syscall is kept stopped while the thaw finishes. */
 const HOLD_MS = 1500;
+/** How long the thaw after a failed acquisition may take (ms). */
+const THAW_CLEANUP_MS = 10_000;
 const O_WRONLY_CLOEXEC = 0o1 | 0o2000000;
 
 /** Syscalls that usually wait for something that may never come (children, signals). */
@@ -241,6 +246,8 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
     throw err;
   }
   let runner: BreakpointRunner | undefined;
+  // set while the target's cgroup is frozen by us: every way out of here thaws it
+  let frozen: string | undefined;
   const guard = await (opts.protect ?? vm.options.protect)?.(vm);
   try {
     const kernel = await vm.kernel();
@@ -287,6 +294,7 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
         const unhold = runner.hold({ accept, maxMs: HOLD_MS });
         try {
           await thawCgroup(vm, cgroup!, { timeout: Math.max(1000, deadline - Date.now()), signal, journal: opts.journal });
+          frozen = undefined;
         } finally {
           unhold();
         }
@@ -302,7 +310,10 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
         woken = false;
         if (opts.wake === 'freeze' && cgroup && cgroup !== '/' && p.candidates.length > 0 && wakes < MAX_WAKES && deadline - Date.now() > 1000) {
           wakes++;
+          // counted as frozen from the first write on: a freeze cut short may have taken
+          frozen = cgroup;
           await freezeCgroup(vm, cgroup, { timeout: Math.max(1000, deadline - Date.now()), signal, journal: opts.journal });
+          opts.onWake?.(cgroup);
           woken = true;
         }
       }
@@ -348,10 +359,17 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
     }
     return session;
   } catch (err) {
-    // nothing of the target was changed yet: remove the breakpoints and let the VM go
+    // nothing of the target was changed yet: remove the breakpoints, thaw what we froze (not
+    // bound to the caller's signal: it is the cleanup after it) and let the VM go
     fanned.release();
     await runner?.releaseHeld().catch(() => undefined);
     await runner?.removeAll();
+    if (frozen) {
+      const cause = err;
+      await thawCgroup(vm, frozen, { timeout: THAW_CLEANUP_MS, signal: new AbortController().signal, journal: opts.journal }).catch((e: Error) => {
+        throw new VmiError('EINJECT', `${(cause as Error).message}; and cgroup ${frozen} that vmictl froze to wake its threads could not be thawed (${e.message}): write 0 to its cgroup.freeze inside the guest`, { cause });
+      });
+    }
     if (!opts.leaveStopped) await resumeVm(vm, wasRunning).catch(() => undefined);
     await guard?.release().catch(() => undefined);
     unlock();
@@ -392,14 +410,14 @@ export interface HelperOptions {
 }
 
 /**
- * Freezes a cgroup (v2) from a root-namespace process, and waits until it is frozen; the VM is
+ * Freezes a cgroup (v2) from a root helper (root-helper.ts), and waits until it is frozen; the VM is
  * left stopped. Every task of the cgroup blocked in an interruptible syscall is woken by the
  * freeze (-ERESTARTSYS) and parks in the freezer; on thaw, with no signal to deliver, it restarts
  * its syscall: back in user mode at the `syscall` instruction, where the caller catches it.
  */
 export async function freezeCgroup(vm: Vm, cgroup: string, opts: HelperOptions): Promise<void> {
   const dir = cgroupDir(cgroup);
-  const helper = await openInjection(vm, { container: 'host' }, { ...opts, leaveStopped: true, maxBreakpoints: 1 });
+  const helper = await openInjection(vm, await rootHelperTarget(vm, undefined, opts), { ...opts, leaveStopped: true, maxBreakpoints: 1 });
   try {
     await writeFileIn(helper, `${dir}/cgroup.freeze`, '1');
     try {
@@ -415,7 +433,7 @@ export async function freezeCgroup(vm: Vm, cgroup: string, opts: HelperOptions):
 
 /** Thaws the cgroup frozen by freezeCgroup(); the VM is left stopped. */
 export async function thawCgroup(vm: Vm, cgroup: string, opts: HelperOptions): Promise<void> {
-  const helper = await openInjection(vm, { container: 'host' }, { ...opts, leaveStopped: true, maxBreakpoints: 1 });
+  const helper = await openInjection(vm, await rootHelperTarget(vm, undefined, opts), { ...opts, leaveStopped: true, maxBreakpoints: 1 });
   try {
     await writeFileIn(helper, `${cgroupDir(cgroup)}/cgroup.freeze`, '0');
   } finally {

@@ -18,11 +18,10 @@
  * descriptors and restores the helper, so nothing is left in the guest.
  */
 import { VmiError } from '../errors';
-import { helperCandidates } from './helper';
 import type { Vm } from '../vm';
 import type { Container, NamespaceKind, ProcessInfo } from '../containers/model';
 import type { ContainerList } from '../containers/list';
-import { openInjection, type InjectionSession } from '../inject';
+import { openInjection, rootHelperTarget, type InjectionSession } from '../inject';
 import { CLONE_PARENT, exitStatus, reapChild, vfork, type ChildProcess } from '../inject/child';
 import { errnoOf } from '../inject/errno';
 import { commandEnvironment, execveFirstFound, makePipe, programPaths, relay, waitExit, type ExecResult, type ExecSource, type ExecSpec } from './exec-relay';
@@ -39,7 +38,7 @@ const SIGKILL = 9n;
 
 /** Runs `spec.command` in container `c` from a root-namespace root helper (see the file's comment). */
 export async function execPrivileged(vm: Vm, list: ContainerList, c: Container, init: ProcessInfo, spec: ExecSpec): Promise<ExecResult> {
-  const helpers = spec.helperPid ? list.host.processes.filter((p) => p.pid === spec.helperPid) : helperCandidates(list);
+  const helpers = spec.helperPid ? list.host.processes.filter((p) => p.pid === spec.helperPid) : (await rootHelperTarget(vm, list)).processes;
   if (helpers.length === 0) throw new VmiError('ENOPROCESS', spec.helperPid ? `no root-namespace process ${spec.helperPid}` : 'no root-namespace process running as root to run the exec from');
   const joins = NS_ORDER.filter((k) => init.namespaces[k] !== 0 && init.namespaces[k] !== helpers[0].namespaces[k]);
   // the helper is left to its own signal handling: an abort is dealt with here, between calls

@@ -7,7 +7,7 @@
  */
 export { OperationError, ContainerStateError, WouldOverwriteError, PrivilegeError } from './errors';
 export { parseSignal, signalName, SIGNALS, type Signal } from './signals';
-export { openRootHelper, helperCandidates, type HelperOptions } from './helper';
+export { openRootHelper, type HelperOptions } from './helper';
 export { parseCgroupMounts, cgroupPathUnder, unescapeMountField, type CgroupMount, type CgroupMounts } from './mounts';
 export { pauseContainer, unpauseContainer, pauseMethod, type PauseMethod, type PauseResult } from './pause';
 export { killContainer, stopContainer, type KillOptions, type KillResult, type StopOptions, type StopResult } from './kill';

@@ -204,6 +204,22 @@ t.test('syscall injection into containers of the test VM', async (t) => {
     t.equal(open.output.trim(), '0', 'no process keeps cgroup.freeze open (the helper closed its descriptor)');
   });
 
+  await t.test('an acquisition cut short after it froze the cgroup leaves the cgroup thawed', async (t) => {
+    const web = gt.containers.find((c) => c.hostname === 'web')!;
+    const vm = await Vm.connect({ qmp: env.qmp, gdb: env.gdb });
+    t.teardown(() => vm.close());
+    const ac = new AbortController();
+    let woke = '';
+    const opening = openInjection(vm, { container: 'web' }, { journal: journalDir, timeout: 30_000, wake: 'freeze', signal: ac.signal, onWake: (cg) => { woke = cg; ac.abort(new Error('cut short by the test')); } });
+    await t.rejects(opening, 'the acquisition fails');
+    t.equal(woke, web.cgroup, 'it had frozen the container to wake httpd');
+    const events = await guestRun(env, `cat /sys/fs/cgroup${web.cgroup}/cgroup.events`);
+    t.match(events.output, /^frozen 0$/m, 'the cgroup is thawed');
+    const served = await guestRun(env, `nsenter -t ${web.initPid} -n wget -q -O - http://127.0.0.1/index.html`);
+    t.equal(served.output.trim(), 'hello from the web container', 'httpd still serves');
+    t.equal((await vm.qmp!.execute('query-status') as { running: boolean }).running, true, 'the VM runs');
+  });
+
   await t.test('the target killed from inside the guest during a blocking injected syscall', async (t) => {
     const start = await guestRun(env, "runc exec -d ticker /bin/sh -c 'mkfifo /tmp/victim.fifo; while :; do read -t 0.05 x <> /tmp/victim.fifo; done'");
     t.equal(start.status, 0, 'a victim process started in ticker');

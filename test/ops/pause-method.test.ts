@@ -7,7 +7,8 @@
  */
 import t from 'tap';
 import { pauseMethod } from '../../lib/ops/pause';
-import { helperCandidates } from '../../lib/ops/helper';
+import { helperCandidates, helperConfinementFits } from '../../lib/inject/root-helper';
+import type { TaskConfinement } from '../../lib/kernel/helpers/cred';
 import type { ContainerList } from '../../lib/containers/list';
 import { unknownNamespaces, type Container, type ProcessInfo } from '../../lib/containers/model';
 
@@ -53,4 +54,22 @@ t.test('helper candidates: root, root namespaces, pid 1 last resort', async (t) 
   t.same(helperCandidates(list).map((p) => p.pid), [9]);
   const only1: ContainerList = { host: container('host', '/', [proc(1, '/')]), containers: [], warnings: [] };
   t.same(helperCandidates(only1).map((p) => p.pid), [1]);
+});
+
+t.test('helper candidates: single-threaded processes before daemons with many threads', async (t) => {
+  const threads = (pid: number, n: number) => Array.from({ length: n }, (_, i) => ({ ...proc(pid + i, '/'), tgid: pid }));
+  const host = container('host', '/', [proc(1, '/'), proc(9, '/', { threads: threads(9, 12) }), proc(12, '/'), proc(30, '/', { threads: threads(30, 2) })]);
+  t.same(helperCandidates({ host, containers: [], warnings: [] }).map((p) => p.pid), [12, 30, 9]);
+});
+
+t.test('a helper needs CAP_DAC_OVERRIDE, CAP_KILL and CAP_SYS_ADMIN, and no seccomp filter', async (t) => {
+  const full = (1n << 41n) - 1n;
+  const c = (extra: Partial<TaskConfinement>): TaskConfinement => ({
+    uid: 0, gid: 0, euid: 0, egid: 0, capInheritable: 0n, capPermitted: full, capEffective: full, capBset: full, capAmbient: 0n, securebits: 0, security: 0n, seccompMode: 0, ...extra,
+  });
+  t.ok(helperConfinementFits(c({})), 'a full root');
+  t.notOk(helperConfinementFits(c({ capEffective: full & ~(1n << 21n) })), 'without CAP_SYS_ADMIN (a systemd service bounded by CapabilityBoundingSet)');
+  t.notOk(helperConfinementFits(c({ capEffective: full & ~(1n << 1n) })), 'without CAP_DAC_OVERRIDE');
+  t.notOk(helperConfinementFits(c({ seccompMode: 2 })), 'with a seccomp filter (SystemCallFilter)');
+  t.ok(helperConfinementFits(c({ seccompMode: undefined })), 'a kernel without seccomp');
 });
