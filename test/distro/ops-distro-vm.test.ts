@@ -1,6 +1,3 @@
-// Not run yet (the name keeps it out of every tap run): on its second run against one distro guest
-// `vmictl exec web` ended with "target process exited during the injection" and containerd stopped
-// answering in the guest. It becomes ops-distro-vm.test.ts once that is understood and fixed.
 /**
  * The operations against the distro VM (Debian 12, containers made by docker and podman), each
  * checked by what the guest itself says, through its control shell:
