@@ -423,7 +423,9 @@ export async function freezeCgroup(vm: Vm, cgroup: string, opts: HelperOptions):
     try {
       if (!(await waitCgroupFrozen(helper, dir))) throw new VmiError('EINJECT', `${cgroup} did not freeze`);
     } catch (err) {
-      await writeFileIn(helper, `${dir}/cgroup.freeze`, '0');
+      // the first error is the one to report; a caller that counts the cgroup as frozen thaws it
+      // with a helper of its own if this one cannot
+      await writeFileIn(helper, `${dir}/cgroup.freeze`, '0').catch(() => undefined);
       throw err;
     }
   } finally {

@@ -234,10 +234,14 @@ async function wakeBlocked(ctx: Ctx, pid: number, back: (h: Hit) => Promise<bool
   const cgroup = p?.cgroup;
   if (!cgroup || cgroup === '/') return null;
   const helper = { timeout: Math.max(timeout, 10_000), signal: opts.signal ?? new AbortController().signal, journal: opts.dir };
-  await freezeCgroup(ctx.vm, cgroup, helper);
   const unhold = ctx.runner.hold({ accept: back, maxMs: THAW_HOLD_MS });
   try {
+    await freezeCgroup(ctx.vm, cgroup, helper);
     await thawCgroup(ctx.vm, cgroup, helper);
+  } catch (err) {
+    // never leave the container frozen: one more thaw, from a new helper, not bound to the signal
+    await thawCgroup(ctx.vm, cgroup, { ...helper, signal: new AbortController().signal }).catch(() => undefined);
+    throw err;
   } finally {
     unhold();
   }
