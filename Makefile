@@ -161,7 +161,7 @@ test-distro: build distro-image
 	node .ci/tap-summary.js .tap-output-distro.txt; srs=$$?; \
 	[ $$rc -eq 0 ] && [ $$srs -eq 0 ]
 
-bench: build vm
+bench: build vm distro-image
 	@run=$$(mktemp -d "$${TMPDIR:-/tmp}/vmictl-bench.XXXXXX") || exit 1; \
 	trap './test-vms/run.sh stop "$$run"; rm -rf "$$run"' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; trap 'exit 129' HUP; \
 	echo "bench: booting the test VM with $${VMICTL_BENCH_GROUPS:-50} extra container groups of 20 tasks (VMICTL_BENCH_GROUPS=0: the standard VM)"; \
@@ -175,6 +175,11 @@ bench: build vm
 	  echo "bench: the Debian 13 kernel (6.12, make test-trixie builds it): the automatic profile"; \
 	  VMICTL_BENCH_ONLY=auto-profile node dist/bench/run.js; \
 	fi
+	@run=$$(mktemp -d); trap './test-vms/run.sh stop "$$run"; rm -rf "$$run"' EXIT; \
+	echo "bench: the distro VM (Debian 12, docker and podman): ps, exec, cp, pause beside the engines' own"; \
+	env_out=$$(IMAGE_DIR=$(CURDIR)/test-vms/build-distro ./test-vms/run.sh start "$$run") || exit 1; \
+	set -a; eval "$$env_out"; set +a; \
+	VMICTL_BENCH_ONLY=distro node dist/bench/run.js
 
 fuzz: build
 	FUZZ_TIME=$${FUZZ_TIME:-60} node --expose-gc dist/test/fuzz/run.js $(FUZZ)

@@ -4,6 +4,7 @@
  * closing a Vm with the backend it may hold.
  */
 import * as fs from 'node:fs';
+import { connect } from 'node:net';
 import { QmpClient } from '../lib/transport/qmp';
 import { ProcMemPhysicalMemory } from '../lib/memory';
 import type { Vm } from '../lib/vm';
@@ -65,4 +66,29 @@ export async function closeVm(vm: Vm, memoryOpened: boolean): Promise<void> {
   } finally {
     await vm.close();
   }
+}
+
+// ---- the guest's control shell ----
+
+let seq = 0;
+
+/** One shell command in the guest through the control serial port (the guest's own answer). */
+export function control(address: string, command: string, timeoutMs = 300_000): Promise<string> {
+  const id = `b${process.pid}x${++seq}`;
+  return new Promise((resolve, reject) => {
+    const sock = connect(address.replace(/^unix:/, ''));
+    let buf = '';
+    const timer = setTimeout(() => { sock.destroy(); reject(new Error(`guest command timed out: ${command}`)); }, timeoutMs);
+    sock.on('connect', () => sock.write(`${id} ${command}\n`));
+    sock.on('data', (d) => {
+      buf += d.toString('latin1');
+      const m = new RegExp(`(?:^|\\n)VMICTL-DONE ${id} (\\d+)\\r?\\n`).exec(buf);
+      if (!m) return;
+      clearTimeout(timer);
+      sock.end();
+      if (m[1] !== '0') reject(new Error(`guest command failed (${m[1]}): ${command}`));
+      else resolve(buf.slice(0, m.index));
+    });
+    sock.on('error', (e) => { clearTimeout(timer); reject(e); });
+  });
 }

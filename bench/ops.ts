@@ -8,41 +8,17 @@
  *
  *   VMICTL_QMP=… VMICTL_GDB=… VMICTL_CONTROL=unix:… node dist/bench/ops.js
  */
-import { connect } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Vm } from '../lib/vm';
 import { copyFromContainer, execInContainer, pauseContainer, unpauseContainer } from '../lib/ops';
-import { median, nowMs } from './common';
+import { control, median, nowMs } from './common';
 import type { Figure, Log } from './run';
 
 const SIZE = 10_000_000;
 const GOAL_MBPS = 5;
 const GOAL_EXEC_RATIO = 2;
-
-let seq = 0;
-
-/** One shell command in the guest through the control serial port (the guest's own answer). */
-function control(address: string, command: string, timeoutMs = 300_000): Promise<string> {
-  const id = `b${process.pid}x${++seq}`;
-  return new Promise((resolve, reject) => {
-    const sock = connect(address.replace(/^unix:/, ''));
-    let buf = '';
-    const timer = setTimeout(() => { sock.destroy(); reject(new Error(`guest command timed out: ${command}`)); }, timeoutMs);
-    sock.on('connect', () => sock.write(`${id} ${command}\n`));
-    sock.on('data', (d) => {
-      buf += d.toString('latin1');
-      const m = new RegExp(`(?:^|\\n)VMICTL-DONE ${id} (\\d+)\\r?\\n`).exec(buf);
-      if (!m) return;
-      clearTimeout(timer);
-      sock.end();
-      if (m[1] !== '0') reject(new Error(`guest command failed (${m[1]}): ${command}`));
-      else resolve(buf.slice(0, m.index));
-    });
-    sock.on('error', (e) => { clearTimeout(timer); reject(e); });
-  });
-}
 
 async function timed(f: () => Promise<unknown>): Promise<number> {
   const t0 = nowMs();

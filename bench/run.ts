@@ -34,6 +34,7 @@ import { runInjectBench } from './inject';
 import { runIntegrityBench } from './integrity';
 import { runAutoProfileBench } from './auto-profile';
 import { runOpsBench } from './ops';
+import { runDistroBench } from './distro';
 
 /** One measured figure, as the summary prints it. */
 export interface Figure {
@@ -52,7 +53,9 @@ export interface Figure {
 /** Where each phase writes its human-readable lines. */
 export type Log = (line: string) => void;
 
-const PHASES = ['transport', 'profile', 'memory', 'ps', 'integrity', 'inject', 'ops', 'auto-profile'] as const;
+const PHASES = ['transport', 'profile', 'memory', 'ps', 'integrity', 'inject', 'ops', 'auto-profile', 'distro'] as const;
+/** Phases for another guest, run only when VMICTL_BENCH_ONLY names them (make bench does, on that guest). */
+const ON_REQUEST: readonly Phase[] = ['distro'];
 type Phase = (typeof PHASES)[number];
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -137,7 +140,7 @@ async function main(): Promise<number> {
   }
   const only = (process.env.VMICTL_BENCH_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
   for (const p of only) if (!(PHASES as readonly string[]).includes(p)) { console.error(`bench: unknown phase ${p} (${PHASES.join(', ')})`); return 2; }
-  const wanted = (p: Phase) => only.length === 0 || only.includes(p);
+  const wanted = (p: Phase) => only.includes(p) || (only.length === 0 && !ON_REQUEST.includes(p));
   const vmlinux = process.env.VMICTL_BENCH_VMLINUX ?? path.join(ROOT, 'test-vms/build/vmlinux');
   const log: Log = (line) => console.log(line);
 
@@ -229,6 +232,12 @@ async function main(): Promise<number> {
   if (control) await phase('ops', () => runOpsBench({ qmp, gdb, control, log }));
 
   await phase('auto-profile', () => runAutoProfileBench({ qmp, gdb, profileDirs: [path.join(ROOT, 'profiles')], log }));
+
+  // the distro VM's operations against the engines' own (bench/distro.ts): its control channel too
+  if (wanted('distro')) {
+    if (!control) failed.push('distro (no VMICTL_CONTROL)');
+    else await phase('distro', () => runDistroBench({ qmp, gdb, control, log }));
+  }
 
   log('\n== summary');
   for (const f of figures) log(summaryLine(f));

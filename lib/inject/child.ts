@@ -505,7 +505,7 @@ const SIGKILL = 9n;
  */
 async function killStuckChild(engine: ChildEngine, child: ChildProcess): Promise<void> {
   if (!engine.vm) throw new InjectionError(`child ${child.pid} is stuck in a syscall and no helper can be had to kill it`, 'unknown');
-  const helper = await openInjection(engine.vm, await rootHelperTarget(engine.vm), { leaveStopped: true, maxBreakpoints: 1, timeout: Math.max(10_000, engine.callTimeout), callTimeout: 10_000 });
+  const helper = await openInjection(engine.vm, await rootHelperTarget(engine.vm), { leaveStopped: true, maxBreakpoints: Number.POSITIVE_INFINITY, timeout: Math.max(10_000, engine.callTimeout), callTimeout: 10_000 });
   try {
     check('kill', await helper.syscall('kill', BigInt(child.pid), SIGKILL), `(child ${child.pid})`);
   } finally {

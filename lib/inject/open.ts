@@ -44,7 +44,10 @@ export interface InjectionOptions {
   /** How long one injected syscall may take, ms (default 10 000). */
   callTimeout?: number;
   signal?: AbortSignal;
-  /** Most hardware breakpoints used at once, 1–4 (default 2; KVM has 4 debug registers in all). */
+  /**
+   * Most hardware breakpoints used at once (default 2): at most the debug registers KVM has free
+   * (4 in all, shared with any session this one runs inside), or 16 under TCG.
+   */
   maxBreakpoints?: number;
   /** Journal directory; false for none (default: $XDG_RUNTIME_DIR/vmictl or /tmp/vmictl-<uid>). */
   journal?: string | false;
@@ -84,8 +87,22 @@ const WOKEN_ROUND_MS = 1500;
 const MAX_WAKES = 4;
 /** How long a vCPU caught at a restarted syscall is kept stopped while the thaw finishes. */
 const HOLD_MS = 1500;
-/** How long the thaw after a failed acquisition may take (ms). */
-const THAW_CLEANUP_MS = 10_000;
+/**
+ * How long the thaw after a failed acquisition may take (ms): the VM runs while a helper is
+ * waited for, and a container left frozen is the one harm this must not do.
+ */
+const THAW_CLEANUP_MS = 120_000;
+/** Breakpoints one injection may use under TCG (QEMU has no limit; each is a stop point to check). */
+const TCG_BREAKPOINTS = 16;
+/** KVM's debug registers (DR0–DR3): every breakpoint and watchpoint of the connection takes one. */
+const KVM_DEBUG_REGISTERS = 4;
+/** maxBreakpoints for a helper: as many as the accelerator has free. */
+const ALL_FREE = Number.POSITIVE_INFINITY;
+
+/** The breakpoints an injection may still use: under KVM the free debug registers, under TCG a fixed number. */
+async function breakpointBudget(vm: Vm, runner: BreakpointRunner): Promise<number> {
+  return (await vm.accelerator()) === 'kvm' ? KVM_DEBUG_REGISTERS - runner.pointsInUse() : TCG_BREAKPOINTS;
+}
 const O_WRONLY_CLOEXEC = 0o1 | 0o2000000;
 
 /** Syscalls that usually wait for something that may never come (children, signals). */
@@ -225,7 +242,6 @@ async function plan(kernel: Kernel, memory: PhysicalMemory, processes: ProcessIn
 export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: InjectionOptions = {}): Promise<InjectionSession> {
   if (!vm.live || !vm.qmp) throw new VmiError('EUSAGE', 'syscall injection needs a live VM (QMP and the gdbstub), not a dump');
   const timeout = opts.timeout ?? 10_000;
-  const maxBreakpoints = Math.min(Math.max(1, Math.floor(opts.maxBreakpoints ?? 2)), 4);
   const journalDir = opts.journal === false ? undefined : opts.journal;
   const unlock = lockVm(vm.options.qmp ?? '');
   // a helper session inside another one (and recover's) runs over journals that are being dealt with
@@ -257,6 +273,7 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
       memory.invalidate();
       kernel.invalidate();
     });
+    const maxBreakpoints = Math.max(1, Math.min(Math.floor(opts.maxBreakpoints ?? 2), await breakpointBudget(vm, runner)));
     const { processes, label, container, cgroup } = await targetProcesses(vm, target, signal);
     const guest = new InjectionMemory(memory, gdb);
     const started = Date.now();
@@ -290,10 +307,12 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
         return true;
       };
       if (woken) {
-        // the thaw restarts the frozen syscalls at once: catch them while the helper still runs
+        // the thaw restarts the frozen syscalls at once: catch them while the helper still runs;
+        // counted as frozen from the first write on, until the thaw is written
         const unhold = runner.hold({ accept, maxMs: HOLD_MS });
         try {
-          await thawCgroup(vm, cgroup!, { timeout: Math.max(1000, deadline - Date.now()), signal, journal: opts.journal });
+          frozen = cgroup;
+          await wakeCgroup(vm, cgroup!, { timeout: Math.max(1000, deadline - Date.now()), signal, journal: opts.journal, onFrozen: () => opts.onWake?.(cgroup!) });
           frozen = undefined;
         } finally {
           unhold();
@@ -306,16 +325,10 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
         await runner.releaseHeld();
         await runner.removeAll();
         if (Date.now() >= deadline) throw new AcquireTimeoutError([...tried.values()], timeout);
-        // nobody came back by itself: freeze the cgroup, and thaw it in the next round (a few tries)
-        woken = false;
-        if (opts.wake === 'freeze' && cgroup && cgroup !== '/' && p.candidates.length > 0 && wakes < MAX_WAKES && deadline - Date.now() > 1000) {
-          wakes++;
-          // counted as frozen from the first write on: a freeze cut short may have taken
-          frozen = cgroup;
-          await freezeCgroup(vm, cgroup, { timeout: Math.max(1000, deadline - Date.now()), signal, journal: opts.journal });
-          opts.onWake?.(cgroup);
-          woken = true;
-        }
+        // nobody came back by itself: the next round watches the syscall instructions and wakes
+        // the cgroup (freeze and thaw), a few times at most
+        woken = opts.wake === 'freeze' && !!cgroup && cgroup !== '/' && p.candidates.length > 0 && wakes < MAX_WAKES && deadline - Date.now() > 1000;
+        if (woken) wakes++;
       }
     }
     const acquireMs = Date.now() - started;
@@ -410,32 +423,36 @@ export interface HelperOptions {
 }
 
 /**
- * Freezes a cgroup (v2) from a root helper (root-helper.ts), and waits until it is frozen; the VM is
- * left stopped. Every task of the cgroup blocked in an interruptible syscall is woken by the
- * freeze (-ERESTARTSYS) and parks in the freezer; on thaw, with no signal to deliver, it restarts
- * its syscall: back in user mode at the `syscall` instruction, where the caller catches it.
+ * Wakes the tasks of a cgroup (v2) blocked in interruptible syscalls, from one root helper
+ * (root-helper.ts): freeze, wait until cgroup.events says frozen, thaw. The freeze makes each
+ * blocked syscall return -ERESTARTSYS and the task park in the freezer; on thaw, with no signal
+ * to deliver, it restarts its syscall: back in user mode at the `syscall` instruction, where the
+ * caller, holding breakpoints there, catches it. One helper for both writes: on a quiet guest
+ * catching a helper is the slow part, and none is needed between freeze and thaw. The VM is left
+ * stopped. Returns whether the whole cgroup froze (if not, the tasks that did were woken anyway).
  */
-export async function freezeCgroup(vm: Vm, cgroup: string, opts: HelperOptions): Promise<void> {
-  const dir = cgroupDir(cgroup);
-  const helper = await openInjection(vm, await rootHelperTarget(vm, undefined, opts), { ...opts, leaveStopped: true, maxBreakpoints: 1 });
+export async function wakeCgroup(vm: Vm, cgroup: string, opts: HelperOptions & { onFrozen?: () => void }): Promise<boolean> {
+  const file = `${cgroupDir(cgroup)}/cgroup.freeze`;
+  const helper = await openInjection(vm, await rootHelperTarget(vm, undefined, opts), { ...opts, leaveStopped: true, maxBreakpoints: ALL_FREE });
   try {
-    await writeFileIn(helper, `${dir}/cgroup.freeze`, '1');
+    await writeFileIn(helper, file, '1');
+    let frozen = false;
     try {
-      if (!(await waitCgroupFrozen(helper, dir))) throw new VmiError('EINJECT', `${cgroup} did not freeze`);
-    } catch (err) {
-      // the first error is the one to report; a caller that counts the cgroup as frozen thaws it
-      // with a helper of its own if this one cannot
-      await writeFileIn(helper, `${dir}/cgroup.freeze`, '0').catch(() => undefined);
-      throw err;
+      frozen = await waitCgroupFrozen(helper, cgroupDir(cgroup));
+      opts.onFrozen?.();
+    } finally {
+      // a thaw that fails here (the helper lost, an abort) is the caller's to do again
+      await writeFileIn(helper, file, '0');
     }
+    return frozen;
   } finally {
     await helper.end();
   }
 }
 
-/** Thaws the cgroup frozen by freezeCgroup(); the VM is left stopped. */
+/** Thaws a cgroup (writes 0 to its cgroup.freeze) from a root helper; the VM is left stopped. */
 export async function thawCgroup(vm: Vm, cgroup: string, opts: HelperOptions): Promise<void> {
-  const helper = await openInjection(vm, await rootHelperTarget(vm, undefined, opts), { ...opts, leaveStopped: true, maxBreakpoints: 1 });
+  const helper = await openInjection(vm, await rootHelperTarget(vm, undefined, opts), { ...opts, leaveStopped: true, maxBreakpoints: ALL_FREE });
   try {
     await writeFileIn(helper, `${cgroupDir(cgroup)}/cgroup.freeze`, '0');
   } finally {

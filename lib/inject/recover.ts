@@ -31,7 +31,7 @@ import { BreakpointRunner, READ_WATCHPOINT, WATCH_LENGTH, type Hit } from './run
 import { ARGUMENT_REGISTERS, watchSlotOf } from './session';
 import { redirectKernelReturn } from './redirect';
 import { userRegisters } from './site';
-import { freezeCgroup, thawCgroup } from './open';
+import { thawCgroup, wakeCgroup } from './open';
 import { tasksOf } from '../containers/model';
 import { SYSCALLS_X86_64 } from './syscalls';
 
@@ -236,8 +236,7 @@ async function wakeBlocked(ctx: Ctx, pid: number, back: (h: Hit) => Promise<bool
   const helper = { timeout: Math.max(timeout, 10_000), signal: opts.signal ?? new AbortController().signal, journal: opts.dir };
   const unhold = ctx.runner.hold({ accept: back, maxMs: THAW_HOLD_MS });
   try {
-    await freezeCgroup(ctx.vm, cgroup, helper);
-    await thawCgroup(ctx.vm, cgroup, helper);
+    await wakeCgroup(ctx.vm, cgroup, helper);
   } catch (err) {
     // never leave the container frozen: one more thaw, from a new helper, not bound to the signal
     await thawCgroup(ctx.vm, cgroup, { ...helper, signal: new AbortController().signal }).catch(() => undefined);

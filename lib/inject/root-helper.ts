@@ -6,7 +6,7 @@
  * capabilities the work needs and no seccomp filter that could refuse it. On a systemd guest most
  * root services are not that: they drop capabilities, filter syscalls or see a private /sys.
  *
- * Single-threaded processes come first: a multi-threaded daemon (dockerd, containerd: Go) has
+ * Daemons (children of pid 1) are preferred, and single-threaded processes come first: a multi-threaded daemon (dockerd, containerd: Go) has
  * threads that signal each other, and vmictl holds one of them. pid 1 is used only when nothing
  * else qualifies: a crash there takes the whole guest down.
  */
@@ -40,8 +40,10 @@ export function helperConfinementFits(c: TaskConfinement): boolean {
 }
 
 /**
- * The helper candidates whose confinement fits, in helperCandidates() order. When none fits, the
- * candidates as they are (a guest without capabilities or seccomp support in its profile).
+ * The helper candidates whose confinement fits, in helperCandidates() order, and of those the
+ * daemons (children of pid 1) when there are any: a process a shell or a daemon has just started
+ * (`docker`, `runc`, a `sleep`) may exit in the middle of the work. When none fits, the candidates
+ * as they are (a guest without capabilities or seccomp support in its profile).
  */
 export async function fitHelpers(kernel: Kernel, candidates: readonly ProcessInfo[]): Promise<ProcessInfo[]> {
   const fit: ProcessInfo[] = [];
@@ -49,7 +51,8 @@ export async function fitHelpers(kernel: Kernel, candidates: readonly ProcessInf
     const c = await taskConfinement(kernel, p.address).catch(() => undefined);
     if (c && c.euid === 0 && helperConfinementFits(c)) fit.push(p);
   }
-  return fit.length > 0 ? fit : [...candidates];
+  const daemons = fit.filter((p) => p.ppid === 1);
+  return daemons.length > 0 ? daemons : fit.length > 0 ? fit : [...candidates];
 }
 
 /** The injection target of a root helper: the processes fit to be one, best first. */

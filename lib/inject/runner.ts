@@ -131,6 +131,11 @@ export class BreakpointRunner {
     this.#watchpoints = { type: READ_WATCHPOINT, length: WATCH_LENGTH, counts: this.#shared.watchpoints, mine: new Set() };
   }
 
+  /** How many stop points (breakpoints and watchpoints) every runner of the connection has inserted. */
+  pointsInUse(): number {
+    return this.#shared.breakpoints.size + this.#shared.watchpoints.size;
+  }
+
   get gdb(): GdbClient {
     return this.#gdb;
   }

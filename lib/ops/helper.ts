@@ -13,5 +13,5 @@ export interface HelperOptions {
 
 /** Opens an injection into a root-namespace root process (the VM runs between its calls). */
 export async function openRootHelper(vm: Vm, list: ContainerList, opts: HelperOptions = {}): Promise<InjectionSession> {
-  return openInjection(vm, await rootHelperTarget(vm, list, opts), { timeout: opts.timeout ?? 20_000, callTimeout: opts.callTimeout, signal: opts.signal, journal: opts.journal, maxBreakpoints: 2 });
+  return openInjection(vm, await rootHelperTarget(vm, list, opts), { timeout: opts.timeout ?? 20_000, callTimeout: opts.callTimeout, signal: opts.signal, journal: opts.journal, maxBreakpoints: Number.POSITIVE_INFINITY });
 }

@@ -54,8 +54,12 @@ async function startOpsbox(env: VmEnv): Promise<number[]> {
 }
 
 /** Every user process of the guest (not kernel threads, not this command's own): pid → "fds maps". */
+/**
+ * Each process's open fds and mappings. Fds on named fifos are not counted: the guest's shell
+ * loops (busyd, the tickers) open theirs for every read, so they come and go by themselves.
+ */
 async function guestProcesses(env: VmEnv): Promise<Map<number, string>> {
-  const out = await sh(env, 'me=$$; for d in /proc/[0-9]*; do p=${d#/proc/}; [ "$p" = "$me" ] && continue; readlink $d/exe >/dev/null 2>&1 || continue; pp=$(sed -n "s/^PPid:[[:space:]]*//p" $d/status 2>/dev/null); [ "$pp" = "$me" ] && continue; echo "$p $(ls $d/fd 2>/dev/null | wc -l) $(wc -l < $d/maps)"; done');
+  const out = await sh(env, 'me=$$; for d in /proc/[0-9]*; do p=${d#/proc/}; [ "$p" = "$me" ] && continue; readlink $d/exe >/dev/null 2>&1 || continue; pp=$(sed -n "s/^PPid:[[:space:]]*//p" $d/status 2>/dev/null); [ "$pp" = "$me" ] && continue; n=0; for f in $d/fd/*; do l=$(readlink $f) || continue; [ -p "$l" ] && continue; n=$((n + 1)); done; echo "$p $n $(wc -l < $d/maps)"; done');
   const m = new Map<number, string>();
   for (const line of out.split('\n')) {
     const f = line.trim().split(/\s+/);
