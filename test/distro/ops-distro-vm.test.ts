@@ -178,6 +178,18 @@ t.test('the distro VM: exec, cp, pause and kill against the engines\' own view',
     t.match((await guest(t, `docker inspect -f '{{.State.Status}} {{.State.Paused}}' ${id}`)).trim(), /^running false$/, 'docker sees ro running, not paused');
   });
 
+  await t.test('syscall into web, whose only process is httpd blocked in accept, on a guest where every thread sleeps', async (t) => {
+    const { id } = container('web');
+    const init = gt.engines!.docker.find((i) => i.Id === id)!.State.Pid;
+    const dir = `/sys/fs/cgroup/system.slice/docker-${id}.scope`;
+    const getpid = await vmictl(env, ['syscall', '--timeout', '120000', id, 'getpid']);
+    t.equal(getpid.code, 0, `vmictl syscall web getpid exits 0${getpid.code ? ` (${getpid.stderr.trim()})` : ''}`);
+    t.match(getpid.stdout, /^getpid\(\) = 1$/m, 'getpid() = 1: httpd is pid 1 of its namespace');
+    t.match(getpid.stderr, new RegExp(`injected into pid ${init} \\(httpd\\)`), `injected into httpd, host pid ${init} as docker inspect says`);
+    t.match((await guest(t, `grep '^frozen ' ${dir}/cgroup.events`)).trim(), /^frozen 0$/, 'web is not left frozen');
+    t.equal((await guest(t, `nsenter -t ${init} -a wget -q -O - http://127.0.0.1/etc/hostname`)).trim(), id.slice(0, 12), 'httpd still serves (its accept was restarted): the container\'s /etc/hostname');
+  });
+
   await t.test('kill of a container ends it, as docker sees it', async (t) => {
     const name = `vmictl-kill-${process.pid}`;
     t.teardown(() => guestRun(env, `docker rm -f ${name} >/dev/null 2>&1; true`, 300_000).then(() => undefined, () => undefined));
