@@ -59,9 +59,12 @@ else
   gdbdev="unix:$run/gdb.sock,server=on,wait=off"; gdbaddr="unix:$run/gdb.sock"
 fi
 
-start=$(date +%s)
+# a vCPU stuck in the kernel for a minute or more: seen a few times under TCG in runc's first
+# steps, with both vCPUs spinning for good (shorter lockups are the host's load, and pass)
+lockup='BUG: soft lockup - CPU#[0-9]* stuck for \([6-9][0-9]\|[0-9][0-9][0-9][0-9]*\)s'
 attempt=1
 while :; do
+  start=$(date +%s)
   rm -f "$run/console.log" "$run/ground-truth.json"
   set --
   if [ -n "$disk" ]; then
@@ -84,15 +87,16 @@ while :; do
 
   while :; do
     if grep -q '^VMICTL-READY' "$run/console.log" 2>/dev/null; then break; fi
-    if grep -q '^VMICTL-FAILED\|Kernel panic' "$run/console.log" 2>/dev/null || ! [ -d "/proc/$(cat "$run/qemu.pid" 2>/dev/null || echo x)" ] \
+    if grep -q "^VMICTL-FAILED\\|Kernel panic\\|$lockup" "$run/console.log" 2>/dev/null || ! [ -d "/proc/$(cat "$run/qemu.pid" 2>/dev/null || echo x)" ] \
        || [ $(( $(date +%s) - start )) -ge "$timeout" ]; then
       echo "run.sh: the test VM did not become ready (after $(( $(date +%s) - start )) s); serial console tail:" >&2
       tail -n 40 "$run/console.log" >&2 2>/dev/null || true
-      panicked=$(grep -c 'Kernel panic' "$run/console.log" 2>/dev/null || true)
+      # a panic, or vCPUs that stopped making progress: the same image boots again
+      panicked=$(grep -c "Kernel panic\\|$lockup" "$run/console.log" 2>/dev/null || true)
       stop_vm
       if [ "${panicked:-0}" -gt 0 ] && [ "$attempt" -lt "${BOOT_ATTEMPTS:-2}" ]; then
         cp "$run/console.log" "$run/console.panic-$attempt.log" 2>/dev/null || true
-        echo "run.sh: the guest kernel panicked while booting (attempt $attempt); booting it again" >&2
+        echo "run.sh: the guest kernel panicked or locked up while booting (attempt $attempt); booting it again" >&2
         attempt=$((attempt + 1))
         continue 2
       fi

@@ -27,7 +27,7 @@ import type { Kernel } from '../kernel/kernel';
 import type { AddressSpace } from '../memory/address-space';
 import type { GdbClient } from '../transport/gdb';
 import type { Vm } from '../vm';
-import { taskLives } from '../kernel/helpers/task';
+import { taskGone } from '../kernel/helpers/task';
 import { rootHelperTarget } from './root-helper';
 import { cr3Root, currentTask, inUserMode, isThreadAt, mmRoot, writeRegistersOver } from './cpu';
 import { errnoOf, toSigned64 } from './errno';
@@ -361,9 +361,10 @@ export class ChildProcess implements Forker {
           this.#state = 'lost';
           throw err;
         }
-        if (!(await taskLives(this.#engine.kernel, this.target))) {
+        const gone = await taskGone(this.#engine.kernel, this.target);
+        if (gone) {
           this.#state = 'exited';
-          throw new TargetGoneError(this.pid, 'untouched');
+          throw new TargetGoneError(this.pid, 'untouched', gone);
         }
       }
     }

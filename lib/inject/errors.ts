@@ -53,9 +53,11 @@ export class NoInjectableThreadError extends InjectionError {
 /** The target exited (or was killed) while the engine held it. */
 export class TargetGoneError extends InjectionError {
   readonly pid: number;
-  constructor(pid: number, state: InjectionState = 'untouched') {
-    super(`the target process ${pid} exited during the injection`, state);
+  readonly why?: string;
+  constructor(pid: number, state: InjectionState = 'untouched', why?: string) {
+    super(`the target process ${pid} exited during the injection${why ? ` (${why})` : ''}`, state);
     this.pid = pid;
+    this.why = why;
   }
 }
 

@@ -308,11 +308,10 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
       };
       if (woken) {
         // the thaw restarts the frozen syscalls at once: catch them while the helper still runs;
-        // counted as frozen from the first write on, until the thaw is written
+        // counted as frozen from the freeze's write on, until the thaw is written
         const unhold = runner.hold({ accept, maxMs: HOLD_MS });
         try {
-          frozen = cgroup;
-          await wakeCgroup(vm, cgroup!, { timeout: Math.max(1000, deadline - Date.now()), signal, journal: opts.journal, onFrozen: () => opts.onWake?.(cgroup!) });
+          await wakeCgroup(vm, cgroup!, { timeout: Math.max(1000, deadline - Date.now()), signal, journal: opts.journal, onFreezing: () => { frozen = cgroup; }, onFrozen: () => opts.onWake?.(cgroup!) });
           frozen = undefined;
         } finally {
           unhold();
@@ -361,7 +360,7 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
       const userView = spaceAt(kernel, guest, hit.regs.get('cr3') ?? c.root, `pid ${thread.pid} (user view)`);
       gadget = await findSyscallRet(userView, returnAddress, { signal });
     }
-    await session.prepare({ gadget });
+    await session.prepare({ gadget, singleThreaded: tasksOf(c.process).length === 1 });
     session.onEnd(() => {
       fanned.release();
       unlock();
@@ -431,18 +430,20 @@ export interface HelperOptions {
  * catching a helper is the slow part, and none is needed between freeze and thaw. The VM is left
  * stopped. Returns whether the whole cgroup froze (if not, the tasks that did were woken anyway).
  */
-export async function wakeCgroup(vm: Vm, cgroup: string, opts: HelperOptions & { onFrozen?: () => void }): Promise<boolean> {
+export async function wakeCgroup(vm: Vm, cgroup: string, opts: HelperOptions & { onFreezing?: () => void; onFrozen?: () => void }): Promise<boolean> {
   const file = `${cgroupDir(cgroup)}/cgroup.freeze`;
   const helper = await openInjection(vm, await rootHelperTarget(vm, undefined, opts), { ...opts, leaveStopped: true, maxBreakpoints: ALL_FREE });
   try {
+    opts.onFreezing?.();
     await writeFileIn(helper, file, '1');
     let frozen = false;
     try {
       frozen = await waitCgroupFrozen(helper, cgroupDir(cgroup));
       opts.onFrozen?.();
     } finally {
-      // a thaw that fails here (the helper lost, an abort) is the caller's to do again
-      await writeFileIn(helper, file, '0');
+      // a thaw that cannot be written here (the helper lost, an abort) is the caller's to do
+      // again; the first error is the one to report
+      if (!helper.closed) await writeFileIn(helper, file, '0');
     }
     return frozen;
   } finally {

@@ -6,14 +6,16 @@
  * capabilities the work needs and no seccomp filter that could refuse it. On a systemd guest most
  * root services are not that: they drop capabilities, filter syscalls or see a private /sys.
  *
- * Daemons (children of pid 1) are preferred, and single-threaded processes come first: a multi-threaded daemon (dockerd, containerd: Go) has
- * threads that signal each other, and vmictl holds one of them. pid 1 is used only when nothing
- * else qualifies: a crash there takes the whole guest down.
+ * Daemons (children of pid 1) are preferred, single-threaded ones first. On a quiet host the
+ * threads that come back from a syscall soonest are often a Go daemon's (dockerd, containerd):
+ * those are used too, but never with buffers below a thread's stack pointer (session.ts,
+ * prepare()), since the other threads run on meanwhile. pid 1 is used only when nothing else
+ * qualifies: a crash there takes the whole guest down.
  */
 import type { Vm } from '../vm';
 import { VmiError } from '../errors';
 import type { ContainerList } from '../containers/list';
-import type { ProcessInfo } from '../containers/model';
+import { tasksOf, type ProcessInfo } from '../containers/model';
 import { hasCapability, taskConfinement, type TaskConfinement } from '../kernel/helpers/cred';
 import type { Kernel } from '../kernel/kernel';
 
@@ -31,7 +33,7 @@ export function helperCandidates(list: ContainerList): ProcessInfo[] {
 }
 
 function threadCount(p: ProcessInfo): number {
-  return Math.max(1, p.threads.length);
+  return tasksOf(p).length;
 }
 
 /** Whether a helper with this confinement can do what helpers do: all the needed capabilities, no seccomp. */
@@ -54,6 +56,7 @@ export async function fitHelpers(kernel: Kernel, candidates: readonly ProcessInf
   const daemons = fit.filter((p) => p.ppid === 1);
   return daemons.length > 0 ? daemons : fit.length > 0 ? fit : [...candidates];
 }
+
 
 /** The injection target of a root helper: the processes fit to be one, best first. */
 export async function rootHelperTarget(vm: Vm, list?: ContainerList, opts: { signal?: AbortSignal } = {}): Promise<{ processes: ProcessInfo[]; label: string }> {

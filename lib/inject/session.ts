@@ -28,7 +28,7 @@ import type { Vm } from '../vm';
 import type { Kernel } from '../kernel/kernel';
 import type { AddressSpace } from '../memory/address-space';
 import { GdbBreakpointError, GdbUnsupportedError, type GdbClient } from '../transport/gdb';
-import { taskLives } from '../kernel/helpers/task';
+import { taskGone } from '../kernel/helpers/task';
 import { currentTask, findOnVcpus, inUserMode, isThreadAt, writeRegistersOver } from './cpu';
 import { errnoOf, toSigned64 } from './errno';
 import { SessionClosedError, SyscallError, SyscallTimeoutError, TargetGoneError, type InjectionState } from './errors';
@@ -253,13 +253,19 @@ export class InjectionSession {
    * @internal Second step of opening: finds the stack area to use and writes the journal, before
    * any register is changed; with `gadget` (a `syscall; ret` in the target's code), sets up the
    * watchpoint mode when the stack area has room for its slot.
+   *
+   * The stack area (the unused pages below the thread's red zone) is used only in a process with
+   * one thread: in a multi-threaded one the pages below a thread's stack pointer need not be its
+   * stack at all (Go keeps goroutine stacks in its heap, next to other stacks and objects, with no
+   * guard page), and its other threads run while the VM runs for an injected call. There every
+   * buffer goes to the scratch mapping, and calls come back by breakpoint.
    */
-  async prepare(opts: { gadget?: bigint } = {}): Promise<void> {
+  async prepare(opts: { gadget?: bigint; singleThreaded?: boolean } = {}): Promise<void> {
     const top = this.#callSp;
     let low = top;
     const space = this.#in.space;
     // walk down the pages below the red zone while they are present and writable
-    for (let page = (top - 1n) & ~(PAGE - 1n); top - page <= BigInt(STACK_SCRATCH_MAX); page -= PAGE) {
+    for (let page = (top - 1n) & ~(PAGE - 1n); opts.singleThreaded === true && top - page <= BigInt(STACK_SCRATCH_MAX); page -= PAGE) {
       try {
         const t = await space.translate(page);
         if (!t.writable || !t.user) break;
@@ -477,7 +483,7 @@ export class InjectionSession {
         );
       }
       const { state } = await this.#finishAfterFailure(cause instanceof TargetGoneError);
-      if (cause instanceof TargetGoneError) throw new TargetGoneError(this.target.pid, state);
+      if (cause instanceof TargetGoneError) throw new TargetGoneError(this.target.pid, state, cause.why);
       if (cause instanceof TimeoutError) throw new SyscallTimeoutError(name, this.#callTimeout, state);
       throw cause;
     }
@@ -605,7 +611,8 @@ export class InjectionSession {
         // watchpoint, and resuming would let the thread run on with injected registers
         const back = await this.#backAlready(sp);
         if (back) return back;
-        if (round > 0 && !(await taskLives(this.#in.kernel, this.target))) throw new TargetGoneError(this.target.pid, 'untouched');
+        const gone = round > 0 ? await taskGone(this.#in.kernel, this.target) : null;
+        if (gone) throw new TargetGoneError(this.target.pid, 'untouched', gone);
       }
       const slice = Math.min(LIVENESS_INTERVAL, deadline - Date.now());
       if (slice <= 0) throw new TimeoutError(`injected ${what}`, timeout);

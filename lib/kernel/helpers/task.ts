@@ -72,17 +72,19 @@ export async function findTask(kernel: Kernel, pid: number, opts: CallOptions & 
 }
 
 /**
- * Whether the task at `task` is still the live process vmictl holds: same pid, not exiting
- * (exit_state 0) and still on the address space `mm`. Read from the task itself, not by walking
- * the task list: a walk with the VM stopped in the middle of a fork or an exit elsewhere is what
- * a held target's liveness must not depend on. A task_struct freed and reused for another task
- * has another pid and mm; one freed and not reused has its exit_state set and no mm.
+ * Why the task at `task` is no longer the live process vmictl holds, or null while it is: same
+ * pid, not exiting (exit_state 0) and still on the address space `mm`. Read from the task itself,
+ * not by walking the task list: a walk with the VM stopped in the middle of a fork or an exit
+ * elsewhere is what a held target's liveness must not depend on. A task_struct freed and reused
+ * for another task has another pid and mm; one freed and not reused has its exit_state set and no mm.
  */
-export async function taskLives(kernel: Kernel, t: { task: bigint; pid: number; mm: bigint }, opts: CallOptions = {}): Promise<boolean> {
+export async function taskGone(kernel: Kernel, t: { task: bigint; pid: number; mm: bigint }, opts: CallOptions = {}): Promise<string | null> {
   const p = kernel.profile;
   const at = (field: string) => t.task + BigInt(p.fieldOffset('task_struct', field));
   const pid = (await kernel.space.read(at('pid'), 4, opts)).readInt32LE(0);
-  if (pid !== t.pid) return false;
+  if (pid !== t.pid) return `its task_struct now has pid ${pid}`;
   const exitState = (await kernel.space.read(at('exit_state'), 4, opts)).readInt32LE(0);
-  return exitState === 0 && (await kernel.readU64(at('mm'), opts)) === t.mm;
+  if (exitState !== 0) return `exit_state 0x${exitState.toString(16)}`;
+  const mm = await kernel.readU64(at('mm'), opts);
+  return mm === t.mm ? null : `its mm is 0x${mm.toString(16)}, not 0x${t.mm.toString(16)}`;
 }
