@@ -11,7 +11,7 @@ import type { Kernel } from '../kernel/kernel';
 import { resolveContainer } from '../containers/resolve';
 import { tasksOf, type Container, type ProcessInfo, type TaskInfo } from '../containers/model';
 import { cr3Root, currentTask, mmRoot } from './cpu';
-import { AcquireTimeoutError, NoInjectableThreadError, StaleInjectionError, type TriedProcess } from './errors';
+import { AcquireTimeoutError, InjectionError, NoInjectableThreadError, StaleInjectionError, type TriedProcess } from './errors';
 import { staleJournals } from './stale';
 import { lockVm } from './lock';
 import { rootHelperTarget } from './root-helper';
@@ -285,6 +285,12 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
     let returns = new Set<bigint>();
     let woken = false;
     let wakes = 0;
+    let wakeFailure: InjectionError | undefined;
+    const timedOut = () => {
+      const e = new AcquireTimeoutError([...tried.values()], timeout);
+      if (wakeFailure) e.message += `; waking it by a freeze of its cgroup failed: ${wakeFailure.message}`;
+      return e;
+    };
     // Rounds: find where each process will come back, watch that, and look again after a while
     // (a process running in user mode now, or one whose syscall never ends, may do better later).
     for (let round = 0; !hit; round++) {
@@ -292,7 +298,7 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
       for (const x of p.tried) if (!tried.has(x.pid) || !x.skipped) tried.set(x.pid, x);
       if (p.candidates.length === 0 && p.transient === 0) throw new NoInjectableThreadError(label, p.tried);
       const remaining = deadline - Date.now();
-      if (remaining <= 0) throw new AcquireTimeoutError([...tried.values()], timeout);
+      if (remaining <= 0) throw timedOut();
       const slice = Math.min(remaining, woken ? WOKEN_ROUND_MS : round === 0 && p.transient > 0 ? SHORT_ROUND_MS : ROUND_MS);
       const byRoot = new Map(p.candidates.map((c) => [c.root, c]));
       watch = p.watch;
@@ -313,6 +319,15 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
         try {
           await wakeCgroup(vm, cgroup!, { timeout: Math.max(1000, deadline - Date.now()), signal, journal: opts.journal, onFreezing: () => { frozen = cgroup; }, onFrozen: () => opts.onWake?.(cgroup!) });
           frozen = undefined;
+        } catch (err) {
+          // a helper lost on the way (it exited, a call of its timed out) is not the target's
+          // failure: thaw what it may have frozen and try again in the next round, a few times
+          if (signal.aborted || !(err instanceof InjectionError) || err.state === 'unknown' || wakes >= MAX_WAKES) throw err;
+          if (frozen) {
+            await thawCgroup(vm, frozen, { timeout: THAW_CLEANUP_MS, signal: new AbortController().signal, journal: opts.journal });
+            frozen = undefined;
+          }
+          wakeFailure = err;
         } finally {
           unhold();
         }
@@ -323,7 +338,7 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
         if (!(err instanceof TimeoutError)) throw err;
         await runner.releaseHeld();
         await runner.removeAll();
-        if (Date.now() >= deadline) throw new AcquireTimeoutError([...tried.values()], timeout);
+        if (Date.now() >= deadline) throw timedOut();
         // nobody came back by itself: the next round watches the syscall instructions and wakes
         // the cgroup (freeze and thaw), a few times at most
         woken = opts.wake === 'freeze' && !!cgroup && cgroup !== '/' && p.candidates.length > 0 && wakes < MAX_WAKES && deadline - Date.now() > 1000;
@@ -395,7 +410,8 @@ export async function writeFileIn(s: InjectionSession, path: string, text: strin
   try {
     await s.write(fd, Buffer.from(text));
   } finally {
-    await s.closeFd(fd);
+    // a write that failed ended the session: its error is the one to report
+    if (!s.closed) await s.closeFd(fd);
   }
 }
 
