@@ -6,7 +6,8 @@
 import type { CallOptions } from '../util/deadline';
 import type { Kernel } from '../kernel/kernel';
 import { SYSCALLS_X86_64 } from '../inject/syscalls';
-import { compareCode, type CodeDifference } from './compare';
+import { compareCode, type CodeDifference, type RuntimeForms } from './compare';
+import { moduleStaticCalls } from './static-calls';
 import type { CodeRegion, KernelBaseline } from './baseline';
 import type { Finding } from './finding';
 import { relativeTarget } from './x86-forms';
@@ -65,18 +66,18 @@ export async function readRegions(kernel: Kernel, regions: readonly CodeRegion[]
 }
 
 /** Unexplained changes in the given functions (the handlers a set of syscalls goes through). */
-export function compareRegions(kernel: Kernel, base: KernelBaseline, regions: readonly CodeRegion[], found: readonly Buffer[]): Array<{ region: CodeRegion; diff: CodeDifference }> {
+export function compareRegions(kernel: Kernel, base: KernelBaseline, regions: readonly CodeRegion[], found: readonly Buffer[], runtime: RuntimeForms = {}): Array<{ region: CodeRegion; diff: CodeDifference }> {
   const slide = kernel.kaslr.virtualSlide;
   const out: Array<{ region: CodeRegion; diff: CodeDifference }> = [];
   regions.forEach((r, i) => {
-    for (const diff of compareCode(base.image, base.index, r.address, found[i], slide)) out.push({ region: r, diff });
+    for (const diff of compareCode(base.image, base.index, r.address, found[i], slide, undefined, runtime)) out.push({ region: r, diff });
   });
   return out;
 }
 
 export async function checkRegions(kernel: Kernel, base: KernelBaseline, regions: readonly CodeRegion[], opts: CallOptions = {}): Promise<Finding[]> {
   const found = await readRegions(kernel, regions, opts);
-  return compareRegions(kernel, base, regions, found).map(({ diff }) => differenceToFinding(base, diff, kernel.kaslr.virtualSlide, 'inline-hook'));
+  return compareRegions(kernel, base, regions, found, { moduleStaticCalls: await moduleStaticCalls(kernel, base, opts) }).map(({ diff }) => differenceToFinding(base, diff, kernel.kaslr.virtualSlide, 'inline-hook'));
 }
 
 /** All of .text; a change inside a watched function is an inline hook, elsewhere a text change. */
@@ -85,6 +86,7 @@ export async function checkText(kernel: Kernel, base: KernelBaseline, watched: r
   const text = base.image.section('.text')!;
   const want = base.image.relocatedSection('.text', slide);
   const out: Finding[] = [];
+  const runtime = { moduleStaticCalls: await moduleStaticCalls(kernel, base, opts) };
   // a change in any system call handler is an inline hook too, watched or not
   const inWatched = (a: bigint) => watched.some((r) => a >= r.address && a < r.address + BigInt(r.size)) ||
     /^(__x64_sys_|__ia32_sys_|__do_sys_|__se_sys_|__x64_compat_sys_)/.test(base.image.functionContaining(a)?.name ?? '');
@@ -92,7 +94,7 @@ export async function checkText(kernel: Kernel, base: KernelBaseline, watched: r
     // overlap chunks by a little so that a patch site on a boundary is seen whole
     const end = Math.min(text.size, off + TEXT_CHUNK + 64);
     const found = await kernel.space.read(text.addr + BigInt(off) + slide, end - off, opts);
-    for (const d of compareCode(base.image, base.index, text.addr + BigInt(off), found, slide, want.subarray(off, end))) {
+    for (const d of compareCode(base.image, base.index, text.addr + BigInt(off), found, slide, want.subarray(off, end), runtime)) {
       if (d.address >= text.addr + BigInt(off + TEXT_CHUNK)) continue;
       out.push(differenceToFinding(base, d, slide, inWatched(d.address) ? 'inline-hook' : 'text'));
     }

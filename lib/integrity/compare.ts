@@ -3,7 +3,7 @@
  * whole current content is one of that site's legitimate forms; anything else is a change.
  */
 import type { KernelImage } from './image';
-import { acceptsForm, type PatchSite } from './patch-sites';
+import { acceptsForm, type PatchSite, type SiteContext } from './patch-sites';
 
 export interface CodeDifference {
   /** Link-time address of the first changed byte. */
@@ -11,6 +11,9 @@ export interface CodeDifference {
   expected: Buffer;
   found: Buffer;
 }
+
+/** What the running kernel legitimately made of some sites, read from its memory (static-calls.ts). */
+export type RuntimeForms = Pick<SiteContext, 'moduleStaticCalls'>;
 
 /** Differences closer than this are reported as one (an inline hook changes a few bytes in a row). */
 const MERGE_GAP = 8;
@@ -27,6 +30,11 @@ export class PatchSiteIndex {
 
   get size(): number {
     return this.#sites.length;
+  }
+
+  /** Every site, sorted by address. */
+  get sites(): readonly PatchSite[] {
+    return this.#sites;
   }
 
   /** The sites that cover link-time address `addr`. */
@@ -66,7 +74,7 @@ export class PatchSiteIndex {
  * The unexplained differences between `found` (guest bytes at link-time address `addr`, i.e. at
  * `addr + slide` at run time) and the image. `expected` may be passed when already computed.
  */
-export function compareCode(image: KernelImage, index: PatchSiteIndex, addr: bigint, found: Buffer, slide: bigint, expected?: Buffer): CodeDifference[] {
+export function compareCode(image: KernelImage, index: PatchSiteIndex, addr: bigint, found: Buffer, slide: bigint, expected?: Buffer, runtime: RuntimeForms = {}): CodeDifference[] {
   const want = expected ?? image.expected(addr, found.length, slide);
   if (!want) return [{ address: addr, expected: Buffer.alloc(0), found }];
   const bad: Array<[number, number]> = [];
@@ -83,7 +91,7 @@ export function compareCode(image: KernelImage, index: PatchSiteIndex, addr: big
       const start = Number(site.address - addr);
       const end = start + site.length;
       if (start < 0 || end > n) continue;
-      if (acceptsForm(site, found.subarray(start, end), { image, original: want.subarray(start, end), slide })) explainedTo = Math.max(explainedTo, end);
+      if (acceptsForm(site, found.subarray(start, end), { image, original: want.subarray(start, end), slide, moduleStaticCalls: runtime.moduleStaticCalls })) explainedTo = Math.max(explainedTo, end);
     }
     if (explainedTo > i) {
       i = explainedTo;

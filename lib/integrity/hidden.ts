@@ -12,6 +12,7 @@ import type { Kernel } from '../kernel/kernel';
 import { forEachProcess } from '../kernel/helpers/task';
 import { perCpuAddress, perCpuSlot } from '../kernel/helpers/percpu';
 import { listForEachEntry } from '../kernel/helpers/list';
+import { forEachModule } from '../kernel/helpers/module';
 import { rbTreeNodes, xarrayEntries } from './xarray';
 import type { Finding } from './finding';
 
@@ -94,11 +95,6 @@ async function runqueueTasks(kernel: Kernel, opts: CallOptions): Promise<bigint[
   return out;
 }
 
-async function listedModules(kernel: Kernel, opts: CallOptions): Promise<Set<bigint>> {
-  const set = new Set<bigint>();
-  for await (const m of listForEachEntry(kernel, kernel.symbol('modules'), 'module', 'list', { ...opts, max: 10_000, onCorruption: () => undefined })) set.add(m);
-  return set;
-}
 
 /** Whether `mod` looks like a struct module: its kobject points back at it and its name is text. */
 async function isModule(kernel: Kernel, mod: bigint, opts: CallOptions): Promise<string | null> {
@@ -111,7 +107,7 @@ async function isModule(kernel: Kernel, mod: bigint, opts: CallOptions): Promise
 
 export async function hiddenModules(kernel: Kernel, opts: CallOptions = {}): Promise<Finding[]> {
   const p = kernel.profile;
-  const listed = await listedModules(kernel, opts);
+  const listed = new Set(await forEachModule(kernel, opts));
   const candidates = new Map<bigint, string>();
   // mod_tree.root.tree[0]: rb_nodes embedded as mod_tree_node.node.node[0] in module_layout.mtn
   // (6.4+: one per module_memory region, module.mem[type].mtn; the node still names its module)

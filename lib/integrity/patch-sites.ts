@@ -6,7 +6,8 @@
  * Tables (Linux 6.1 layouts; all offsets are relative to the field's own address):
  *   .altinstructions   struct alt_instr { s32 instr_offset, repl_offset; u16 cpuid; u8 instrlen, replacementlen; }
  *   __jump_table       struct jump_entry { s32 code, target; long key; }
- *   .static_call_sites struct static_call_site { s32 addr, key; }  (+ the __SCT__ trampolines)
+ *   .static_call_sites struct static_call_site { s32 addr, key; }  (+ the __SCT__ trampolines); a site
+ *                      may also call a listed module's function when its key's `func` holds it
  *   __mcount_loc       unsigned long ip[]  (ftrace: `call __fentry__` becomes a 5-byte NOP)
  *   .parainstructions  struct paravirt_patch_site { u8 *instr; u8 type, len; }
  *   .retpoline_sites   s32[] (calls/jumps to __x86_indirect_thunk_*)
@@ -31,6 +32,8 @@ export interface PatchSite {
   replacements?: Array<{ address: bigint; length: number }>;
   /** For jump labels: the link-time jump target. */
   target?: bigint;
+  /** For static calls: the link-time address of the struct static_call_key it follows. */
+  key?: bigint;
 }
 
 /** Reads the patch-site tables of the image; link-time addresses, sorted by address. */
@@ -71,9 +74,10 @@ export function readPatchSites(image: KernelImage): PatchSite[] {
     }
   }
   const sc = range('__start_static_call_sites', '__stop_static_call_sites');
-  if (sc) for (let o = 0; o + 8 <= sc.bytes.length; o += 8) sites.push({ kind: 'static_call', address: rel(sc.base, sc.bytes, o), length: 5 });
-  // the trampolines (`jmp func` or `ret`) that calls not yet patched go through
-  for (const f of image.functions()) if (f.name.startsWith('__SCT__')) sites.push({ kind: 'static_call', address: f.address, length: 5 });
+  // the key's low two bits are flags (STATIC_CALL_SITE_TAIL, STATIC_CALL_SITE_INIT)
+  if (sc) for (let o = 0; o + 8 <= sc.bytes.length; o += 8) sites.push({ kind: 'static_call', address: rel(sc.base, sc.bytes, o), length: 5, key: rel(sc.base, sc.bytes, o + 4) & ~3n });
+  // the trampolines (`jmp func` or `ret`) that calls not yet patched go through; __SCT__x's key is __SCK__x
+  for (const f of image.functions()) if (f.name.startsWith('__SCT__')) sites.push({ kind: 'static_call', address: f.address, length: 5, key: image.symbol(`__SCK__${f.name.slice(7)}`)?.address });
   const mc = range('__start_mcount_loc', '__stop_mcount_loc');
   if (mc) for (let o = 0; o + 8 <= mc.bytes.length; o += 8) sites.push({ kind: 'ftrace', address: mc.bytes.readBigUInt64LE(o), length: 5 });
   const pv = range('__parainstructions', '__parainstructions_end');
@@ -104,6 +108,12 @@ export interface SiteContext {
   /** The site's bytes as the vmlinux has them, relocated. */
   original: Buffer;
   slide: bigint;
+  /**
+   * Static calls the kernel pointed into module text (static_call_update() to a module's
+   * function, as KVM does with perf's guest callbacks): the key's link-time address to the
+   * run-time function its `func` holds, for keys whose function lies in a listed module.
+   */
+  moduleStaticCalls?: ReadonlyMap<bigint, bigint>;
 }
 
 const XOR_EAX_EAX = Buffer.from([0x2e, 0x2e, 0x2e, 0x31, 0xc0]);
@@ -135,6 +145,15 @@ function branchesToFunction(found: Buffer, site: PatchSite, image: KernelImage, 
   if (!r || !ops.includes(r.op) || !isPadding(found.subarray(r.length))) return false;
   const f = image.functionAt(r.target);
   return f !== undefined && (name === undefined || name.test(f.name));
+}
+
+/** A static call site that calls or jumps to the module function its own key holds. */
+function branchesToModuleCall(found: Buffer, site: PatchSite, ctx: SiteContext): boolean {
+  if (site.key === undefined || !ctx.moduleStaticCalls) return false;
+  const func = ctx.moduleStaticCalls.get(site.key);
+  // decoded at the site's run-time address: a module function does not move with the kernel's slide
+  const r = relativeTarget(found, site.address + ctx.slide);
+  return func !== undefined && r !== null && r.target === func && isPadding(found.subarray(r.length));
 }
 
 /** The replacement of an alternative as apply_alternatives would write it at the site. */
@@ -173,7 +192,7 @@ export function acceptsForm(site: PatchSite, found: Buffer, ctx: SiteContext): b
       // __static_call_return0 inlined as `xor %eax,%eax` behind CS prefixes (static_call_transform)
       if (found.equals(XOR_EAX_EAX)) return true;
       if (found[0] === 0xc3 && isPadding(found.subarray(1))) return true;
-      return branchesToFunction(found, site, image, ['call', 'jmp']);
+      return branchesToFunction(found, site, image, ['call', 'jmp']) || branchesToModuleCall(found, site, ctx);
     case 'paravirt':
       if (isNops(found)) return true;
       if (found[0] === 0x0f && found[1] === 0x0b) return true; // ud2 for a NULL op

@@ -18,6 +18,7 @@ import { SYSCALLS_X86_64 } from '../inject/syscalls';
 import { InjectionMemory } from '../inject/guest-memory';
 import { KernelBaseline, vmlinuxPath } from './baseline';
 import { checkSyscallTable, compareRegions, differenceToFinding, readRegions } from './code';
+import { moduleStaticCalls } from './static-calls';
 import type { Finding } from './finding';
 
 /** The 5-byte NOP ftrace writes over `call __fentry__` at boot (ftrace_nop_replace). */
@@ -86,7 +87,7 @@ export async function protectFor(vm: Vm, syscalls: readonly string[], opts: Prot
     const regions = base.regionsFor(syscalls);
     const numbers = syscalls.map((s) => SYSCALLS_X86_64[s]).filter((n) => n !== undefined);
     const [found, table] = await Promise.all([readRegions(kernel, regions, opts), checkSyscallTable(kernel, base, { ...opts, numbers })]);
-    const diffs = compareRegions(kernel, base, regions, found);
+    const diffs = compareRegions(kernel, base, regions, found, { moduleStaticCalls: await moduleStaticCalls(kernel, base, opts) });
     const findings: Finding[] = [...table];
     const patches: Patch[] = [];
     for (const f of table) {

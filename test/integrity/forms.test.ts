@@ -39,3 +39,24 @@ t.test('per-site forms', async (t) => {
   t.ok(acceptsForm(lock, b('3e'), { image: noImage, original: b('f0'), slide: 0n }), 'smp lock: DS prefix on UP');
   t.notOk(acceptsForm(lock, b('cc'), { image: noImage, original: b('f0'), slide: 0n }), 'smp lock: INT3 is a change');
 });
+
+t.test('static call: a listed module\'s function, only the one its key holds', async (t) => {
+  // a core-kernel site at link-time 0x1000, slid by 0x200000 at run time; module text far above
+  const slide = 0x200000n;
+  const site: PatchSite = { kind: 'static_call', address: 0x1000n, length: 5, key: 0x9000n };
+  const image = { functionAt: () => undefined } as unknown as KernelImage;
+  const original = b('e8 00 00 00 00');
+  const callTo = (target: bigint) => {
+    const buf = b('e8 00 00 00 00');
+    buf.writeInt32LE(Number(BigInt.asIntN(32, target - (site.address + slide + 5n))), 1);
+    return buf;
+  };
+  const moduleFunc = 0x1201000n;
+  const ctx = { image, original, slide, moduleStaticCalls: new Map([[0x9000n, moduleFunc]]) };
+  t.ok(acceptsForm(site, callTo(moduleFunc), ctx), 'a call to the module function the key\'s func holds');
+  t.ok(acceptsForm(site, Buffer.concat([b('e9'), callTo(moduleFunc).subarray(1)]), ctx), 'a tail jump to it');
+  t.notOk(acceptsForm(site, callTo(moduleFunc + 0x10n), ctx), 'a call elsewhere in that module is a change');
+  t.notOk(acceptsForm(site, callTo(moduleFunc), { ...ctx, moduleStaticCalls: new Map([[0x9008n, moduleFunc]]) }), 'another key\'s function is a change');
+  t.notOk(acceptsForm(site, callTo(moduleFunc), { image, original, slide }), 'without the key read from the running kernel, a change');
+  t.notOk(acceptsForm({ ...site, key: undefined }, callTo(moduleFunc), ctx), 'a site whose key is not known: a change');
+});
