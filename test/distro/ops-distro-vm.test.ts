@@ -8,7 +8,8 @@
  * - pause and unpause of a docker container: its cgroup's cgroup.freeze and cgroup.events, and
  *   where each of its processes waits;
  * - kill of a container made for it here (the other tests of test/distro need the boot's eight as
- *   the ground truth has them), ended as docker sees it.
+ *   the ground truth has them), ended as docker sees it, and stop of two more: one that ends on
+ *   SIGTERM with its own status, and one whose init cannot get SIGTERM, ended by the SIGKILL.
  * The engine-paused `paused` container is left alone, and found as it was at the end.
  */
 import { execFile } from 'node:child_process';
@@ -53,7 +54,7 @@ const hexOfOd = (od: string) => od.replace(/[^0-9a-f]/g, '');
 // default per-file timeout of package.json when the machine is loaded
 t.setTimeout(2_700_000);
 
-t.test('the distro VM: exec, cp, pause and kill against the engines\' own view', async (t) => {
+t.test('the distro VM: exec, cp, pause, kill and stop against the engines\' own view', async (t) => {
   const env = distroVm(t);
   if (!env) return;
   if (!existsSync(join(__dirname, '../../dist/cli/main.js'))) return skipWithReason(t, 'dist/ is not built (make build)');
@@ -212,6 +213,35 @@ t.test('the distro VM: exec, cp, pause and kill against the engines\' own view',
     t.equal((await guest(t, `docker inspect -f '{{.State.Status}} {{.State.Running}} {{.State.ExitCode}}' ${id}`)).trim(), 'exited false 137', 'docker inspect: exited, with 137');
     const ps = JSON.parse((await vmictl(env, ['ps', '--json'])).stdout || '[]') as PsJson[];
     t.notOk(ps.some((p) => p.id === id), 'vmictl ps no longer lists it');
+  });
+
+  await t.test('stop: SIGTERM to the init, SIGKILL after the grace period, as docker sees the ends', async (t) => {
+    const trapping = `vmictl-stop-term-${process.pid}`;
+    const deaf = `vmictl-stop-kill-${process.pid}`;
+    t.teardown(() => guestRun(env, `docker rm -f ${trapping} ${deaf} >/dev/null 2>&1; true`, 300_000).then(() => undefined, () => undefined));
+    // one init that ends on SIGTERM with a status of its own, and one that cannot get it: a pid
+    // namespace's init without a handler never receives SIGTERM, so only the SIGKILL ends it
+    const made = await guest(t, `docker run -d --network none --name ${trapping} vmictl/busybox:1 sh -c 'trap "exit 3" TERM; while :; do sleep 1; done' & docker run -d --network none --name ${deaf} vmictl/busybox:1 sleep 1000000000; wait`, 600_000);
+    const ids = made.match(/\b[0-9a-f]{64}\b/g) ?? [];
+    t.equal(ids.length, 2, 'docker run started both');
+    const idOf = async (name: string) => (await guest(t, `docker inspect -f '{{.Id}}' ${name}`)).trim();
+    const [termId, killId] = [await idOf(trapping), await idOf(deaf)];
+
+    const term = await vmictl(env, ['stop', ...OP_TIMEOUT, '--json', '-t', '60', termId]);
+    t.equal(term.code, 0, `vmictl stop ${trapping} exits 0${term.code ? ` (${term.stderr.trim()})` : ''}`);
+    const r1 = JSON.parse(term.stdout || '{}') as { endedOnTerm?: boolean; kill?: unknown; remaining?: number[] };
+    t.same({ endedOnTerm: r1.endedOnTerm, kill: r1.kill, remaining: r1.remaining }, { endedOnTerm: true, kill: undefined, remaining: [] }, 'it ended on SIGTERM, within the grace period, with no SIGKILL');
+    t.equal((await guest(t, `timeout 300 docker wait ${termId}`, 420_000)).trim(), '3', 'docker wait: exit status 3, its trap\'s');
+
+    const kill = await vmictl(env, ['stop', ...OP_TIMEOUT, '--json', '-t', '3', killId]);
+    t.equal(kill.code, 0, `vmictl stop ${deaf} exits 0${kill.code ? ` (${kill.stderr.trim()})` : ''}`);
+    const r2 = JSON.parse(kill.stdout || '{}') as { endedOnTerm?: boolean; kill?: { signalled?: number[] }; remaining?: number[] };
+    t.equal(r2.endedOnTerm, false, 'SIGTERM did not end it');
+    t.ok((r2.kill?.signalled ?? []).length > 0, `SIGKILL after 3 s, to pids ${r2.kill?.signalled?.join(', ')}`);
+    t.same(r2.remaining, [], 'no process of it remains');
+    t.equal((await guest(t, `timeout 300 docker wait ${killId}`, 420_000)).trim(), '137', 'docker wait: exit status 137 (128 + SIGKILL)');
+    const ps = JSON.parse((await vmictl(env, ['ps', '--json'])).stdout || '[]') as PsJson[];
+    t.notOk(ps.some((p) => p.id === termId || p.id === killId), 'vmictl ps lists neither');
   });
 
   await t.test('the engine-paused container is as it was', async (t) => {

@@ -1,8 +1,9 @@
 /**
- * `vmictl ps` and `top` against the distro VM (Debian 12, systemd, containers made by docker and
- * podman themselves), compared with what the engines and /proc said inside the guest at boot:
- * every engine container once, by its full id, with the init pid and the running or paused state
- * the engine reports, and each container's processes as /proc lists them.
+ * `vmictl ps`, `top` and `inspect` against the distro VM (Debian 12, systemd, containers made by
+ * docker and podman themselves), compared with what the engines and /proc said inside the guest at
+ * boot: every engine container once, by its full id, with the init pid and the running or paused
+ * state the engine reports, each container's processes as /proc lists them, and each one's
+ * hostname, cgroup, namespaces and init user as the engine set them and /proc sees them.
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -10,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
 import type { PsJson, TopJson } from '../../cli/render/containers';
+import type { Container } from '../../lib/containers/model';
 import { distroVm, readGroundTruth, skipWithReason, type EngineInspect, type GroundTruth, type VmEnv } from '../helpers/vm';
 
 const run = promisify(execFile);
@@ -39,7 +41,7 @@ function procLeaders(gt: GroundTruth, cgroup: string) {
   return gt.tasks.filter((k) => k.cgroup === cgroup && k.pid === k.tgid).sort((a, b) => a.pid - b.pid);
 }
 
-t.test('the distro VM: vmictl ps and top against the engines\' own view', async (t) => {
+t.test('the distro VM: vmictl ps, top and inspect against the engines\' own view', async (t) => {
   const env = distroVm(t);
   if (!env) return;
   if (!existsSync(join(__dirname, '../../dist/cli/main.js'))) return skipWithReason(t, 'dist/ is not built (make build)');
@@ -99,6 +101,37 @@ t.test('the distro VM: vmictl ps and top against the engines\' own view', async 
       t.ok(top.some((p) => p.pid === c.inspect.State.Pid), `the engine's init pid ${c.inspect.State.Pid} is listed`);
       if (name === 'nobody') t.ok(top.every((p) => p.uid === 65534), 'every process of nobody runs as uid 65534');
       if (name === 'paused') t.ok(top.every((p) => p.state === 'D' || p.state === 'S'), 'the frozen processes sleep');
+    });
+  }
+
+  for (const c of engines) {
+    t.test(`inspect ${c.name} matches ${c.engine} inspect and /proc of its init`, async (t) => {
+      const doc = JSON.parse(await vmictl(env, ['inspect', c.inspect.Id])) as Container;
+      const truth = gt.containers.find((g) => g.id === c.inspect.Id);
+      const init = gt.tasks.find((k) => k.pid === c.inspect.State.Pid && k.tgid === k.pid);
+      if (!truth || !init) return t.fail(`${c.name}: no container or init task in the ground truth`);
+      t.same({ id: doc.id, runtime: doc.runtime, initPid: doc.initPid, state: doc.state }, {
+        id: c.inspect.Id, runtime: c.engine, initPid: c.inspect.State.Pid, state: c.inspect.State.Paused ? 'paused' : 'running',
+      }, `id, runtime, init pid and state as ${c.engine} inspect has them`);
+      t.equal(doc.hostname, truth.hostname, `hostname ${JSON.stringify(truth.hostname)}, as the init's UTS namespace says`);
+      t.equal(doc.hostname, c.inspect.Config.Hostname, `and as ${c.engine} set it`);
+      t.equal(doc.cgroup, truth.cgroup, `cgroup ${truth.cgroup}`);
+      t.equal(doc.initNsPid, init.nspid, `its init is pid ${init.nspid} inside`);
+      const kinds = ['pid', 'mnt', 'uts', 'net', 'ipc', 'cgroup', 'user'] as const;
+      t.same(Object.fromEntries(kinds.map((k) => [k, doc.namespaces[k]])), Object.fromEntries(kinds.map((k) => [k, init.ns[k]])), 'the namespaces of its init, by inode, as /proc/PID/ns has them');
+      const host = gt.tasks.find((k) => k.pid === 1);
+      const shared = kinds.filter((k) => host && init.ns[k] === host.ns[k]);
+      if (c.name === 'pidhost') {
+        t.ok(shared.includes('pid'), 'pidhost is in the host pid namespace');
+        t.equal(doc.isolation, 'cgroup', 'so its members are found by its cgroup');
+      } else {
+        t.notOk(shared.includes('pid'), 'a pid namespace of its own');
+        t.equal(doc.isolation, 'pid-namespace', 'its members are those of its pid namespace');
+      }
+      const user = /^(\d+)/.exec(c.inspect.Config.User ?? '')?.[1];
+      const leader = doc.processes.find((p) => p.pid === doc.initPid);
+      t.equal(leader?.uid, user === undefined ? 0 : Number(user), `its init runs as ${c.inspect.Config.User || 'root'}, as ${c.engine} was told`);
+      t.equal(leader?.uid, init.uid, 'and as /proc says');
     });
   }
 });

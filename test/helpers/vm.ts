@@ -37,7 +37,7 @@ export interface EngineInspect {
   Id: string;
   Name: string;
   State: { Status: string; Running: boolean; Paused: boolean; Pid: number };
-  Config: { User?: string; Image?: string };
+  Config: { User?: string; Image?: string; Hostname?: string };
   /** docker: the image id; podman: the image id too (ImageName has the name) */
   Image: string;
   ImageName?: string;
