@@ -172,10 +172,12 @@ export function registerSyscall(program: Command): void {
     { dump: false },
   )
     .option('--force', 'also take journals whose vmictl still runs or that name another VM')
+    .option('--resume', 'run the VM even after a journal that could not be recovered (its target may hold injected registers)')
     .option('--json', 'print JSON')
-    .action(async (journal: string | undefined, flags: ConnectionFlags & { force?: boolean; json?: boolean }) => {
+    .action(async (journal: string | undefined, flags: ConnectionFlags & { force?: boolean; json?: boolean; resume?: boolean }) => {
       await withVm(flags, async (vm, signal) => {
-        const outcomes = journal ? [await recoverInjection(vm, journal, { signal })] : await recoverAll(vm, { signal, force: flags.force });
+        const opts = { signal, resumeAfterFailure: flags.resume };
+        const outcomes = journal ? [await recoverInjection(vm, journal, opts)] : await recoverAll(vm, { ...opts, force: flags.force });
         if (flags.json) process.stdout.write(`${jsonText(outcomes)}\n`);
         else if (outcomes.length === 0) process.stdout.write('nothing to recover\n');
         else for (const o of outcomes) process.stdout.write(`${o.action}: pid ${o.pid} (${escapeForTerminal(o.comm)}): ${escapeForTerminal(o.detail)} [${o.journal}]\n`);

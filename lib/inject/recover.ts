@@ -43,7 +43,15 @@ export interface RecoverOptions {
   dir?: string;
   /** Also take journals whose writer is still alive, or that name another VM. */
   force?: boolean;
+  /**
+   * Run the VM even when a journal could not be recovered. By default it is left stopped then:
+   * that journal's target may hold injected registers, and would run its own code with them.
+   */
+  resumeAfterFailure?: boolean;
 }
+
+/** Said of a failed recovery that leaves the VM stopped. */
+export const LEFT_STOPPED = "the VM is left stopped, since the target may hold injected registers: once the cause is fixed run 'vmictl recover' again, or 'vmictl recover --resume' to run the VM anyway";
 
 export type RecoverAction = 'restored' | 'target-gone' | 'already-restored' | 'redirected' | 'skipped' | 'failed';
 
@@ -79,8 +87,12 @@ async function recoverEach(vm: Vm, opts: RecoverOptions): Promise<RecoverOutcome
     try {
       entry = Journal.open(path).entry;
     } catch (err) {
-      out.push({ journal: path, pid: 0, comm: '', action: 'failed', detail: (err as Error).message });
-      continue;
+      // whose target it names is not known: it may be stopped with injected registers
+      out.push({ journal: path, pid: 0, comm: '', action: 'failed', detail: `${(err as Error).message}; ${LEFT_STOPPED}` });
+      if (opts.resumeAfterFailure) continue;
+      await vm.pause();
+      vm.keepStopped();
+      return out;
     }
     const who = { journal: path, pid: entry.target.pid, comm: entry.target.comm };
     if (!opts.force && entry.writer !== process.pid && processAlive(entry.writer)) {
@@ -91,9 +103,11 @@ async function recoverEach(vm: Vm, opts: RecoverOptions): Promise<RecoverOutcome
       out.push({ ...who, action: 'skipped', detail: `it is for another VM (${entry.qmp})` });
       continue;
     }
-    out.push(await recoverInjection(vm, path, opts));
+    const o = await recoverOne(vm, path, opts);
+    out.push(o);
+    if (o.action === 'failed' && !opts.resumeAfterFailure) return out;
   }
-  // whatever was found, the guest is meant to run again (a dead vmictl leaves it stopped)
+  // the guest is meant to run again (a dead vmictl leaves it stopped)
   await runVm(vm);
   return out;
 }
@@ -143,12 +157,24 @@ async function recoverOne(vm: Vm, path: string, opts: RecoverOptions): Promise<R
   }
   await runner.removeAll();
   if (outcome.action !== 'failed') journal.remove();
+  else if (!opts.resumeAfterFailure) {
+    await vm.pause();
+    vm.keepStopped();
+    return { ...outcome, detail: `${outcome.detail}; ${LEFT_STOPPED}` };
+  }
   await runVm(vm);
   return outcome;
 }
 
 async function recoverTarget(ctx: Ctx, e: JournalEntry, opts: RecoverOptions): Promise<{ action: RecoverAction; detail: string }> {
   const { kernel, runner } = ctx;
+  // what will be put back, checked before anything is done to the target
+  const values = new Map<string, bigint>();
+  for (const n of e.restore) {
+    const v = e.registers[n];
+    if (typeof v !== 'string' || !/^[0-9a-f]{1,128}$/i.test(v)) throw new VmiError('EJOURNAL', `the journal has no saved value of ${n} to put back`);
+    values.set(n, fromHex(v));
+  }
   const task = fromHex(e.target.task);
   const R = fromHex(e.returnAddress);
   const callSp = fromHex(e.callSp);
@@ -191,8 +217,6 @@ async function recoverTarget(ctx: Ctx, e: JournalEntry, opts: RecoverOptions): P
     if (errnoOf(r.rax)) detail += `; munmap of the scratch mapping failed (errno ${errnoOf(r.rax)})`;
     else detail += '; scratch mapping unmapped';
   }
-  const values = new Map<string, bigint>();
-  for (const n of e.restore) values.set(n, fromHex(e.registers[n]));
   await runner.gdb.writeRegisters(values, { thread: parked.thread, timeout: 10_000 });
   if (e.stack) await space.write(fromHex(e.stack.address), Buffer.from(e.stack.data, 'hex'));
   return { action: 'restored', detail };

@@ -2,11 +2,12 @@
  * A session that cannot put its thread back (here: the parked vCPU made to look like kernel mode
  * behind the engine's back, as another gdbstub user could) leaves the VM stopped and the journal
  * in place, saying so and naming `vmictl recover`, instead of letting the thread run its own code
- * with injected registers. Once the vCPU is as it was, recover restores the target and the
- * ticker counts again (checked from inside the guest).
+ * with injected registers. A recovery that fails then (a journal without the saved rip) leaves the
+ * VM stopped too, and the journal kept. Once the vCPU and the journal are as they were, recover
+ * restores the target and the ticker counts again (checked from inside the guest).
  */
 import t from 'tap';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Vm } from '../../lib/vm';
@@ -39,6 +40,18 @@ t.test('a session that cannot restore its thread leaves the VM stopped', async (
   t.ok(existsSync(journal), 'the journal is kept');
 
   await gdb.writeRegisters(new Map([['cs', cs]]), { thread: vcpu });
+  // a recovery that fails (here: the journal lost the saved rip it must write back) leaves the
+  // VM stopped and the journal kept, and says how to go on
+  const good = readFileSync(journal, 'utf8');
+  const broken = JSON.parse(good) as { registers: Record<string, string> };
+  delete broken.registers.rip;
+  writeFileSync(journal, JSON.stringify(broken));
+  const failed = await recoverAll(vm, { dir, force: true, timeout: 30_000 });
+  t.same(failed.map((o) => o.action), ['failed'], `the recovery fails: ${failed[0]?.detail}`);
+  t.match(failed[0]?.detail ?? '', /the VM is left stopped.*'vmictl recover --resume'/, 'saying the VM is left stopped, and how to go on');
+  t.notOk(await running(), 'the VM is still stopped: the thread holds injected registers');
+  t.ok(existsSync(journal), 'the journal is kept');
+  writeFileSync(journal, good);
   // the journal's writer is this process, which still runs: force
   const outcomes = await recoverAll(vm, { dir, force: true, timeout: 30_000 });
   t.equal(outcomes[0]?.action, 'restored', `recovered: ${outcomes[0]?.detail}`);
