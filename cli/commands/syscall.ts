@@ -9,7 +9,8 @@ import { openInjection, type InjectionSession, type SyscallArgument } from '../.
 import { errnoMessage, errnoName, errnoOf } from '../../lib/inject/errno';
 import { parseUtsname, UTSNAME_FIELDS, UTSNAME_SIZE } from '../../lib/inject/structs';
 import { resolveSyscall, syscallName, SYSCALLS_X86_64 } from '../../lib/inject/syscalls';
-import { recoverAll, recoverInjection } from '../../lib/inject/recover';
+import { recoverAcquisition, recoverAll, recoverInjection } from '../../lib/inject/recover';
+import { basename } from 'node:path';
 
 interface SyscallFlags extends ConnectionFlags {
   json?: boolean;
@@ -177,10 +178,11 @@ export function registerSyscall(program: Command): void {
     .action(async (journal: string | undefined, flags: ConnectionFlags & { force?: boolean; json?: boolean; resume?: boolean }) => {
       await withVm(flags, async (vm, signal) => {
         const opts = { signal, resumeAfterFailure: flags.resume };
-        const outcomes = journal ? [await recoverInjection(vm, journal, opts)] : await recoverAll(vm, { ...opts, force: flags.force });
+        const one = (path: string) => (/^acquire-/.test(basename(path)) ? recoverAcquisition : recoverInjection)(vm, path, opts);
+        const outcomes = journal ? [await one(journal)] : await recoverAll(vm, { ...opts, force: flags.force });
         if (flags.json) process.stdout.write(`${jsonText(outcomes)}\n`);
         else if (outcomes.length === 0) process.stdout.write('nothing to recover\n');
-        else for (const o of outcomes) process.stdout.write(`${o.action}: pid ${o.pid} (${escapeForTerminal(o.comm)}): ${escapeForTerminal(o.detail)} [${o.journal}]\n`);
+        else for (const o of outcomes) process.stdout.write(`${o.action}: ${o.pid ? `pid ${o.pid} (${escapeForTerminal(o.comm)}): ` : ''}${escapeForTerminal(o.detail)} [${escapeForTerminal(o.journal)}]\n`);
         if (outcomes.some((o) => o.action === 'failed')) process.exitCode = 1;
       });
     });

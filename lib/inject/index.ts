@@ -15,7 +15,7 @@
 export { openInjection, type InjectionOptions, type InjectionTargetSpec } from './open';
 export { InjectionSession, AT_FDCWD, VCPU_REGISTERS, type TargetThread, type SessionStats, type SyscallArgument, type PendingCall } from './session';
 export { ChildProcess, vfork, reapChild, exitStatus, CLONE_PARENT, CLONE_VFORK, type ChildState, type Forker, type VforkOptions, type ExecveAddresses } from './child';
-export { recoverInjection, recoverAll, type RecoverAction, type RecoverOutcome, type RecoverOptions } from './recover';
+export { recoverAcquisition, recoverInjection, recoverAll, type RecoverAction, type RecoverOutcome, type RecoverOptions } from './recover';
 export {
   AcquireTimeoutError,
   StaleInjectionError,

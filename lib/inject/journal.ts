@@ -79,7 +79,7 @@ export class UntrustedJournalError extends VmiError {
 const MAX_JOURNAL_BYTES = 1 << 20;
 
 /** Checks that `dir` is a real directory (not a symlink), ours, and closed to everyone else. */
-function checkJournalDirectory(dir: string): void {
+export function checkJournalDirectory(dir: string): void {
   const st = lstatSync(dir);
   const uid = process.getuid?.();
   if (st.isSymbolicLink() || !st.isDirectory()) throw new UntrustedJournalError(dir, 'is not a directory');
@@ -99,7 +99,7 @@ export function ensureJournalDirectory(dir = journalDirectory()): string {
 }
 
 /** Creates `path` (0600, O_EXCL), writes all of `text` and syncs it; the caller syncs the directory. */
-function writeFileExclusive(path: string, text: string): void {
+export function writeFileExclusive(path: string, text: string): void {
   const fd = openSync(path, 'wx', 0o600);
   try {
     writeFully(fd, Buffer.from(text));
@@ -113,7 +113,7 @@ function writeFileExclusive(path: string, text: string): void {
  * Reads a journal file: its directory must pass checkJournalDirectory(), and the file, opened
  * without following a symlink, must be a regular file of ours that no one else can write.
  */
-function readTrustedFile(path: string): string {
+export function readTrustedFile(path: string): string {
   checkJournalDirectory(dirname(path));
   let fd: number;
   try {

@@ -17,7 +17,8 @@ import { lockVm } from './lock';
 import { rootHelperTarget } from './root-helper';
 import { fanOutSignal } from '../util/fan-out';
 import { findSyscallRet } from './gadget';
-import { BreakpointRunner, type Hit } from './runner';
+import { BreakpointRunner, READ_WATCHPOINT, WATCH_LENGTH, type Hit } from './runner';
+import { AcquisitionJournal, type StopPoint } from './acquisition-journal';
 import { AT_FDCWD, resumeVm, InjectionSession, type TargetThread } from './session';
 import { isSite, NOT_IN_SYSCALL, SYSCALL_INSN, syscallSite, type NoSite, type SyscallSite } from './site';
 import { SYSCALLS_X86_64 } from './syscalls';
@@ -264,8 +265,12 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
   let runner: BreakpointRunner | undefined;
   // set while the target's cgroup is frozen by us: every way out of here thaws it
   let frozen: string | undefined;
+  // what this acquisition leaves in QEMU and the guest, written before it is done, for recover
+  let acquisition: AcquisitionJournal | undefined;
+  const record = (planned: readonly bigint[] = []) => acquisition?.update({ points: runner ? stopPointsOf(runner, planned) : [], frozen });
   const guard = await (opts.protect ?? vm.options.protect)?.(vm);
   try {
+    if (opts.journal !== false) acquisition = AcquisitionJournal.create(vm.options, journalDir);
     const kernel = await vm.kernel();
     const memory = await vm.memory();
     const gdb = await vm.gdb();
@@ -303,6 +308,7 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
       const byRoot = new Map(p.candidates.map((c) => [c.root, c]));
       watch = p.watch;
       returns = p.returns;
+      record(watch);
       for (const r of watch) await runner.insert(r);
       const accept = async (h: Hit): Promise<boolean> => {
         const c = byRoot.get(cr3Root(h.regs.get('cr3') ?? 0n));
@@ -317,8 +323,9 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
         // counted as frozen from the freeze's write on, until the thaw is written
         const unhold = runner.hold({ accept, maxMs: HOLD_MS });
         try {
-          await wakeCgroup(vm, cgroup!, { timeout: Math.max(1000, deadline - Date.now()), signal, journal: opts.journal, onFreezing: () => { frozen = cgroup; }, onFrozen: () => opts.onWake?.(cgroup!) });
+          await wakeCgroup(vm, cgroup!, { timeout: Math.max(1000, deadline - Date.now()), signal, journal: opts.journal, onFreezing: () => { frozen = cgroup; record(); }, onFrozen: () => opts.onWake?.(cgroup!) });
           frozen = undefined;
+          record();
         } catch (err) {
           // a helper lost on the way (it exited, a call of its timed out) is not the target's
           // failure: thaw what it may have frozen and try again in the next round, a few times
@@ -326,6 +333,7 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
           if (frozen) {
             await thawCgroup(vm, frozen, { timeout: THAW_CLEANUP_MS, signal: new AbortController().signal, journal: opts.journal });
             frozen = undefined;
+            record();
           }
           wakeFailure = err;
         } finally {
@@ -338,6 +346,7 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
         if (!(err instanceof TimeoutError)) throw err;
         await runner.releaseHeld();
         await runner.removeAll();
+        record();
         if (Date.now() >= deadline) throw timedOut();
         // nobody came back by itself: the next round watches the syscall instructions and wakes
         // the cgroup (freeze and thaw), a few times at most
@@ -348,6 +357,7 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
     const acquireMs = Date.now() - started;
     // caught at the syscall instruction (a restart): its return address is right after it
     const returnAddress = returns.has(hit.rip) ? hit.rip : hit.rip + 2n;
+    record([returnAddress]);
     await runner.insert(returnAddress);
     for (const r of watch) if (r !== returnAddress) await runner.remove(r);
     const { c, task } = chosen!;
@@ -376,6 +386,8 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
       gadget = await findSyscallRet(userView, returnAddress, { signal });
     }
     await session.prepare({ gadget, singleThreaded: tasksOf(c.process).length === 1 });
+    // the session's journal has taken over: its return address, and the rest is gone
+    acquisition?.remove();
     session.onEnd(() => {
       fanned.release();
       unlock();
@@ -394,14 +406,28 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
     if (frozen) {
       const cause = err;
       await thawCgroup(vm, frozen, { timeout: THAW_CLEANUP_MS, signal: new AbortController().signal, journal: opts.journal }).catch((e: Error) => {
-        throw new VmiError('EINJECT', `${(cause as Error).message}; and cgroup ${frozen} that vmictl froze to wake its threads could not be thawed (${e.message}): write 0 to its cgroup.freeze inside the guest`, { cause });
+        // the journal keeps the cgroup for recover; a point that could not be removed too
+        try { record(); } catch { /* the error below says it all */ }
+        throw new VmiError('EINJECT', `${(cause as Error).message}; and cgroup ${frozen} that vmictl froze to wake its threads could not be thawed (${e.message}): run 'vmictl recover', or write 0 to its cgroup.freeze inside the guest`, { cause });
       });
+      frozen = undefined;
     }
+    if (runner && runner.breakpoints.length + runner.watchpoints.length > 0) record();
+    else acquisition?.remove();
     if (!opts.leaveStopped) await resumeVm(vm, wasRunning).catch(() => undefined);
     await guard?.release().catch(() => undefined);
     unlock();
     throw err;
   }
+}
+
+/** The stop points a runner has in QEMU, and those it is about to insert. */
+function stopPointsOf(runner: BreakpointRunner, planned: readonly bigint[]): StopPoint[] {
+  const breakpoints = new Set([...runner.breakpoints, ...planned]);
+  return [
+    ...[...breakpoints].map((a) => ({ type: 1 as const, address: a.toString(16), length: 1 })),
+    ...runner.watchpoints.map((a) => ({ type: READ_WATCHPOINT as 3, address: a.toString(16), length: WATCH_LENGTH })),
+  ];
 }
 
 /** Writes `text` to a file through a helper session (openat, write, close). */

@@ -15,6 +15,8 @@
  *
  * In every case the breakpoint at R is removed (QEMU keeps breakpoints after a gdb client goes,
  * and stops the VM when one is hit with nobody attached), the journal deleted and the VM resumed.
+ * An acquisition's journal (acquisition-journal.ts) gets its stop points removed before anything
+ * runs the VM, and the cgroup it froze thawed once every injected thread is back.
  */
 import { existsSync } from 'node:fs';
 import { processAlive } from './stale';
@@ -27,6 +29,7 @@ import { cr3Root, currentTask, findOnVcpus, inUserMode, mmRoot } from './cpu';
 import { errnoOf } from './errno';
 import { InjectionMemory, spaceAt } from './guest-memory';
 import { fromHex, Journal, listJournals, type JournalEntry } from './journal';
+import { AcquisitionJournal, listAcquisitions } from './acquisition-journal';
 import { BreakpointRunner, READ_WATCHPOINT, WATCH_LENGTH, type Hit } from './runner';
 import { ARGUMENT_REGISTERS, watchSlotOf } from './session';
 import { redirectKernelReturn } from './redirect';
@@ -53,7 +56,7 @@ export interface RecoverOptions {
 /** Said of a failed recovery that leaves the VM stopped. */
 export const LEFT_STOPPED = "the VM is left stopped, since the target may hold injected registers: once the cause is fixed run 'vmictl recover' again, or 'vmictl recover --resume' to run the VM anyway";
 
-export type RecoverAction = 'restored' | 'target-gone' | 'already-restored' | 'redirected' | 'skipped' | 'failed';
+export type RecoverAction = 'restored' | 'target-gone' | 'already-restored' | 'redirected' | 'cleared' | 'skipped' | 'failed';
 
 export interface RecoverOutcome {
   journal: string;
@@ -80,8 +83,37 @@ export async function recoverAll(vm: Vm, opts: RecoverOptions = {}): Promise<Rec
   }
 }
 
+/** Whether a journal by `writer` for `qmp` is this run's to take (its writer gone, this VM's). */
+function skipReason(vm: Vm, writer: number, qmp: string | undefined, opts: RecoverOptions): string | undefined {
+  if (opts.force) return undefined;
+  if (writer !== process.pid && processAlive(writer)) return `its vmictl (pid ${writer}) is still running`;
+  if (qmp && vm.options.qmp && qmp !== vm.options.qmp) return `it is for another VM (${qmp})`;
+  return undefined;
+}
+
 async function recoverEach(vm: Vm, opts: RecoverOptions): Promise<RecoverOutcome[]> {
   const out: RecoverOutcome[] = [];
+  // first the dead acquisitions' stop points: while recovery runs the VM they would stop it, and
+  // a runner that does not know them would take their hits for foreign stops
+  const acquisitions: Array<{ a: AcquisitionJournal; points: number }> = [];
+  for (const path of listAcquisitions(opts.dir)) {
+    let a: AcquisitionJournal;
+    try {
+      a = AcquisitionJournal.open(path);
+    } catch (err) {
+      out.push({ journal: path, pid: 0, comm: '', action: 'failed', detail: `${(err as Error).message}; ${LEFT_STOPPED}` });
+      if (opts.resumeAfterFailure) continue;
+      await vm.pause();
+      vm.keepStopped();
+      return out;
+    }
+    const skip = skipReason(vm, a.entry.writer, a.entry.qmp, opts);
+    if (skip) {
+      out.push({ journal: path, pid: 0, comm: '', action: 'skipped', detail: skip });
+      continue;
+    }
+    acquisitions.push({ a, points: await removeStopPoints(vm, a) });
+  }
   for (const path of listJournals(opts.dir)) {
     let entry: JournalEntry;
     try {
@@ -95,21 +127,61 @@ async function recoverEach(vm: Vm, opts: RecoverOptions): Promise<RecoverOutcome
       return out;
     }
     const who = { journal: path, pid: entry.target.pid, comm: entry.target.comm };
-    if (!opts.force && entry.writer !== process.pid && processAlive(entry.writer)) {
-      out.push({ ...who, action: 'skipped', detail: `its vmictl (pid ${entry.writer}) is still running` });
-      continue;
-    }
-    if (!opts.force && entry.qmp && vm.options.qmp && entry.qmp !== vm.options.qmp) {
-      out.push({ ...who, action: 'skipped', detail: `it is for another VM (${entry.qmp})` });
+    const skip = skipReason(vm, entry.writer, entry.qmp, opts);
+    if (skip) {
+      out.push({ ...who, action: 'skipped', detail: skip });
       continue;
     }
     const o = await recoverOne(vm, path, opts);
     out.push(o);
     if (o.action === 'failed' && !opts.resumeAfterFailure) return out;
   }
+  // then the cgroups they froze: thawed by a helper, with every injected thread back home
+  for (const { a, points } of acquisitions) out.push(await finishAcquisition(vm, a, points, opts));
   // the guest is meant to run again (a dead vmictl leaves it stopped)
   await runVm(vm);
   return out;
+}
+
+/** Removes an acquisition journal's stop points from QEMU (one that is not there is no error); returns how many it had. */
+async function removeStopPoints(vm: Vm, a: AcquisitionJournal): Promise<number> {
+  const points = a.entry.points;
+  if (points.length === 0) return 0;
+  await vm.pause();
+  const gdb = await vm.gdb();
+  for (const p of points) await gdb.removeBreakpoint(p.type, fromHex(p.address), p.length, { timeout: 10_000 }).catch(() => undefined);
+  a.update({ points: [] });
+  return points.length;
+}
+
+/** Thaws what a dead acquisition froze, and deletes its journal (kept when the thaw fails). */
+async function finishAcquisition(vm: Vm, a: AcquisitionJournal, points: number, opts: RecoverOptions): Promise<RecoverOutcome> {
+  const who = { journal: a.path, pid: 0, comm: '' };
+  const cgroup = a.entry.frozen;
+  if (cgroup) {
+    try {
+      await thawCgroup(vm, cgroup, { timeout: Math.max(opts.timeout ?? 10_000, 20_000), signal: opts.signal ?? new AbortController().signal, journal: opts.dir });
+    } catch (err) {
+      return { ...who, action: 'failed', detail: `cgroup ${cgroup}, frozen by the dead vmictl to wake its target, could not be thawed: ${(err as Error).message}; run 'vmictl recover' again, or write 0 to its cgroup.freeze inside the guest` };
+    }
+    a.update({ frozen: undefined });
+  }
+  a.remove();
+  return { ...who, action: 'cleared', detail: `an acquisition cut short: ${points} stop point(s) removed from QEMU${cgroup ? `, cgroup ${cgroup} thawed` : ''}` };
+}
+
+/** Finishes one acquisition journal (`vmictl recover FILE` with an acquire-*.json). */
+export async function recoverAcquisition(vm: Vm, path: string, opts: RecoverOptions = {}): Promise<RecoverOutcome> {
+  if (!vm.live || !vm.qmp) throw new VmiError('EUSAGE', 'recovery needs a live VM');
+  const unlock = lockVm(vm.options.qmp ?? '');
+  try {
+    const a = AcquisitionJournal.open(path);
+    const o = await finishAcquisition(vm, a, await removeStopPoints(vm, a), opts);
+    await runVm(vm);
+    return o;
+  } finally {
+    unlock();
+  }
 }
 
 /** Resumes the VM, whoever stopped it. */

@@ -1,11 +1,13 @@
 /**
- * Journals left by a vmictl that is gone (killed, crashed) for one VM. A new injection must not
- * start over them: the dead run's breakpoint or watchpoint is still in QEMU and unknown to the
- * new runner, and its target still holds injected registers.
+ * Journals left by a vmictl that is gone (killed, crashed) for one VM, of injections and of
+ * acquisitions. A new injection must not start over them: the dead run's breakpoints or
+ * watchpoints are still in QEMU and unknown to the new runner, its target still holds injected
+ * registers, or a cgroup it froze is still frozen.
  */
 import { readFileSync } from 'node:fs';
 import type { Vm } from '../vm';
 import { listJournals, readJournal } from './journal';
+import { listAcquisitions, readAcquisition } from './acquisition-journal';
 
 /** Whether a host process still runs (a zombie, killed but not yet reaped, does not). */
 export function processAlive(pid: number): boolean {
@@ -23,16 +25,17 @@ export function processAlive(pid: number): boolean {
 }
 
 /**
- * The journals in `dir` whose writer is gone and that name this VM's QMP address (or none); an
- * unreadable journal counts too (recover reports it).
+ * The journals (injections and acquisitions) in `dir` whose writer is gone and that name this
+ * VM's QMP address (or none); an unreadable journal counts too (recover reports it).
  */
 export function staleJournals(vm: Vm, dir?: string): string[] {
   const out: string[] = [];
-  for (const path of listJournals(dir)) {
+  const journals = [...listJournals(dir).map((path) => [path, readJournal] as const), ...listAcquisitions(dir).map((path) => [path, readAcquisition] as const)];
+  for (const [path, read] of journals) {
     let writer: number;
     let qmp: string | undefined;
     try {
-      ({ writer, qmp } = readJournal(path));
+      ({ writer, qmp } = read(path));
     } catch {
       out.push(path);
       continue;

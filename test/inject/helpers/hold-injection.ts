@@ -2,9 +2,12 @@
  * A vmictl that is killed in the middle of an injection, for the recovery tests: it opens a session
  * in the ticker container, runs a few syscalls, prints `READY <journal>` and then either waits with
  * the target stopped (`park`), runs an injected nanosleep of N seconds (`sleep:N`) or an injected
- * pause() that never ends (`pause`), until killed.
+ * pause() that never ends (`pause`), until killed. `wake` instead opens an injection into the web
+ * container, whose only process sleeps in accept, and stops dead (READY <cgroup>) once the
+ * acquisition has frozen web's cgroup to wake it.
  * Usage: hold-injection.ts QMP GDB JOURNAL_DIR MODE
  */
+import { writeSync } from 'node:fs';
 import { Vm } from '../../../lib/vm';
 import { openInjection } from '../../../lib/inject';
 
@@ -16,6 +19,18 @@ async function main(): Promise<void> {
     return;
   }
   const vm = await Vm.connect({ qmp, gdb });
+  if (mode === 'wake') {
+    // the web container's httpd sleeps in accept for good: it is woken by a freeze of its
+    // cgroup; stop dead while that cgroup is frozen, to be killed there
+    await openInjection(vm, { container: 'web' }, {
+      journal: dir, timeout: 60_000, wake: 'freeze',
+      onWake: (cgroup) => {
+        writeSync(1, `READY ${cgroup}\n`);
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+      },
+    });
+    throw new Error('the acquisition ended without waking web');
+  }
   const s = await openInjection(vm, { container: 'ticker' }, { journal: dir, timeout: 30_000, callTimeout: 120_000 });
   await s.getpid();
   await s.uname();
