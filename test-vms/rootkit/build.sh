@@ -18,8 +18,9 @@ root=$work/root
 for f in $(awk '$1 ~ /^linux-(headers|kbuild)-/ {print $4}' "$manifest"); do dpkg-deb -x "$debs/$f" "$root"; done
 kdir=$(ls -d "$root"/usr/src/linux-headers-*-cloud-amd64 2>/dev/null | head -n 1)
 [ -n "$kdir" ] || { echo "rootkit: no linux-headers-*-cloud-amd64 in $manifest" >&2; exit 1; }
-# the Makefile includes the common headers by absolute path: point it at the extracted copy
-sed -i "s|^include /usr/src/|include $root/usr/src/|" "$kdir/Makefile"
+# the Makefile names the common headers (and, since 7.x, its own directory as KBUILD_OUTPUT) by
+# absolute path: point those at the extracted copy
+sed -i "s|/usr/src/linux-headers-|$root/usr/src/linux-headers-|g" "$kdir/Makefile"
 
 if [ -n "$toolchain" ]; then
   for f in $(awk '{print $4}' "$toolchain"); do dpkg-deb -x "$debs/$f" "$root"; done
@@ -27,11 +28,12 @@ if [ -n "$toolchain" ]; then
   [ -x "$loader" ] || { echo "rootkit: no libc (ld-linux-x86-64.so.2) in $toolchain" >&2; exit 1; }
   libs=$root/usr/lib/x86_64-linux-gnu
   # each dynamically linked program becomes a script running it through the private loader;
-  # argv[0] stays the program's path: gcc finds cc1 from it, modpost and objtool their .real-*
+  # argv[0] stays the path it was called by: gcc finds cc1 from it, modpost and objtool their
+  # .real-*; the program itself is named by its own path (binutils calls `ld` through a symlink)
   for f in $(find "$root/usr/bin" "$root/usr/libexec" "$root"/usr/lib/linux-kbuild-* -type f -perm -u+x ! -name '*.so*' 2>/dev/null); do
     readelf -l "$f" 2>/dev/null | grep -q 'program interpreter' || continue
     mv "$f" "$f.elf"
-    printf '#!/bin/sh\nexec "%s" --library-path "%s" --argv0 "$0" "$0.elf" "$@"\n' "$loader" "$libs" > "$f"
+    printf '#!/bin/sh\nexec "%s" --library-path "%s" --argv0 "$0" "%s.elf" "$@"\n' "$loader" "$libs" "$f" > "$f"
     chmod 755 "$f"
   done
   PATH=$root/usr/bin:$PATH

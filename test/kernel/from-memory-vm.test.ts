@@ -1,8 +1,10 @@
 /**
  * Profiles from guest memory against the real test VM, with no file from the kernel's packages:
  * kallsyms decoded from RAM equal the debug vmlinux's symbol table and the guest's /proc/kallsyms;
- * the BTF-derived layout of every field vmictl reads equals the DWARF-derived one; and
- * ps/top/inspect with no profile directory (the automatic profile) match the ground truth.
+ * the BTF-derived layout of every field vmictl reads equals the DWARF-derived one; ps/top/inspect
+ * with that DWARF profile, and with no profile directory (the automatic profile), match the
+ * ground truth. The DWARF profile is looked for in $VMICTL_TEST_DWARF_PROFILES (default
+ * profiles/), the vmlinux at $VMICTL_DBG_VMLINUX.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, realpathSync, rmSync } from 'node:fs';
@@ -20,7 +22,8 @@ import { compareWithGroundTruth } from '../helpers/ground-truth-compare';
 import { readGroundTruth, skipWithReason, testVm } from '../helpers/vm';
 
 const VMLINUX = process.env.VMICTL_DBG_VMLINUX ?? resolve(__dirname, '../../test-vms/build/vmlinux');
-const PROFILES = resolve(__dirname, '../../profiles');
+/** Where DWARF profiles from -dbg packages are (make vm writes the 6.1 one to profiles/; make test-sid its own elsewhere). */
+const PROFILES = process.env.VMICTL_TEST_DWARF_PROFILES ?? resolve(__dirname, '../../profiles');
 
 /** A profile that notes every field, field test and type size asked of it. */
 class RecordingProfile extends Profile {
@@ -132,6 +135,23 @@ t.test('profiles from guest memory', async (t) => {
         const b = btf.hasField(struct, path) ? btf.field(struct, path) : undefined;
         t.same(b && { offset: b.offset, size: b.size, type: shape(b.type) }, { offset: d.offset, size: d.size, type: shape(d.type) }, `${struct}.${path}`);
       }
+    }
+  });
+
+  await t.test('ps/top/inspect with the DWARF profile of the -dbg package match the ground truth', async (t) => {
+    if (!dwarfFile) {
+      if (gt.kernel.release.startsWith('6.1.')) return t.fail(`no DWARF profile for ${gt.kernel.banner} in ${PROFILES} (make vm)`);
+      return skipWithReason(t, `no DWARF profile of ${gt.kernel.release} in ${PROFILES}`);
+    }
+    const vm = await Vm.connect({ qmp: env.qmp, gdb: env.gdb, profileDirs: [PROFILES] });
+    try {
+      const list = await vm.listContainers();
+      const k = await vm.kernel();
+      t.equal(k.profile.source, dwarfFile, `the DWARF profile is used: ${dwarfFile}`);
+      t.same(list.warnings, [], 'no warnings');
+      compareWithGroundTruth(t, gt, list);
+    } finally {
+      await vm.close();
     }
   });
 
