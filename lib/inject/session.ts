@@ -42,6 +42,8 @@ import { resolveSyscall, syscallName, SYSCALLS_X86_64 } from './syscalls';
 export const VCPU_REGISTERS: ReadonlySet<string> = new Set(['cr0', 'cr2', 'cr3', 'cr4', 'cr8', 'efer', 'k_gs_base']);
 /** Argument registers of the syscall ABI, in order. */
 export const ARGUMENT_REGISTERS = ['rdi', 'rsi', 'rdx', 'r10', 'r8', 'r9'] as const;
+/** What a parked vCPU must still hold before the next call is written over it: it ran if these moved. */
+const PARKED_CHECK = ['rip', 'rsp', 'rax', 'rbx', 'rcx', 'rdx', 'rsi', 'rdi', 'rbp', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15', 'eflags', 'cs', 'cr3'] as const;
 /** The x86-64 red zone: 128 bytes below rsp that leaf functions use without moving rsp. */
 export const RED_ZONE = 128n;
 /** Most stack (below the red zone) used for data, when that much is present. */
@@ -163,6 +165,8 @@ export class InjectionSession {
   #regs: ReadonlyMap<string, bigint>;
   /** The thread is known to be stopped in user mode on #vcpu (at R, or at R − 2 not yet run). */
   #parked = true;
+  /** Set when the parked vCPU was found changed behind the engine's back: nothing more is written to it. */
+  #ranBehind: string | undefined;
   #stack: StackScratch | undefined;
   /** The `syscall; ret` gadget and the slot its `ret` reads (watchpoint mode), if in use. */
   #watch: { gadget: bigint; slot: bigint } | undefined;
@@ -448,6 +452,12 @@ export class InjectionSession {
       throw new AbortError('syscall injection', { cause: signal.reason });
     }
     if (!this.#parked) throw new InjectionError('the target thread is not stopped where the engine left it', 'unknown');
+    try {
+      await this.#checkParked();
+    } catch (err) {
+      if (!internal) await this.#finishAfterFailure();
+      throw err;
+    }
     const sp = this.#callSp;
     // with a breakpoint at R (someone's), the call comes back to it: see prepare()
     const w = byBreakpoint || this.#in.runner.breakpointAt(this.returnAddress) ? undefined : this.#watch;
@@ -576,6 +586,21 @@ export class InjectionSession {
   adoptParked(hit: Hit): void {
     if (!this.#parked || hit.rip !== this.returnAddress) throw new InjectionError('adoptParked: the thread must be parked at the return address', 'unknown');
     this.#park(hit);
+  }
+
+  /**
+   * The parked vCPU must be as the engine left it: the VM stays stopped between calls, but another
+   * QMP or gdbstub client (`virsh resume`) can run it, and a register block written from what the
+   * engine saw last would then land on whatever that vCPU runs now. One `g` per call is the price.
+   */
+  async #checkParked(): Promise<void> {
+    const now = await this.#in.gdb.readRegisters({ thread: this.#vcpu, timeout: 10_000 });
+    const changed = PARKED_CHECK.filter((n) => now.has(n) && this.#regs.has(n) && now.get(n) !== this.#regs.get(n));
+    if (changed.length === 0) return;
+    const hex = (v: bigint | undefined) => `0x${(v ?? 0n).toString(16)}`;
+    this.#ranBehind = `${changed.slice(0, 3).map((n) => `${n} ${hex(now.get(n))}, not ${hex(this.#regs.get(n))}`).join('; ')}${changed.length > 3 ? `; ${changed.length - 3} more` : ''}`;
+    this.#in.vm.keepStopped();
+    throw new InjectionError(`vCPU ${this.#vcpu}, where the target was parked, is not as vmictl left it (${this.#ranBehind}): the VM ran or its registers were written behind vmictl's back (another QMP or gdbstub client, virsh resume); nothing more is written to the target, and the VM is left stopped for 'vmictl recover'${this.#journal ? ` (journal ${this.#journal.path})` : ''}`, 'unknown');
   }
 
   #park(hit: Hit): void {
@@ -834,7 +859,11 @@ export class InjectionSession {
       for (const f of this.#onEnd.splice(0)) f();
       return { state, errors };
     }
-    if (targetGone) state = 'untouched';
+    if (this.#ranBehind !== undefined) {
+      // the thread went on from where it was parked: wherever it is, writing to it now is a guess
+      state = 'unknown';
+      errors.push(new InjectionError(`the target's vCPU changed behind vmictl's back (${this.#ranBehind})`, 'unknown'));
+    } else if (targetGone) state = 'untouched';
     else {
       try {
         if (!this.#parked) await this.#findParked();
