@@ -5,10 +5,10 @@
  *   NoNewPrivs, seccomp, AppArmor label and cgroup under `vmictl exec` and under `docker exec` /
  *   `podman exec`, for a root container, a non-root one and a podman one;
  * - cp into and out of a docker and a podman container, byte for byte as the engine's exec reads;
- * - pause and unpause of a docker container: its cgroup's cgroup.freeze and cgroup.events, and
- *   where each of its processes waits;
- * - kill of a container made for it here (the other tests of test/distro need the boot's eight as
- *   the ground truth has them), ended as docker sees it, and stop of two more: one that ends on
+ * - pause and unpause of a docker and a podman container: its cgroup's cgroup.freeze and
+ *   cgroup.events, and where each of its processes waits;
+ * - kill of a docker and a podman container made for it here (the other tests of test/distro need
+ *   the boot's eight as the ground truth has them), ended as the engine sees it, and stop of two more: one that ends on
  *   SIGTERM with its own status, and one whose init cannot get SIGTERM, ended by the SIGKILL.
  * The engine-paused `paused` container is left alone, and found as it was at the end.
  */
@@ -132,8 +132,8 @@ t.test('the distro VM: exec, cp, pause, kill and stop against the engines\' own 
     });
   }
 
-  await t.test('pause and unpause of ro freeze and thaw its cgroup, and every process of it', async (t) => {
-    const { id } = container('ro');
+  for (const name of ['ro', 'pod-loop']) await t.test(`pause and unpause of ${name} freeze and thaw its cgroup, and every process of it`, async (t) => {
+    const { id, engine } = container(name);
     const cg = gt.containers.find((c) => c.id === id)?.cgroup;
     if (!cg) return t.fail('ro has no cgroup in the ground truth');
     const dir = `/sys/fs/cgroup${cg}`;
@@ -152,12 +152,12 @@ t.test('the distro VM: exec, cp, pause, kill and stop against the engines\' own 
     };
     t.teardown(() => guestRun(env, `echo 0 > ${dir}/cgroup.freeze`).then(() => undefined, () => undefined));
 
-    t.equal(await frozen(), '0 | frozen 0', 'ro runs: cgroup.freeze 0, cgroup.events frozen 0');
+    t.equal(await frozen(), '0 | frozen 0', `${name} runs: cgroup.freeze 0, cgroup.events frozen 0`);
     const before = await waits();
-    t.ok(before.length > 0 && !before.some(trapped), `no process of ro is in the freezer's trap: ${before.join('; ')}`);
+    t.ok(before.length > 0 && !before.some(trapped), `no process of ${name} is in the freezer's trap: ${before.join('; ')}`);
 
     const p = await vmictl(env, ['pause', ...OP_TIMEOUT, '--json', id]);
-    t.equal(p.code, 0, `vmictl pause ro exits 0${p.code ? ` (${p.stderr.trim()})` : ''}`);
+    t.equal(p.code, 0, `vmictl pause ${name} exits 0${p.code ? ` (${p.stderr.trim()})` : ''}`);
     const r = JSON.parse(p.stdout || '{}') as { method?: string; directory?: string };
     t.same({ method: r.method, directory: r.directory }, { method: 'cgroup2', directory: dir }, `through cgroup.freeze of ${dir}`);
     t.equal(await frozen(), '1 | frozen 1', 'the kernel says the cgroup is frozen: cgroup.freeze 1, cgroup.events frozen 1');
@@ -165,18 +165,18 @@ t.test('the distro VM: exec, cp, pause, kill and stop against the engines\' own 
     t.same(during.map((l) => l.split(' ')[0]), before.map((l) => l.split(' ')[0]), 'the same processes');
     t.ok(during.every(trapped), `every process waits in the freezer's trap: ${during.join('; ')}`);
     t.equal(await psState(), 'paused', 'vmictl ps says paused');
-    const docker = await guestRun(env, `docker inspect -f '{{.State.Status}} {{.State.Paused}}' ${id}`);
-    t.comment(`docker inspect, which learns of pauses through its own API only: ${docker.output.trim()}`);
+    const seen = await guestRun(env, `${engine} inspect -f '{{.State.Status}} {{.State.Paused}}' ${id}`);
+    t.comment(`${engine} inspect, which learns of pauses through its own API only: ${seen.output.trim()}`);
 
     const u = await vmictl(env, ['unpause', ...OP_TIMEOUT, '--json', id]);
-    t.equal(u.code, 0, `vmictl unpause ro exits 0${u.code ? ` (${u.stderr.trim()})` : ''}`);
+    t.equal(u.code, 0, `vmictl unpause ${name} exits 0${u.code ? ` (${u.stderr.trim()})` : ''}`);
     t.equal(await frozen(), '0 | frozen 0', 'thawed: cgroup.freeze 0, cgroup.events frozen 0');
     // a thawed task leaves the trap when it next runs: look again, a bounded number of times
     let after = await waits();
     for (let i = 0; i < 30 && after.some(trapped); i++) after = await waits();
     t.ok(after.length > 0 && !after.some(trapped), `every process left the freezer's trap: ${after.join('; ')}`);
     t.equal(await psState(), 'running', 'vmictl ps says running');
-    t.match((await guest(t, `docker inspect -f '{{.State.Status}} {{.State.Paused}}' ${id}`)).trim(), /^running false$/, 'docker sees ro running, not paused');
+    t.match((await guest(t, `${engine} inspect -f '{{.State.Status}} {{.State.Paused}}' ${id}`)).trim(), /^running false$/, `${engine} sees ${name} running, not paused`);
   });
 
   await t.test('syscall into web, whose only process is httpd blocked in accept, on a guest where every thread sleeps', async (t) => {
@@ -191,15 +191,15 @@ t.test('the distro VM: exec, cp, pause, kill and stop against the engines\' own 
     t.equal((await guest(t, `nsenter -t ${init} -a wget -q -O - http://127.0.0.1/etc/hostname`)).trim(), id.slice(0, 12), 'httpd still serves (its accept was restarted): the container\'s /etc/hostname');
   });
 
-  await t.test('kill of a container ends it, as docker sees it', async (t) => {
-    const name = `vmictl-kill-${process.pid}`;
-    t.teardown(() => guestRun(env, `docker rm -f ${name} >/dev/null 2>&1; true`, 300_000).then(() => undefined, () => undefined));
+  for (const engine of ['docker', 'podman'] as const) await t.test(`kill of a container ends it, as ${engine} sees it`, async (t) => {
+    const name = `vmictl-kill-${engine}-${process.pid}`;
+    t.teardown(() => guestRun(env, `${engine} rm -f ${name} >/dev/null 2>&1; true`, 300_000).then(() => undefined, () => undefined));
     // a container of its own: the boot's eight are the ground truth of the other tests
-    const made = await guest(t, `docker run -d --network none --name ${name} vmictl/busybox:1 sleep 1000000000`, 600_000);
+    const made = await guest(t, `${engine} run -d --network none --name ${name} ${engine === 'podman' ? 'localhost/' : ''}vmictl/busybox:1 sleep 1000000000`, 600_000);
     const id = /\b([0-9a-f]{64})\b/.exec(made)?.[1];
-    if (!id) return t.fail(`docker run printed no id: ${made}`);
-    const state = (await guest(t, `docker inspect -f '{{.State.Status}} {{.State.Pid}}' ${id}`)).trim();
-    t.match(state, /^running \d+$/, 'docker sees it running');
+    if (!id) return t.fail(`${engine} run printed no id: ${made}`);
+    const state = (await guest(t, `${engine} inspect -f '{{.State.Status}} {{.State.Pid}}' ${id}`)).trim();
+    t.match(state, /^running \d+$/, `${engine} sees it running`);
     const pid = Number(state.split(' ')[1]);
 
     const k = await vmictl(env, ['kill', ...OP_TIMEOUT, '--json', id]);
@@ -208,9 +208,9 @@ t.test('the distro VM: exec, cp, pause, kill and stop against the engines\' own 
     t.equal(r.signal?.name, 'SIGKILL', 'SIGKILL, the default');
     t.ok(r.outcome?.signalled?.includes(pid), `sent to its init, pid ${pid}`);
     t.same(r.remaining, [], 'no process of it remains, as vmictl sees it');
-    // docker learns of the end from containerd; `docker wait` returns once it has
-    t.equal((await guest(t, `timeout 300 docker wait ${id}`, 420_000)).trim(), '137', 'docker wait: exit status 137 (128 + SIGKILL)');
-    t.equal((await guest(t, `docker inspect -f '{{.State.Status}} {{.State.Running}} {{.State.ExitCode}}' ${id}`)).trim(), 'exited false 137', 'docker inspect: exited, with 137');
+    // the engine learns of the end from its shim (containerd's, conmon); `wait` returns once it has
+    t.equal((await guest(t, `timeout 300 ${engine} wait ${id}`, 420_000)).trim(), '137', `${engine} wait: exit status 137 (128 + SIGKILL)`);
+    t.equal((await guest(t, `${engine} inspect -f '{{.State.Status}} {{.State.Running}} {{.State.ExitCode}}' ${id}`)).trim(), 'exited false 137', `${engine} inspect: exited, with 137`);
     const ps = JSON.parse((await vmictl(env, ['ps', '--json'])).stdout || '[]') as PsJson[];
     t.notOk(ps.some((p) => p.id === id), 'vmictl ps no longer lists it');
   });
