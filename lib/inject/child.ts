@@ -27,28 +27,23 @@ import type { Kernel } from '../kernel/kernel';
 import type { AddressSpace } from '../memory/address-space';
 import type { GdbClient } from '../transport/gdb';
 import type { Vm } from '../vm';
-import { taskGone } from '../kernel/helpers/task';
 import { rootHelperTarget } from './root-helper';
-import { cr3Root, currentTask, inUserMode, isThreadAt, mmRoot, writeRegistersOver } from './cpu';
+import { cr3Root, currentTask, inUserMode, mmRoot } from './cpu';
 import { errnoOf, toSigned64 } from './errno';
 import { SyscallError, SyscallTimeoutError, TargetGoneError } from './errors';
 import { spaceAt } from './guest-memory';
+import { ParkedThread, type PendingCall } from './parked-thread';
 import type { BreakpointRunner, Hit } from './runner';
-import type { PendingCall, SyscallArgument } from './session';
 import { openInjection } from './open';
+import { Scratch, type Placement, type RawCall } from './scratch';
 import { cString } from './structs';
 import { resolveSyscall, syscallName, SYSCALLS_X86_64 } from './syscalls';
+import { checkResult as check, ThreadCalls, type SyscallArgument } from './thread-calls';
 
 export const CLONE_VFORK = 0x4000n;
 /** The new process gets the caller's parent: a grandchild that the first caller reaps itself. */
 export const CLONE_PARENT = 0x8000n;
 const SIGCHLD = 17n;
-const ARGUMENT_REGISTERS = ['rdi', 'rsi', 'rdx', 'r10', 'r8', 'r9'] as const;
-const PROT_READ_WRITE = 3n;
-const MAP_PRIVATE_ANONYMOUS_POPULATE = 0x02n | 0x20n | 0x8000n;
-const MAP_STEP = 64 * 1024;
-const LIVENESS_INTERVAL = 1000;
-const HELD_FOREVER = 2 ** 31;
 
 /** What a child shares with the session it comes from. */
 export interface ChildEngine {
@@ -77,28 +72,29 @@ export interface Forker {
 
 export type ChildState = 'parked' | 'running' | 'exited' | 'execed' | 'lost';
 
-export class ChildProcess implements Forker {
+export class ChildProcess extends ThreadCalls implements Forker {
   readonly target: { task: bigint; pid: number; root: bigint; mm: bigint };
   readonly returnAddress: bigint;
   readonly callSp: bigint;
   readonly #engine: ChildEngine;
   readonly #space: AddressSpace;
-  #vcpu: string;
-  #regs: ReadonlyMap<string, bigint>;
+  readonly #thread: ParkedThread;
+  /** The child's own mapping: after the fork its stack is copy-on-write, shared with the caller. */
+  readonly #scratch: Scratch;
   #state: ChildState = 'parked';
-  #map: { address: bigint; length: number } | undefined;
   /** Syscalls run in this child. */
   syscalls = 0;
 
   /** @internal: children are made by vfork(). */
   constructor(engine: ChildEngine, hit: Hit, target: { task: bigint; pid: number; root: bigint; mm: bigint }, returnAddress: bigint, callSp: bigint) {
+    super();
     this.#engine = engine;
     this.target = target;
     this.returnAddress = returnAddress;
     this.callSp = callSp;
-    this.#vcpu = hit.thread;
-    this.#regs = hit.regs;
     this.#space = spaceAt(engine.kernel, engine.space.physical, target.root, `child pid ${target.pid}`);
+    this.#thread = new ParkedThread(engine, target, hit, returnAddress);
+    this.#scratch = new Scratch(this.#space, (nr, args) => this.syscall(nr, ...args));
   }
 
   get pid(): number {
@@ -107,6 +103,10 @@ export class ChildProcess implements Forker {
 
   get state(): ChildState {
     return this.#state;
+  }
+
+  get closed(): boolean {
+    return this.#state !== 'parked';
   }
 
   /** The child's address space (reads; writes only to its own mapping). */
@@ -131,53 +131,10 @@ export class ChildProcess implements Forker {
     return this.#complete(n, sp);
   }
 
-  /** Like syscall(), −errno thrown as a SyscallError. */
-  async call(nr: number | string, ...args: bigint[]): Promise<bigint> {
-    const n = resolveSyscall(nr);
-    return check(syscallName(n) ?? `syscall ${n}`, await this.syscall(n, ...args));
-  }
-
-  /** A syscall with memory arguments (see InjectionSession.syscallWith), placed in the child's own mapping. */
-  async syscallWith(nr: number | string, args: readonly SyscallArgument[]): Promise<{ result: bigint; out: Buffer[] }> {
-    const mem = args.map((a, i) => ({ a, i })).filter((x) => typeof x.a !== 'bigint') as { a: Exclude<SyscallArgument, bigint>; i: number }[];
-    const addrs = await this.place(mem.map(({ a }) => ('in' in a ? a.in : 'out' in a ? a.out : a.inout)));
-    const values = args.map((a) => (typeof a === 'bigint' ? a : 0n));
-    mem.forEach((m, k) => { values[m.i] = addrs[k]; });
-    const result = await this.syscall(nr, ...values);
-    const out: Buffer[] = [];
-    for (let k = 0; k < mem.length; k++) {
-      const a = mem[k].a;
-      const n = 'out' in a ? a.out : 'inout' in a ? a.inout.length : -1;
-      if (n >= 0) out.push(n > 0 ? await this.#space.read(addrs[k], n) : Buffer.alloc(0));
-    }
-    return { result, out };
-  }
-
-  /** openat(dirfd, path, flags, mode) in the child; the fd. */
-  async openat(dirfd: number, path: string, flags: number, mode = 0): Promise<number> {
-    const [at] = await this.place([cString(path)]);
-    return Number(check('openat', await this.syscall('openat', BigInt(dirfd), at, BigInt(flags), BigInt(mode)), JSON.stringify(path)));
-  }
-
-  /** A syscall whose one memory argument is a NUL-terminated path (chdir, chroot…), at position `index`. */
-  async callWithPath(nr: number | string, path: string, args: bigint[] = [], index = 0): Promise<bigint> {
-    const [at] = await this.place([cString(path)]);
-    const values = [...args];
-    values.splice(index, 0, at);
-    const n = resolveSyscall(nr);
-    return check(syscallName(n) ?? `syscall ${n}`, await this.syscall(n, ...values), JSON.stringify(path));
-  }
-
-  /** read(fd, n) in the child; only the bytes read are brought back. */
-  async read(fd: number, n: number): Promise<Buffer> {
-    const [at] = await this.place([n]);
-    const got = Number(check('read', await this.syscall('read', BigInt(fd), at, BigInt(n))));
-    return got > 0 ? this.#space.read(at, Math.min(got, n)) : Buffer.alloc(0);
-  }
-
-  async write(fd: number, data: Buffer): Promise<number> {
-    const [at] = await this.place([data]);
-    return Number(check('write', await this.syscall('write', BigInt(fd), at, BigInt(data.length))));
+  /** Memory arguments go in the child's own mapping; a child runs one call at a time. */
+  protected async withPlaced<T>(parts: readonly Placement[], work: (at: bigint[], call: RawCall, readBack: (address: bigint, length: number) => Promise<Buffer>) => Promise<T>): Promise<T> {
+    const at = await this.#scratch.place(parts);
+    return work(at, (nr, args) => this.syscall(nr, ...args), (address, length) => this.#scratch.readBack(address, length));
   }
 
   /**
@@ -185,43 +142,16 @@ export class ChildProcess implements Forker {
    * returns their addresses. The mapping is made (or grown) by an injected mmap. Each placement
    * starts at the mapping's base: what an earlier one placed is only good until the next.
    */
-  async place(parts: readonly (Buffer | number)[]): Promise<bigint[]> {
-    const sizes = parts.map((p) => ((typeof p === 'number' ? p : p.length) + 15) & ~15);
-    const base = await this.#mapping(sizes.reduce((a, b) => a + b, 0));
-    const out: bigint[] = [];
-    let at = base;
-    for (let i = 0; i < parts.length; i++) {
-      out.push(at);
-      const p = parts[i];
-      if (typeof p !== 'number' && p.length > 0) await this.#space.write(at, p);
-      at += BigInt(sizes[i]);
-    }
-    return out;
+  place(parts: readonly (Buffer | number)[]): Promise<bigint[]> {
+    return this.#scratch.place(parts.map((p) => (typeof p === 'number' ? { size: p } : { size: p.length, data: p })));
   }
 
   /**
    * Unmaps the child's own mapping, which a fork of its own left copy-on-write (not writable
    * through its page tables): the next placement maps a fresh one.
    */
-  async dropMapping(): Promise<void> {
-    const old = this.#map;
-    if (!old) return;
-    this.#map = undefined;
-    await this.call('munmap', old.address, BigInt(old.length));
-    this.#space.invalidate();
-  }
-
-  async #mapping(size: number): Promise<bigint> {
-    if (this.#map && this.#map.length >= size) return this.#map.address;
-    if (this.#map) {
-      const old = this.#map;
-      this.#map = undefined;
-      await this.call('munmap', old.address, BigInt(old.length));
-    }
-    const length = Math.max(MAP_STEP, Math.ceil(size / MAP_STEP) * MAP_STEP);
-    const r = check('mmap', await this.syscall('mmap', 0n, BigInt(length), PROT_READ_WRITE, MAP_PRIVATE_ANONYMOUS_POPULATE, BigInt.asUintN(64, -1n), 0n), '(child scratch mapping)');
-    this.#map = { address: BigInt.asUintN(64, r), length };
-    return this.#map.address;
+  dropMapping(): Promise<void> {
+    return this.#scratch.unmap();
   }
 
   /**
@@ -288,32 +218,16 @@ export class ChildProcess implements Forker {
   async startCall(nr: number | string, args: readonly bigint[]): Promise<PendingCall> {
     const n = resolveSyscall(nr);
     const sp = await this.#issue(n, args);
-    const isReturn = (h: Hit) => this.#isOurReturn(h, sp);
-    const unhold = this.#engine.runner.hold({ accept: isReturn, maxMs: HELD_FOREVER });
-    let caught: Hit | undefined;
-    let done: Promise<bigint> | undefined;
-    return {
-      isReturn,
-      take: (h) => { caught = h; },
-      wait: () => {
-        done ??= (async () => {
-          unhold();
-          return this.#complete(n, sp, caught);
-        })();
-        return done;
-      },
-    };
+    return this.#thread.pendingCall(sp, (caught) => this.#complete(n, sp, caught));
   }
 
-  // ---- the mechanics ----
+  // ---- the mechanics: the engine's, with a child's states ----
 
   async #issue(nr: number, args: readonly bigint[]): Promise<bigint> {
     if (this.#state !== 'parked') throw new InjectionError(`child ${this.pid} is ${this.#state}: it cannot run a syscall`, 'unknown');
     if (args.length > 6) throw new RangeError(`a syscall takes at most 6 arguments, not ${args.length}`);
     if (this.#engine.signal?.aborted) throw new AbortError('syscall injection in a child', { cause: this.#engine.signal.reason });
-    const regs = new Map<string, bigint>([['rip', this.returnAddress - 2n], ['rax', BigInt(nr)], ['rsp', this.callSp]]);
-    ARGUMENT_REGISTERS.forEach((name, i) => regs.set(name, BigInt.asUintN(64, args[i] ?? 0n)));
-    await this.#writeRegisters(regs);
+    await this.#thread.issue(nr, args, { rip: this.returnAddress - 2n, rsp: this.callSp });
     this.#state = 'running';
     return this.callSp;
   }
@@ -326,47 +240,23 @@ export class ChildProcess implements Forker {
   }
 
   #park(hit: Hit): void {
-    this.#vcpu = hit.thread;
-    this.#regs = hit.regs;
+    this.#thread.park(hit);
     this.#state = 'parked';
-  }
-
-  /** One G packet from the registers read at the last catch, with `changes` applied. */
-  async #writeRegisters(changes: ReadonlyMap<string, bigint>): Promise<void> {
-    this.#regs = await writeRegistersOver(this.#engine.gdb, this.#vcpu, this.#regs, changes);
-  }
-
-  #isOurReturn(hit: Hit, sp: bigint): Promise<boolean> {
-    return isThreadAt(this.#engine.kernel, hit, this.target, this.returnAddress, sp);
   }
 
   /** Runs the VM until the child is back from the call (or `also` takes a hit), checking it lives. */
   async #wait(what: string, sp: bigint, also?: (h: Hit) => Promise<boolean>): Promise<Hit> {
     const timeout = this.#engine.callTimeout;
-    const deadline = Date.now() + timeout;
-    for (;;) {
-      const slice = Math.min(LIVENESS_INTERVAL, deadline - Date.now());
-      if (slice <= 0) {
-        this.#state = 'lost';
-        throw new SyscallTimeoutError(`${what} (in child ${this.pid})`, timeout, 'unknown');
+    try {
+      return await this.#thread.waitReturn(`${what} in child ${this.pid}`, sp, { timeout, signal: this.#engine.signal, also });
+    } catch (err) {
+      if (err instanceof TargetGoneError) {
+        this.#state = 'exited';
+        throw err;
       }
-      try {
-        return await this.#engine.runner.runUntil(async (h) => (await this.#isOurReturn(h, sp)) || (also !== undefined && (await also(h))), {
-          timeout: slice,
-          signal: this.#engine.signal,
-          what: `${what} in child ${this.pid}`,
-        });
-      } catch (err) {
-        if (!(err instanceof TimeoutError)) {
-          this.#state = 'lost';
-          throw err;
-        }
-        const gone = await taskGone(this.#engine.kernel, this.target);
-        if (gone) {
-          this.#state = 'exited';
-          throw new TargetGoneError(this.pid, 'untouched', gone);
-        }
-      }
+      this.#state = 'lost';
+      if (err instanceof TimeoutError) throw new SyscallTimeoutError(`${what} (in child ${this.pid})`, timeout, 'unknown');
+      throw err;
     }
   }
 }
@@ -378,12 +268,6 @@ export interface ExecveAddresses {
   describe: string;
   /** Where placeExecve's `extra` buffers are. */
   extra: bigint[];
-}
-
-function check(name: string, r: bigint, detail?: string): bigint {
-  const errno = errnoOf(r);
-  if (errno) throw new SyscallError(name, errno, detail);
-  return r;
 }
 
 export interface VforkOptions {

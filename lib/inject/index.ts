@@ -13,7 +13,9 @@
  * vfork() (child.ts) forks a child off a session and drives it on its own (setns, execve…).
  */
 export { openInjection, type InjectionOptions, type InjectionTargetSpec } from './open';
-export { InjectionSession, AT_FDCWD, VCPU_REGISTERS, type TargetThread, type SessionStats, type SyscallArgument, type PendingCall } from './session';
+export { InjectionSession, VCPU_REGISTERS, type TargetThread, type SessionStats } from './session';
+export { AT_FDCWD, type SyscallArgument } from './thread-calls';
+export type { PendingCall } from './parked-thread';
 export { ChildProcess, vfork, reapChild, exitStatus, CLONE_PARENT, CLONE_VFORK, type ChildState, type Forker, type VforkOptions, type ExecveAddresses } from './child';
 export { recoverAcquisition, recoverInjection, recoverAll, type RecoverAction, type RecoverOutcome, type RecoverOptions } from './recover';
 export {

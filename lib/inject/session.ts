@@ -28,22 +28,18 @@ import type { Vm } from '../vm';
 import type { Kernel } from '../kernel/kernel';
 import type { AddressSpace } from '../memory/address-space';
 import { GdbBreakpointError, GdbUnsupportedError, type GdbClient } from '../transport/gdb';
-import { taskGone } from '../kernel/helpers/task';
-import { currentTask, findOnVcpus, inUserMode, isThreadAt, writeRegistersOver } from './cpu';
-import { errnoOf, toSigned64 } from './errno';
-import { SessionClosedError, SyscallError, SyscallTimeoutError, TargetGoneError, type InjectionState } from './errors';
+import { toSigned64 } from './errno';
+import { SessionClosedError, SyscallTimeoutError, TargetGoneError, type InjectionState } from './errors';
 import { hex, Journal, type JournalEntry } from './journal';
+import { ParkedThread, ParkedThreadMovedError, type PendingCall } from './parked-thread';
 import type { BreakpointRunner, Hit } from './runner';
 import { redirectKernelReturn } from './redirect';
-import { cString, parseDirents64, parseUtsname, UTSNAME_SIZE, type Dirent64, type Utsname } from './structs';
+import { Scratch, type Placement, type RawCall } from './scratch';
 import { resolveSyscall, syscallName, SYSCALLS_X86_64 } from './syscalls';
+import { checkResult, ThreadCalls } from './thread-calls';
 
 /** Registers of the vCPU rather than of the thread: never written back from a saved state. */
 export const VCPU_REGISTERS: ReadonlySet<string> = new Set(['cr0', 'cr2', 'cr3', 'cr4', 'cr8', 'efer', 'k_gs_base']);
-/** Argument registers of the syscall ABI, in order. */
-export const ARGUMENT_REGISTERS = ['rdi', 'rsi', 'rdx', 'r10', 'r8', 'r9'] as const;
-/** What a parked vCPU must still hold before the next call is written over it: it ran if these moved. */
-const PARKED_CHECK = ['rip', 'rsp', 'rax', 'rbx', 'rcx', 'rdx', 'rsi', 'rdi', 'rbp', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15', 'eflags', 'cs', 'cr3'] as const;
 /** The x86-64 red zone: 128 bytes below rsp that leaf functions use without moving rsp. */
 export const RED_ZONE = 128n;
 /** Most stack (below the red zone) used for data, when that much is present. */
@@ -57,28 +53,10 @@ const WATCH_RESERVE = 16n;
 export function watchSlotOf(callSp: bigint): bigint {
   return callSp - 8n;
 }
-/** Size step of the scratch mapping. */
-const MAP_STEP = 64 * 1024;
-/** Largest buffer one helper call asks for. */
-export const MAX_BUFFER = 16 * 1024 * 1024;
-/** How often a long wait stops the VM to check that the target is still alive (ms). */
-const LIVENESS_INTERVAL = 1000;
 
 const PAGE = 4096n;
-const O_RDONLY = 0;
-const O_DIRECTORY = 0o200000;
-const O_CLOEXEC = 0o2000000;
-/** AT_FDCWD: paths relative to the target's working directory. */
-export const AT_FDCWD = -100;
-const PROT_READ_WRITE = 3n;
 /** getrandom flags: never block, any quality (the bytes are only there to be overwritten). */
 const GRND_NONBLOCK_INSECURE = 0x1n | 0x4n;
-/** A hold that lasts until its owner takes it. */
-const HELD_FOREVER = 2 ** 31;
-const MAP_PRIVATE_ANONYMOUS_POPULATE = 0x02n | 0x20n | 0x8000n;
-
-/** An argument of syscallWith(): a value, or a buffer passed by address. */
-export type SyscallArgument = bigint | { in: Buffer } | { out: number } | { inout: Buffer };
 
 export interface TargetThread {
   /** struct task_struct * of the thread caught. */
@@ -109,19 +87,6 @@ export interface SessionOptions {
   leaveStopped?: boolean;
 }
 
-/** A syscall started with startCall(), still running. */
-export interface PendingCall {
-  /** Whether a hit is the thread coming back from this call. */
-  isReturn(hit: Hit): Promise<boolean>;
-  /** Hands over the return, met by another runner's wait (the VM is stopped there). */
-  take(hit: Hit): void;
-  /**
-   * Waits for the return (taken, held, or yet to come), parks the thread there; rax, signed.
-   * `ignoreAbort`: the caller's abort signal is not heeded (a cleanup after that abort).
-   */
-  wait(opts?: { ignoreAbort?: boolean }): Promise<bigint>;
-}
-
 export interface SessionStats {
   syscalls: number;
   /** Wall time spent in injected syscalls (register writes, run, catch), ms. */
@@ -148,7 +113,7 @@ export interface Internals {
   kernelSpace: AddressSpace;
 }
 
-export class InjectionSession {
+export class InjectionSession extends ThreadCalls {
   readonly target: TargetThread;
   /** The syscall return address (R): injected syscalls run the `syscall` at R − 2 and come back here. */
   readonly returnAddress: bigint;
@@ -159,12 +124,10 @@ export class InjectionSession {
   readonly #saved: ReadonlyMap<string, bigint>;
   readonly #opts: SessionOptions;
   readonly #callTimeout: number;
+  /** The thread, parked between calls, and what drives it. */
+  readonly #thread: ParkedThread;
+  readonly #scratch: Scratch;
   #callSp: bigint;
-  #vcpu: string;
-  /** Every register of #vcpu as last read (at the last catch): the base of the next G packet. */
-  #regs: ReadonlyMap<string, bigint>;
-  /** The thread is known to be stopped in user mode on #vcpu (at R, or at R − 2 not yet run). */
-  #parked = true;
   /** Set when the parked vCPU was found changed behind the engine's back: nothing more is written to it. */
   #ranBehind: string | undefined;
   #stack: StackScratch | undefined;
@@ -172,7 +135,6 @@ export class InjectionSession {
   #watch: { gadget: bigint; slot: bigint } | undefined;
   /** Users of the breakpoint at R in watchpoint mode (a vfork in flight, the bench's floor). */
   #returnBreakpointUsers = 0;
-  #map: { address: bigint; length: number } | undefined;
   #journal: Journal | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   #state: 'open' | 'finishing' | 'closed' = 'open';
@@ -182,13 +144,16 @@ export class InjectionSession {
 
   /** @internal: sessions are made by openInjection(). */
   constructor(internals: Internals, target: TargetThread, hit: Hit, returnAddress: bigint, opts: SessionOptions, acquireMs: number) {
+    super();
     this.#in = internals;
     this.target = target;
     this.returnAddress = returnAddress;
     this.caughtAt = hit.rip;
     this.#saved = new Map(hit.regs);
-    this.#regs = this.#saved;
-    this.#vcpu = hit.thread;
+    this.#thread = new ParkedThread(internals, target, { thread: hit.thread, regs: this.#saved }, returnAddress);
+    this.#scratch = new Scratch(internals.space, (nr, args) => this.#call(nr, args), {
+      onMapping: (m) => this.#journal?.update({ scratch: m && { address: hex(m.address), length: m.length } }),
+    });
     this.#opts = opts;
     this.#callTimeout = opts.callTimeout ?? 10_000;
     this.#callSp = (this.savedRegister('rsp') - RED_ZONE) & ~15n;
@@ -232,7 +197,7 @@ export class InjectionSession {
 
   /** The vCPU (gdb thread) the target is stopped on. */
   get vcpu(): string {
-    return this.#vcpu;
+    return this.#thread.vcpu;
   }
 
   get closed(): boolean {
@@ -289,6 +254,7 @@ export class InjectionSession {
         this.#callSp = low + WATCH_RESERVE;
         this.#watch = { gadget: opts.gadget, slot: watchSlotOf(this.#callSp) };
       }
+      this.#scratch.useStack(this.#callSp, top);
     }
     if (this.#opts.journal !== false) {
       const entry: JournalEntry = {
@@ -300,7 +266,7 @@ export class InjectionSession {
         target: { task: hex(this.target.task), pid: this.target.pid, tgid: this.target.tgid, comm: this.target.comm },
         returnAddress: hex(this.returnAddress),
         callSp: hex(this.#callSp),
-        vcpu: this.#vcpu,
+        vcpu: this.#thread.vcpu,
         registers: Object.fromEntries([...this.#saved].map(([k, v]) => [k, hex(v)])),
         restore: this.#restoreNames(),
         stack: this.#stack ? { address: hex(this.#stack.low), data: this.#stack.saved.toString('hex') } : undefined,
@@ -366,36 +332,11 @@ export class InjectionSession {
     return this.#serial(() => this.#call(n, args));
   }
 
-  /** Like syscall(), but −errno becomes a SyscallError (with the errno's name). */
-  async call(nr: number | string, ...args: bigint[]): Promise<bigint> {
-    const n = resolveSyscall(nr);
-    return this.#check(syscallName(n) ?? `syscall ${n}`, await this.syscall(n, ...args));
-  }
-
-  /**
-   * A syscall with memory arguments: each argument is a value, or a buffer placed in the target
-   * (`{ in }`: bytes written there, `{ out }`: that many bytes read back after the call, `{ inout }`:
-   * both) and passed as its address. Returns rax (signed) and the `out`/`inout` buffers in order.
-   */
-  syscallWith(nr: number | string, args: readonly SyscallArgument[]): Promise<{ result: bigint; out: Buffer[] }> {
-    const n = resolveSyscall(nr);
-    for (const a of args) {
-      if (typeof a === 'bigint') continue;
-      checkLength('in' in a ? a.in.length : 'out' in a ? a.out : a.inout.length);
-    }
+  /** Memory arguments go in the stack area or the scratch mapping, under the session lock. */
+  protected withPlaced<T>(parts: readonly Placement[], work: (at: bigint[], call: RawCall, readBack: (address: bigint, length: number) => Promise<Buffer>) => Promise<T>): Promise<T> {
     return this.#serial(async () => {
-      const mem = args.map((a, i) => ({ a, i })).filter((x) => typeof x.a !== 'bigint') as { a: Exclude<SyscallArgument, bigint>; i: number }[];
-      const addrs = await this.#place(mem.map(({ a }) => ('in' in a ? { size: a.in.length, data: a.in } : 'out' in a ? { size: a.out } : { size: a.inout.length, data: a.inout })));
-      const values = args.map((a) => (typeof a === 'bigint' ? a : 0n));
-      mem.forEach((m, k) => { values[m.i] = addrs[k]; });
-      const result = await this.#call(n, values);
-      const out: Buffer[] = [];
-      for (let k = 0; k < mem.length; k++) {
-        const a = mem[k].a;
-        if ('out' in a) out.push(await this.#readBack(addrs[k], a.out));
-        else if ('inout' in a) out.push(await this.#readBack(addrs[k], a.inout.length));
-      }
-      return { result, out };
+      const at = await this.#scratch.place(parts);
+      return work(at, (nr, args) => this.#call(nr, args), (address, length) => this.#scratch.readBack(address, length));
     });
   }
 
@@ -439,9 +380,9 @@ export class InjectionSession {
   }
 
   /**
-   * Points the parked thread at the gadget with the call's registers; returns the stack pointer it
-   * will be back with. `byBreakpoint`: the call comes back to R by itself (a vfork, whose child
-   * starts at R too), even in watchpoint mode.
+   * Points the parked thread at the gadget (or R − 2) with the call's registers; returns the stack
+   * pointer it will be back with. `byBreakpoint`: the call comes back to R by itself (a vfork,
+   * whose child starts at R too), even in watchpoint mode.
    */
   async #issue(nr: number, args: readonly bigint[], internal: boolean, ignoreAbort = false, byBreakpoint = false): Promise<bigint> {
     if (this.#state !== (internal ? 'finishing' : 'open')) throw new SessionClosedError();
@@ -451,26 +392,23 @@ export class InjectionSession {
       await this.#finishAfterFailure();
       throw new AbortError('syscall injection', { cause: signal.reason });
     }
-    if (!this.#parked) throw new InjectionError('the target thread is not stopped where the engine left it', 'unknown');
-    try {
-      await this.#checkParked();
-    } catch (err) {
-      if (!internal) await this.#finishAfterFailure();
-      throw err;
-    }
+    if (!this.#thread.parked) throw new InjectionError('the target thread is not stopped where the engine left it', 'unknown');
     const sp = this.#callSp;
     // with a breakpoint at R (someone's), the call comes back to it: see prepare()
     const w = byBreakpoint || this.#in.runner.breakpointAt(this.returnAddress) ? undefined : this.#watch;
-    const regs = new Map<string, bigint>(w ? [['rip', w.gadget], ['rax', BigInt(nr)], ['rsp', w.slot]] : [['rip', this.returnAddress - 2n], ['rax', BigInt(nr)], ['rsp', sp]]);
-    ARGUMENT_REGISTERS.forEach((name, i) => regs.set(name, BigInt.asUintN(64, args[i] ?? 0n)));
     try {
-      await this.#writeRegisters(regs);
+      await this.#thread.issue(nr, args, w ? { rip: w.gadget, rsp: w.slot } : { rip: this.returnAddress - 2n, rsp: sp });
     } catch (err) {
+      let failure = err;
+      if (err instanceof ParkedThreadMovedError) {
+        this.#ranBehind = err.changes;
+        this.#in.vm.keepStopped();
+        failure = new InjectionError(`vCPU ${err.vcpu}, where the target was parked, is not as vmictl left it (${err.changes}): the VM ran or its registers were written behind vmictl's back (another QMP or gdbstub client, virsh resume); nothing more is written to the target, and the VM is left stopped for 'vmictl recover'${this.#journal ? ` (journal ${this.#journal.path})` : ''}`, 'unknown', { cause: err });
+      }
       // the thread has not run: put its registers back as they were (if the stub still answers)
       if (!internal) await this.#finishAfterFailure();
-      throw err;
+      throw failure;
     }
-    this.#parked = false;
     return sp;
   }
 
@@ -480,15 +418,15 @@ export class InjectionSession {
     const name = syscallName(nr) ?? `syscall ${nr}`;
     let hit: Hit;
     try {
-      hit = caught ?? (await this.#waitReturn(name, sp, this.#callTimeout, signal));
+      hit = caught ?? (await this.#thread.waitReturn(`injected ${name}`, sp, { timeout: this.#callTimeout, signal }));
     } catch (err) {
       if (internal) throw err;
       let cause = err;
       if (!(err instanceof TargetGoneError) && this.#in.gdb.state !== 'closed') {
         // let the call in flight finish (an abort gives it as long as a call may take)
         const grace = err instanceof AbortError ? this.#callTimeout : Math.min(this.#callTimeout, 2000);
-        await this.#waitReturn(name, sp, grace, undefined, true).then(
-          (h) => this.#park(h),
+        await this.#thread.waitReturn(`injected ${name}`, sp, { timeout: grace, lookFirst: true }).then(
+          (h) => this.#thread.park(h),
           (e) => { if (e instanceof TargetGoneError) cause = e; },
         );
       }
@@ -497,7 +435,7 @@ export class InjectionSession {
       if (cause instanceof TimeoutError) throw new SyscallTimeoutError(name, this.#callTimeout, state);
       throw cause;
     }
-    this.#park(hit);
+    this.#thread.park(hit);
     this.stats.syscalls++;
     this.stats.syscallMs += Date.now() - started;
     this.stats.stepOvers = this.#in.runner.stats.stepOvers;
@@ -525,26 +463,14 @@ export class InjectionSession {
         release();
         throw err;
       }
-      const isReturn = (h: Hit) => this.#isOurReturn(h, sp);
-      const unhold = this.#in.runner.hold({ accept: isReturn, maxMs: HELD_FOREVER });
-      let caught: Hit | undefined;
-      let done: Promise<bigint> | undefined;
-      return {
-        isReturn,
-        take: (h: Hit) => { caught = h; },
-        wait: (o?: { ignoreAbort?: boolean }) => {
-          done ??= (async () => {
-            unhold();
-            try {
-              return await this.#complete(n, sp, started, false, caught, o?.ignoreAbort === true);
-            } finally {
-              await this.#dropReturnBreakpoint().catch(() => undefined);
-              release();
-            }
-          })();
-          return done;
-        },
-      };
+      return this.#thread.pendingCall(sp, async (caught, o) => {
+        try {
+          return await this.#complete(n, sp, started, false, caught, o?.ignoreAbort === true);
+        } finally {
+          await this.#dropReturnBreakpoint().catch(() => undefined);
+          release();
+        }
+      });
     });
     // later calls wait for the pending one to end
     this.#queue = this.#queue.then(() => gate);
@@ -558,15 +484,12 @@ export class InjectionSession {
    * end from the saved copy).
    */
   async remakeScratchWritable(opts: { ignoreAbort?: boolean } = {}): Promise<void> {
-    const areas: [bigint, number][] = [];
     // from callSp: the watchpoint slot below keeps R (the kernel's copy of the page has it too)
-    if (this.#stack) areas.push([this.#callSp, Number(this.#stack.high - this.#callSp)]);
-    if (this.#map) areas.push([this.#map.address, this.#map.length]);
-    for (const [address, length] of areas) {
+    for (const [address, length] of this.#scratch.areas()) {
       // getrandom may write less than asked (a pending signal): go on from there
       for (let done = 0; done < length;) {
         const args = [address + BigInt(done), BigInt(length - done), GRND_NONBLOCK_INSECURE];
-        const n = Number(this.#check('getrandom', opts.ignoreAbort ? await this.cleanupCall('getrandom', ...args) : await this.syscall('getrandom', ...args)));
+        const n = Number(checkResult('getrandom', opts.ignoreAbort ? await this.cleanupCall('getrandom', ...args) : await this.syscall('getrandom', ...args)));
         if (n <= 0) throw new InjectionError(`getrandom wrote nothing at 0x${(address + BigInt(done)).toString(16)}`, 'unknown');
         done += n;
       }
@@ -584,231 +507,16 @@ export class InjectionSession {
    * the return address again by `hit`: the session takes it from there (it may be on another vCPU).
    */
   adoptParked(hit: Hit): void {
-    if (!this.#parked || hit.rip !== this.returnAddress) throw new InjectionError('adoptParked: the thread must be parked at the return address', 'unknown');
-    this.#park(hit);
-  }
-
-  /**
-   * The parked vCPU must be as the engine left it: the VM stays stopped between calls, but another
-   * QMP or gdbstub client (`virsh resume`) can run it, and a register block written from what the
-   * engine saw last would then land on whatever that vCPU runs now. One `g` per call is the price.
-   */
-  async #checkParked(): Promise<void> {
-    const now = await this.#in.gdb.readRegisters({ thread: this.#vcpu, timeout: 10_000 });
-    const changed = PARKED_CHECK.filter((n) => now.has(n) && this.#regs.has(n) && now.get(n) !== this.#regs.get(n));
-    if (changed.length === 0) return;
-    const hex = (v: bigint | undefined) => `0x${(v ?? 0n).toString(16)}`;
-    this.#ranBehind = `${changed.slice(0, 3).map((n) => `${n} ${hex(now.get(n))}, not ${hex(this.#regs.get(n))}`).join('; ')}${changed.length > 3 ? `; ${changed.length - 3} more` : ''}`;
-    this.#in.vm.keepStopped();
-    throw new InjectionError(`vCPU ${this.#vcpu}, where the target was parked, is not as vmictl left it (${this.#ranBehind}): the VM ran or its registers were written behind vmictl's back (another QMP or gdbstub client, virsh resume); nothing more is written to the target, and the VM is left stopped for 'vmictl recover'${this.#journal ? ` (journal ${this.#journal.path})` : ''}`, 'unknown');
-  }
-
-  #park(hit: Hit): void {
-    this.#vcpu = hit.thread;
-    this.#regs = hit.regs;
-    this.#parked = true;
-  }
-
-  /**
-   * Writes registers on the vCPU the thread is parked on: one `G` packet built from the registers
-   * read at the catch (the vCPU has not run since) with `changes` applied, instead of the client's
-   * read-modify-write (one round trip less per call).
-   */
-  async #writeRegisters(changes: ReadonlyMap<string, bigint>): Promise<void> {
-    this.#regs = await writeRegistersOver(this.#in.gdb, this.#vcpu, this.#regs, changes);
-  }
-
-  /** Whether a hit is our thread coming back from an injected syscall with stack pointer `sp`. */
-  #isOurReturn(hit: Hit, sp: bigint): Promise<boolean> {
-    return isThreadAt(this.#in.kernel, hit, this.target, this.returnAddress, sp);
-  }
-
-  /**
-   * Runs the VM until the thread returns from the injected syscall. Every LIVENESS_INTERVAL the
-   * VM is stopped to check that the target still exists (it may be killed inside the guest).
-   */
-  async #waitReturn(what: string, sp: bigint, timeout: number, signal?: AbortSignal, lookFirst = false): Promise<Hit> {
-    const deadline = Date.now() + timeout;
-    for (let round = 0; ; round++) {
-      if (lookFirst || round > 0) {
-        // after a wait cut short the VM is stopped, maybe with the thread already back: a stop
-        // QEMU reported as the interrupt's (it came in the same instant) never comes again for a
-        // watchpoint, and resuming would let the thread run on with injected registers
-        const back = await this.#backAlready(sp);
-        if (back) return back;
-        const gone = round > 0 ? await taskGone(this.#in.kernel, this.target) : null;
-        if (gone) throw new TargetGoneError(this.target.pid, 'untouched', gone);
-      }
-      const slice = Math.min(LIVENESS_INTERVAL, deadline - Date.now());
-      if (slice <= 0) throw new TimeoutError(`injected ${what}`, timeout);
-      try {
-        return await this.#in.runner.runUntil((h) => this.#isOurReturn(h, sp), { timeout: slice, signal, what: `injected ${what}` });
-      } catch (err) {
-        if (!(err instanceof TimeoutError)) throw err;
-      }
-    }
-  }
-
-  /** The thread stopped on some vCPU where a call leaves it (at R, user mode, with `sp`), if it is. */
-  async #backAlready(sp: bigint): Promise<Hit | null> {
-    const gdb = this.#in.gdb;
-    const stop = gdb.lastStop;
-    if (gdb.state !== 'stopped' || !stop) return null;
-    const rip = (regs: Map<string, bigint>) => regs.get('rip') ?? 0n;
-    // a held hit is handed out by runUntil() itself
-    const found = await findOnVcpus(gdb, (regs) => isThreadAt(this.#in.kernel, { rip: rip(regs), regs }, this.target, this.returnAddress, sp), (thread) => this.#in.runner.isHeld(thread));
-    return found && { ...found, rip: rip(found.regs), stop };
-  }
-
-  // ---- memory arguments ----
-
-  /**
-   * Places buffers for one call: in the stack area when they fit, else in the scratch mapping
-   * (made or grown by an injected mmap). Returns the address of each; `data` is written there.
-   */
-  async #place(parts: readonly { size: number; data?: Buffer }[]): Promise<bigint[]> {
-    const sizes = parts.map((p) => (p.size + 15) & ~15);
-    const total = sizes.reduce((a, b) => a + b, 0);
-    let base: bigint;
-    if (this.#stack && total <= Number(this.#stack.high - this.#callSp)) base = this.#callSp;
-    else base = await this.#mapping(total);
-    const out: bigint[] = [];
-    let at = base;
-    for (let i = 0; i < parts.length; i++) {
-      out.push(at);
-      const d = parts[i].data;
-      if (d && d.length > 0) await this.#in.space.write(at, d);
-      at += BigInt(sizes[i]);
-    }
-    return out;
-  }
-
-  async #mapping(size: number): Promise<bigint> {
-    if (this.#map && this.#map.length >= size) return this.#map.address;
-    if (this.#map) {
-      const old = this.#map;
-      this.#map = undefined;
-      await this.#check('munmap', await this.#call(SYSCALLS_X86_64.munmap, [old.address, BigInt(old.length)]));
-      this.#journal?.update({ scratch: undefined });
-    }
-    const length = Math.ceil(size / MAP_STEP) * MAP_STEP;
-    const r = await this.#call(SYSCALLS_X86_64.mmap, [0n, BigInt(length), PROT_READ_WRITE, MAP_PRIVATE_ANONYMOUS_POPULATE, BigInt.asUintN(64, -1n), 0n]);
-    await this.#check('mmap', r, `(scratch mapping of ${length} bytes)`);
-    this.#map = { address: BigInt.asUintN(64, r), length };
-    this.#journal?.update({ scratch: { address: hex(this.#map.address), length } });
-    return this.#map.address;
-  }
-
-  async #readBack(address: bigint, length: number): Promise<Buffer> {
-    return length > 0 ? this.#in.space.read(address, length) : Buffer.alloc(0);
+    if (!this.#thread.parked || hit.rip !== this.returnAddress) throw new InjectionError('adoptParked: the thread must be parked at the return address', 'unknown');
+    this.#thread.park(hit);
   }
 
   // ---- helpers ----
-
-  /** getpid(): the target's pid as its own pid namespace sees it. */
-  async getpid(): Promise<number> {
-    return Number(await this.call('getpid'));
-  }
-
-  /** uname(): struct new_utsname of the target's UTS namespace. */
-  uname(): Promise<Utsname> {
-    return this.#serial(async () => {
-      const [buf] = await this.#place([{ size: UTSNAME_SIZE }]);
-      this.#check('uname', await this.#call(SYSCALLS_X86_64.uname, [buf]));
-      return parseUtsname(await this.#readBack(buf, UTSNAME_SIZE));
-    });
-  }
-
-  /** openat(dirfd, path, flags, mode) in the target's mount namespace and root; returns the fd. */
-  openat(dirfd: number, path: string, flags = O_RDONLY | O_CLOEXEC, mode = 0): Promise<number> {
-    const p = cString(path);
-    return this.#serial(async () => {
-      const [at] = await this.#place([{ size: p.length, data: p }]);
-      const r = await this.#call(SYSCALLS_X86_64.openat, [BigInt(dirfd), at, BigInt(flags), BigInt(mode)]);
-      return Number(this.#check('openat', r, JSON.stringify(path)));
-    });
-  }
-
-  /** read(fd, n): up to `n` bytes. */
-  read(fd: number, n: number): Promise<Buffer> {
-    checkLength(n);
-    return this.#serial(async () => {
-      const [buf] = await this.#place([{ size: n }]);
-      const got = Number(this.#check('read', await this.#call(SYSCALLS_X86_64.read, [BigInt(fd), buf, BigInt(n)])));
-      return this.#readBack(buf, Math.min(got, n));
-    });
-  }
-
-  /** write(fd, data): returns how many bytes were written. */
-  write(fd: number, data: Buffer): Promise<number> {
-    checkLength(data.length);
-    return this.#serial(async () => {
-      const [buf] = await this.#place([{ size: data.length, data }]);
-      return Number(this.#check('write', await this.#call(SYSCALLS_X86_64.write, [BigInt(fd), buf, BigInt(data.length)])));
-    });
-  }
-
-  /** getdents64(fd, n): the entries that fit in `n` bytes ([] at the end of the directory). */
-  getdents64(fd: number, n = 8192): Promise<Dirent64[]> {
-    checkLength(n);
-    return this.#serial(async () => {
-      const [buf] = await this.#place([{ size: n }]);
-      const got = Number(this.#check('getdents64', await this.#call(SYSCALLS_X86_64.getdents64, [BigInt(fd), buf, BigInt(n)])));
-      return parseDirents64(await this.#readBack(buf, Math.min(got, n)));
-    });
-  }
 
   /** close(fd) in the target; close() without an fd ends the session (restores the target). */
   close(fd?: number | bigint): Promise<void> {
     if (fd === undefined) return this.end();
     return this.closeFd(fd);
-  }
-
-  async closeFd(fd: number | bigint): Promise<void> {
-    await this.call('close', BigInt(fd));
-  }
-
-  /** The whole of a file (up to `max` bytes), read with openat/read/close. */
-  async readFile(path: string, max = 1 << 20): Promise<Buffer> {
-    const fd = await this.openat(AT_FDCWD, path);
-    try {
-      const parts: Buffer[] = [];
-      let total = 0;
-      while (total < max) {
-        const b = await this.read(fd, Math.min(65536, max - total));
-        if (b.length === 0) break;
-        parts.push(b);
-        total += b.length;
-      }
-      return Buffer.concat(parts);
-    } finally {
-      if (!this.closed) await this.closeFd(fd);
-    }
-  }
-
-  /** The entries of a directory (without . and ..), read with openat/getdents64/close. */
-  async listDirectory(path: string, maxEntries = 100_000): Promise<Dirent64[]> {
-    const fd = await this.openat(AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    try {
-      const out: Dirent64[] = [];
-      // . and .. count too: a kernel that returns only those forever is stopped
-      for (let records = 0; ;) {
-        const batch = await this.getdents64(fd, 32768);
-        if (batch.length === 0) break;
-        for (const e of batch) if (e.name !== '.' && e.name !== '..') out.push(e);
-        records += batch.length;
-        if (records > maxEntries + 2) throw new VmiError('ETOOBIG', `${path}: more than ${maxEntries} entries`);
-      }
-      return out;
-    } finally {
-      if (!this.closed) await this.closeFd(fd);
-    }
-  }
-
-  #check(name: string, r: bigint, detail?: string): bigint {
-    const errno = errnoOf(r);
-    if (errno) throw new SyscallError(name, errno, detail);
-    return r;
   }
 
   // ---- ending ----
@@ -866,14 +574,9 @@ export class InjectionSession {
     } else if (targetGone) state = 'untouched';
     else {
       try {
-        if (!this.#parked) await this.#findParked();
-        if (this.#parked) {
-          if (this.#map) {
-            const m = this.#map;
-            this.#map = undefined;
-            const r = await this.#call(SYSCALLS_X86_64.munmap, [m.address, BigInt(m.length)], true).catch((e) => { errors.push(e); return 0n; });
-            if (errnoOf(r)) errors.push(new SyscallError('munmap', errnoOf(r), '(scratch mapping)'));
-          }
+        if (!this.#thread.parked) await this.#thread.findParked(this.#parkedAt());
+        if (this.#thread.parked) {
+          if (this.#scratch.mapping) await this.#scratch.unmap((nr, args) => this.#call(nr, args, true)).catch((e) => { errors.push(e); });
           await this.#restoreOnCpu();
         } else {
           // blocked inside an injected syscall: send it home when the call ends
@@ -912,42 +615,23 @@ export class InjectionSession {
     return { state, errors };
   }
 
-  /**
-   * After a failed wait: is the thread stopped in user mode on some vCPU (at R or R − 2, or at the
-   * gadget's `syscall` or `ret`)?
-   */
-  async #findParked(): Promise<void> {
+  /** Where a call leaves the thread in user mode: R or R − 2, or the gadget's `syscall` or `ret`. */
+  #parkedAt(): bigint[] {
     const at = [this.returnAddress, this.returnAddress - 2n];
     if (this.#watch) at.push(this.#watch.gadget, this.#watch.gadget + 2n);
-    const found = await findOnVcpus(this.#in.gdb, async (regs) => {
-      const rip = regs.get('rip');
-      return inUserMode(regs) && rip !== undefined && at.includes(rip) && (await currentTask(this.#in.kernel, regs)) === this.target.task;
-    });
-    if (!found) return;
-    this.#vcpu = found.thread;
-    this.#regs = found.regs;
-    this.#parked = true;
+    return at;
   }
 
   /** Writes the thread's saved registers back on the vCPU it is stopped on. */
   async #restoreOnCpu(): Promise<void> {
-    const regs = await this.#in.gdb.readRegisters({ thread: this.#vcpu, timeout: 10_000 });
-    const ours = inUserMode(regs) && (await currentTask(this.#in.kernel, regs)) === this.target.task;
-    if (!ours) {
-      // someone moved it (another user of the gdbstub): look for it on every vCPU
-      this.#parked = false;
-      await this.#findParked();
-      if (!this.#parked) throw new InjectionError(`the target is on no vCPU in user mode: its registers could not be restored`, 'unknown');
+    // someone may have moved it (another user of the gdbstub): then look for it on every vCPU
+    if (!(await this.#thread.stillHere()) && !(await this.#thread.findParked(this.#parkedAt()))) {
+      throw new InjectionError(`the target is on no vCPU in user mode: its registers could not be restored`, 'unknown');
     }
     const values = new Map<string, bigint>();
     for (const n of this.#restoreNames()) values.set(n, this.#saved.get(n)!);
-    await this.#in.gdb.writeRegisters(values, { thread: this.#vcpu, timeout: 10_000 });
-    this.#parked = false;
+    await this.#thread.writeBack(values);
   }
-}
-
-function checkLength(n: number): void {
-  if (!Number.isInteger(n) || n < 0 || n > MAX_BUFFER) throw new RangeError(`buffer length must be an integer in [0, ${MAX_BUFFER}], not ${n}`);
 }
 
 /** Lets the VM run again after an injection (if it ran before, whoever had stopped it since). */

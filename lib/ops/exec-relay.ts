@@ -7,9 +7,9 @@
 import { VmiError } from '../errors';
 import { reapChild, type ChildProcess, type ExecveAddresses } from '../inject/child';
 import { SyscallError } from '../inject/errors';
-import type { PendingCall } from '../inject/session';
+import type { PendingCall } from '../inject/parked-thread';
 import { errnoOf } from '../inject/errno';
-import type { SyscallArgument } from '../inject/session';
+import type { SyscallArgument } from '../inject/thread-calls';
 
 export interface ExecSpec {
   /** id, name, hostname, prefix or pid:N (as resolveContainer takes). */
