@@ -20,6 +20,7 @@ import type { CollectOptions } from './containers/collect';
 import type { Container } from './containers/model';
 import { openInjection, type InjectionOptions, type InjectionSession, type InjectionTargetSpec } from './inject';
 import { fanOutSignal } from './util/fan-out';
+import { RunState } from './target/run-state';
 
 
 /** How long an ack of ours takes to reach QEMU's stub, at most, on a loaded machine; and how often to retry. */
@@ -78,12 +79,16 @@ export class Vm {
   #leaveRunning = false;
   #closed = false;
   #accelerator: Promise<'kvm' | 'tcg'> | undefined;
+  /** Every stop, cont and query-status goes through it; undefined for a dump. */
+  readonly runState: RunState | undefined;
 
   private constructor(
     readonly options: VmConnectOptions,
     readonly qmp: QmpClient | undefined,
     readonly dump: ElfDumpMemory | undefined,
-  ) {}
+  ) {
+    this.runState = qmp ? new RunState(qmp) : undefined;
+  }
 
   static async connect(opts: VmConnectOptions): Promise<Vm> {
     if (opts.dump) return new Vm(opts, undefined, await ElfDumpMemory.open(opts.dump));
@@ -120,9 +125,8 @@ export class Vm {
 
   /** Stops the vCPUs so memory holds still; resume() restarts them only if we stopped them. */
   async pause(): Promise<void> {
-    if (!this.qmp) return;
-    if (await this.#running()) {
-      await this.qmp.execute('stop');
+    if (!this.runState) return;
+    if (await this.runState.stop()) {
       this.#pausedByUs = true;
       this.#leaveRunning = true;
     }
@@ -137,17 +141,10 @@ export class Vm {
   async #settleRunning(): Promise<void> {
     for (let round = 0; round < SETTLE_ROUNDS; round++) {
       await new Promise((r) => setTimeout(r, SETTLE_MS));
-      const st = (await this.qmp!.execute('query-status')) as { running: boolean; status: string };
-      if (st.running) return;
       // only a pause is ours to undo (a guest panic, shutdown or a debug stop is not)
-      if (st.status !== 'paused') return;
-      await this.qmp!.execute('cont');
+      if (!(await this.runState!.contIfPaused())) return;
     }
     this.options.onNotice?.(`the VM kept stopping after it was resumed (its gdbstub reads our acks as interrupts); it may be left paused`);
-  }
-
-  async #running(): Promise<boolean> {
-    return ((await this.qmp!.execute('query-status')) as { running: boolean }).running;
   }
 
   /** Leaves the VM stopped at close(): a thread is hijacked and only `vmictl recover` can put it back. */
@@ -159,12 +156,21 @@ export class Vm {
   async resume(): Promise<void> {
     this.#memory?.invalidate();
     if (this.#kernel) (await this.#kernel.catch(() => undefined))?.invalidate();
-    if (this.qmp && this.#pausedByUs) {
+    if (this.runState && this.#pausedByUs) {
       this.#pausedByUs = false;
       this.#leaveRunning = true;
-      await this.qmp.execute('cont');
+      await this.runState.cont();
       if (this.#gdb) await this.#settleRunning();
     }
+  }
+
+  /**
+   * resume(), then continue the VM from any stop, not only ours (a breakpoint's debug stop, another
+   * client's pause): for an operation whose end is to leave the VM running.
+   */
+  async resumeWhoeverStopped(): Promise<void> {
+    await this.resume();
+    await this.runState?.contIfStopped();
   }
 
   /**
@@ -295,7 +301,7 @@ export class Vm {
       // any byte QEMU's stub receives while the VM runs stops it, and leaving physical mode is
       // such a byte: a VM the caller resumed (after an injection, between two reads) is held for
       // that packet and let go again, not left stopped
-      const running = this.qmp && !this.#pausedByUs && (await this.#running().catch(() => false));
+      const running = this.runState && !this.#pausedByUs && (await this.runState.running().catch(() => false));
       if (running) await attempt(() => this.pause());
       await attempt(() => this.#gdbMemory!.close());
     }
@@ -305,12 +311,7 @@ export class Vm {
       await attempt(() => this.resume());
       // with the gdbstub connection gone no late byte can stop the VM again: one that did (an ack
       // QEMU read after our last `cont`, the disconnect) is undone here, once and for all
-      if (this.#leaveRunning) {
-        await attempt(async () => {
-          const st = (await this.qmp!.execute('query-status')) as { status: string };
-          if (st.status === 'paused') await this.qmp!.execute('cont');
-        });
-      }
+      if (this.#leaveRunning) await attempt(() => this.runState!.contIfPaused());
       await attempt(() => this.qmp!.close());
     }
     if (this.dump) await attempt(() => this.dump!.close());

@@ -242,7 +242,7 @@ async function plan(kernel: Kernel, memory: PhysicalMemory, processes: ProcessIn
  * must end it (`await s.close()`, or `await using`), which restores the thread and resumes the VM.
  */
 export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: InjectionOptions = {}): Promise<InjectionSession> {
-  if (!vm.live || !vm.qmp) throw new VmiError('EUSAGE', 'syscall injection needs a live VM (QMP and the gdbstub), not a dump');
+  if (!vm.live || !vm.runState) throw new VmiError('EUSAGE', 'syscall injection needs a live VM (QMP and the gdbstub), not a dump');
   const timeout = opts.timeout ?? 10_000;
   const journalDir = opts.journal === false ? undefined : opts.journal;
   const unlock = lockVm(vm.options.qmp ?? '');
@@ -256,7 +256,7 @@ export async function openInjection(vm: Vm, target: InjectionTargetSpec, opts: I
   const signal = fanned.signal;
   let wasRunning: boolean;
   try {
-    wasRunning = ((await vm.qmp.execute('query-status')) as { running: boolean }).running;
+    wasRunning = await vm.runState.running();
     await vm.pause();
   } catch (err) {
     fanned.release();

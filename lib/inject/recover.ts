@@ -140,7 +140,7 @@ async function recoverEach(vm: Vm, opts: RecoverOptions): Promise<RecoverOutcome
   // then the cgroups they froze: thawed by a helper, with every injected thread back home
   for (const { a, points } of acquisitions) out.push(await finishAcquisition(vm, a, points, opts));
   // the guest is meant to run again (a dead vmictl leaves it stopped)
-  await runVm(vm);
+  await vm.resumeWhoeverStopped();
   return out;
 }
 
@@ -178,19 +178,11 @@ export async function recoverAcquisition(vm: Vm, path: string, opts: RecoverOpti
   try {
     const a = AcquisitionJournal.open(path);
     const o = await finishAcquisition(vm, a, await removeStopPoints(vm, a), opts);
-    await runVm(vm);
+    await vm.resumeWhoeverStopped();
     return o;
   } finally {
     unlock();
   }
-}
-
-/** Resumes the VM, whoever stopped it. */
-async function runVm(vm: Vm): Promise<void> {
-  if (!vm.qmp) return;
-  await vm.resume();
-  const st = (await vm.qmp.execute('query-status')) as { running: boolean };
-  if (!st.running) await vm.qmp.execute('cont');
 }
 
 /** Recovers one injection from its journal file. */
@@ -235,7 +227,7 @@ async function recoverOne(vm: Vm, path: string, opts: RecoverOptions): Promise<R
     vm.keepStopped();
     return { ...outcome, detail: `${outcome.detail}; ${LEFT_STOPPED}` };
   }
-  await runVm(vm);
+  await vm.resumeWhoeverStopped();
   return outcome;
 }
 

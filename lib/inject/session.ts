@@ -635,9 +635,6 @@ export class InjectionSession extends ThreadCalls {
 }
 
 /** Lets the VM run again after an injection (if it ran before, whoever had stopped it since). */
-export async function resumeVm(vm: Vm, wasRunning: boolean): Promise<void> {
-  await vm.resume();
-  if (!wasRunning || !vm.qmp) return;
-  const st = (await vm.qmp.execute('query-status')) as { running: boolean };
-  if (!st.running) await vm.qmp.execute('cont');
+export function resumeVm(vm: Vm, wasRunning: boolean): Promise<void> {
+  return wasRunning ? vm.resumeWhoeverStopped() : vm.resume();
 }

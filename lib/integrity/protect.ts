@@ -47,15 +47,12 @@ export interface Patch {
   guest: Buffer;
 }
 
-/** Runs `fn` with the VM stopped, restarting it afterwards only if it was running. */
+/**
+ * Runs `fn` with the VM stopped, restarting it afterwards only if it was running. This stop is
+ * not the Vm's pause: the Vm does not learn that the VM ran in between (see protectFor).
+ */
 export async function stopped<T>(vm: Vm, fn: () => Promise<T>): Promise<T> {
-  const running = vm.qmp ? ((await vm.qmp.execute('query-status')) as { running: boolean }).running : false;
-  if (running) await vm.qmp!.execute('stop');
-  try {
-    return await fn();
-  } finally {
-    if (running) await vm.qmp!.execute('cont');
-  }
+  return vm.runState ? vm.runState.whileStopped(fn) : fn();
 }
 
 /** Writes each patch's `which` bytes to the physical pages the kernel maps them at. */
