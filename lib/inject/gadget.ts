@@ -11,6 +11,11 @@ import type { AddressSpace } from '../memory/address-space';
 import type { CallOptions } from '../util/deadline';
 
 export const SYSCALL_RET = Buffer.from([0x0f, 0x05, 0xc3]);
+
+/** Watchpoint mode: the slot holding R that the gadget's `ret` reads, just below the call's stack pointer. */
+export function watchSlotOf(callSp: bigint): bigint {
+  return callSp - 8n;
+}
 const PAGE = 4096n;
 /** Pages looked at on each side of the return address's page (code near it is its own library's). */
 export const GADGET_SEARCH_PAGES = 16;

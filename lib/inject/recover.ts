@@ -31,7 +31,8 @@ import { InjectionMemory, spaceAt } from './guest-memory';
 import { fromHex, Journal, listJournals, type JournalEntry } from './journal';
 import { AcquisitionJournal, listAcquisitions } from './acquisition-journal';
 import { BreakpointRunner, READ_WATCHPOINT, WATCH_LENGTH, type Hit } from './runner';
-import { watchSlotOf } from './session';
+import { watchSlotOf } from './gadget';
+import { inInjectedCall, isInjectedHit, placesOf, RecoverGuard, type InjectedPlaces } from './recover-guard';
 import { ARGUMENT_REGISTERS } from './parked-thread';
 import { redirectKernelReturn } from './redirect';
 import { userRegisters } from './site';
@@ -115,6 +116,8 @@ async function recoverEach(vm: Vm, opts: RecoverOptions): Promise<RecoverOutcome
     }
     acquisitions.push({ a, points: await removeStopPoints(vm, a) });
   }
+  // every journal is read first: while one target is recovered, the others' are held (recover-guard.ts)
+  const todo = new Map<string, JournalEntry>();
   for (const path of listJournals(opts.dir)) {
     let entry: JournalEntry;
     try {
@@ -127,21 +130,57 @@ async function recoverEach(vm: Vm, opts: RecoverOptions): Promise<RecoverOutcome
       vm.keepStopped();
       return out;
     }
-    const who = { journal: path, pid: entry.target.pid, comm: entry.target.comm };
     const skip = skipReason(vm, entry.writer, entry.qmp, opts);
-    if (skip) {
-      out.push({ ...who, action: 'skipped', detail: skip });
-      continue;
+    if (skip) out.push({ journal: path, pid: entry.target.pid, comm: entry.target.comm, action: 'skipped', detail: skip });
+    else todo.set(path, entry);
+  }
+  const guard = todo.size > 1 ? await guardTargets(vm, todo) : null;
+  let failed = false;
+  try {
+    for (const path of todo.keys()) {
+      const o = await recoverOne(vm, path, opts, guard !== null);
+      out.push(o);
+      guard?.finished(path);
+      if (o.action === 'failed' && !opts.resumeAfterFailure) {
+        failed = true;
+        return out;
+      }
     }
-    const o = await recoverOne(vm, path, opts);
-    out.push(o);
-    if (o.action === 'failed' && !opts.resumeAfterFailure) return out;
+  } finally {
+    // a failure keeps the VM stopped, and the targets held so far where they are
+    await guard?.stop(!failed);
   }
   // then the cgroups they froze: thawed by a helper, with every injected thread back home
   for (const { a, points } of acquisitions) out.push(await finishAcquisition(vm, a, points, opts));
   // the guest is meant to run again (a dead vmictl leaves it stopped)
   await vm.resumeWhoeverStopped();
   return out;
+}
+
+/** The stop points a dead injection left in QEMU (under KVM a second one at the same address fails). */
+async function removeDeadPoints(vm: Vm, e: JournalEntry): Promise<void> {
+  const gdb = await vm.gdb();
+  await gdb.removeBreakpoint(1, fromHex(e.returnAddress), 1, { timeout: 10_000 }).catch(() => undefined);
+  if (e.gadget !== undefined) await gdb.removeBreakpoint(READ_WATCHPOINT, watchSlotOf(fromHex(e.callSp)), WATCH_LENGTH, { timeout: 10_000 }).catch(() => undefined);
+}
+
+/**
+ * Before the first of several journals is recovered: their dead stop points are removed, and the
+ * targets still in an injection held in place (recover-guard.ts) whenever the VM runs for another.
+ */
+async function guardTargets(vm: Vm, todo: ReadonlyMap<string, JournalEntry>): Promise<RecoverGuard | null> {
+  await vm.pause();
+  const kernel = await vm.kernel();
+  const memory = await vm.memory();
+  const gdb = await vm.gdb();
+  for (const e of todo.values()) await removeDeadPoints(vm, e);
+  const runner = new BreakpointRunner(gdb, () => {
+    memory.invalidate();
+    kernel.invalidate();
+  });
+  const r = await RecoverGuard.start(kernel, runner, todo);
+  if (r.guard === null) vm.options.onNotice?.(`recovering the journals one at a time, with nothing holding the others' targets: ${r.reason}`);
+  return r.guard;
 }
 
 /** Removes an acquisition journal's stop points from QEMU (one that is not there is no error); returns how many it had. */
@@ -196,12 +235,15 @@ export async function recoverInjection(vm: Vm, path: string, opts: RecoverOption
   }
 }
 
-async function recoverOne(vm: Vm, path: string, opts: RecoverOptions): Promise<RecoverOutcome> {
+/**
+ * Recovers one journal. `guarded`: a RecoverGuard holds the targets of the others and has removed
+ * the dead stop points already, and the VM is resumed once all are done, not after this one.
+ */
+async function recoverOne(vm: Vm, path: string, opts: RecoverOptions, guarded = false): Promise<RecoverOutcome> {
   if (!existsSync(path)) throw new VmiError('EJOURNAL', `no journal ${path}`);
   const journal = Journal.open(path);
   const e = journal.entry;
   const who = { journal: path, pid: e.target.pid, comm: e.target.comm };
-  const R = fromHex(e.returnAddress);
   await vm.pause();
   const kernel = await vm.kernel();
   const memory = await vm.memory();
@@ -211,9 +253,7 @@ async function recoverOne(vm: Vm, path: string, opts: RecoverOptions): Promise<R
     kernel.invalidate();
   });
   const ctx: Ctx = { vm, kernel, runner, guest: new InjectionMemory(memory, gdb) };
-  // the dead vmictl's breakpoint is still in QEMU (under KVM a second one at the same address fails)
-  await gdb.removeBreakpoint(1, R, 1, { timeout: 10_000 }).catch(() => undefined);
-  if (e.gadget !== undefined) await gdb.removeBreakpoint(READ_WATCHPOINT, watchSlotOf(fromHex(e.callSp)), WATCH_LENGTH, { timeout: 10_000 }).catch(() => undefined);
+  if (!guarded) await removeDeadPoints(vm, e);
   let outcome: RecoverOutcome;
   try {
     outcome = { ...who, ...(await recoverTarget(ctx, e, opts)) };
@@ -227,7 +267,7 @@ async function recoverOne(vm: Vm, path: string, opts: RecoverOptions): Promise<R
     vm.keepStopped();
     return { ...outcome, detail: `${outcome.detail}; ${LEFT_STOPPED}` };
   }
-  await vm.resumeWhoeverStopped();
+  if (!guarded) await vm.resumeWhoeverStopped();
   return outcome;
 }
 
@@ -249,17 +289,19 @@ async function recoverTarget(ctx: Ctx, e: JournalEntry, opts: RecoverOptions): P
   const root = await mmRoot(kernel, mm);
   const space = spaceAt(kernel, ctx.guest, root, `pid ${e.target.pid}`);
 
-  const gadget = e.gadget === undefined ? undefined : fromHex(e.gadget);
-  let parked = await findParked(ctx, task, R, callSp, gadget);
+  const places = placesOf(e);
+  const gadget = places.gadget;
+  const back = (h: Hit) => isInjectedHit(kernel, h, task, root, places);
+  // held by the guard while the VM ran for another journal, or parked where the dead vmictl left it
+  let parked = (await runner.takeHeld(back)) ?? (await findParked(ctx, task, places));
   if (!parked) {
     const regs = await userRegisters(kernel, task);
-    if (!regs || !inInjectedCall(regs.u64('ip'), regs.u64('sp'), R, callSp, gadget)) {
+    if (!regs || !inInjectedCall(regs.u64('ip'), regs.u64('sp'), places)) {
       const how = e.redirectedAt ? `vmictl sent it home from a blocked injected syscall at ${e.redirectedAt}` : 'it was restored before vmictl ended';
       return { action: 'already-restored', detail: `the target is not in an injection (${how})${leftMapping(e)}` };
     }
     // inside an injected syscall: catch it on its way back (at R), or on its way to restart the
     // call (at the `syscall` instruction: R − 2, or the gadget)
-    const back = (h: Hit) => isBack(ctx, h, task, root, R, callSp, gadget);
     for (const at of gadget === undefined ? [R, R - 2n] : [R, R - 2n, gadget]) await runner.insert(at);
     const timeout = opts.timeout ?? 10_000;
     try {
@@ -290,22 +332,6 @@ async function recoverTarget(ctx: Ctx, e: JournalEntry, opts: RecoverOptions): P
 /** What a redirected target keeps: the scratch mapping (no thread of vmictl's is there to munmap it). */
 function leftMapping(e: JournalEntry): string {
   return e.scratch ? `; its scratch mapping (${e.scratch.length} bytes at 0x${e.scratch.address}) is left in the process` : '';
-}
-
-/**
- * Whether user registers (ip, sp) are those of a thread in an injected call, or about to make one
- * or just back: at R − 2 or R with callSp, or (watchpoint mode) at the gadget's `syscall` or `ret`
- * with the slot's address.
- */
-function inInjectedCall(ip: bigint | undefined, sp: bigint | undefined, R: bigint, callSp: bigint, gadget: bigint | undefined): boolean {
-  if ((ip === R || ip === R - 2n) && sp === callSp) return true;
-  return gadget !== undefined && (ip === gadget || ip === gadget + 2n) && sp === watchSlotOf(callSp);
-}
-
-/** A hit of the target in user mode where an injected call leaves it (see inInjectedCall). */
-async function isBack(ctx: Ctx, h: Hit, task: bigint, root: bigint, R: bigint, callSp: bigint, gadget: bigint | undefined): Promise<boolean> {
-  if (!inUserMode(h.regs) || !inInjectedCall(h.rip, h.regs.get('rsp'), R, callSp, gadget) || cr3Root(h.regs.get('cr3') ?? 0n) !== root) return false;
-  return (await currentTask(ctx.kernel, h.regs)) === task;
 }
 
 /** How long a thread woken by a thaw may take to reach user mode while the helper still runs (ms). */
@@ -342,10 +368,10 @@ async function wakeBlocked(ctx: Ctx, pid: number, back: (h: Hit) => Promise<bool
 }
 
 /** The target stopped in user mode on a vCPU where an injection leaves it (see inInjectedCall). */
-async function findParked(ctx: Ctx, task: bigint, R: bigint, callSp: bigint, gadget: bigint | undefined): Promise<Hit | null> {
+async function findParked(ctx: Ctx, task: bigint, places: InjectedPlaces): Promise<Hit | null> {
   const gdb = ctx.runner.gdb;
   const found = await findOnVcpus(gdb, async (regs) =>
-    inUserMode(regs) && inInjectedCall(regs.get('rip'), regs.get('rsp'), R, callSp, gadget) && (await currentTask(ctx.kernel, regs)) === task);
+    inUserMode(regs) && inInjectedCall(regs.get('rip'), regs.get('rsp'), places) && (await currentTask(ctx.kernel, regs)) === task);
   if (!found) return null;
   return { ...found, rip: found.regs.get('rip')!, stop: gdb.lastStop ?? { kind: 'T', swbreak: false, hwbreak: false, registersByNumber: new Map(), registers: new Map(), fields: new Map(), raw: '' } };
 }

@@ -223,6 +223,17 @@ export class BreakpointRunner {
     return () => this.#shared.holds.delete(hold);
   }
 
+  /** A hit held for someone (see hold()) that `accept` takes, no longer held; null when none is. */
+  async takeHeld(accept: (hit: Hit) => Promise<boolean>): Promise<Hit | null> {
+    for (const [thread, h] of [...this.#shared.held]) {
+      if (await accept(h.hit)) {
+        this.#shared.held.delete(thread);
+        return h.hit;
+      }
+    }
+    return null;
+  }
+
   /** Lets every held vCPU go (stepped over its breakpoint). */
   async releaseHeld(): Promise<void> {
     for (const [thread, h] of [...this.#shared.held]) {
@@ -251,12 +262,8 @@ export class BreakpointRunner {
   async runUntil(accept: (hit: Hit) => Promise<boolean>, opts: RunOptions): Promise<Hit> {
     const deadline = Date.now() + opts.timeout;
     // a hit held for us while someone else ran the VM
-    for (const [thread, h] of [...this.#shared.held]) {
-      if (await accept(h.hit)) {
-        this.#shared.held.delete(thread);
-        return h.hit;
-      }
-    }
+    const held = await this.takeHeld(accept);
+    if (held) return held;
     const missed = this.#shared.missed;
     this.#shared.missed = undefined;
     if (missed) {

@@ -30,6 +30,7 @@ import type { AddressSpace } from '../memory/address-space';
 import { GdbBreakpointError, GdbUnsupportedError, type GdbClient } from '../transport/gdb';
 import { toSigned64 } from './errno';
 import { SessionClosedError, SyscallTimeoutError, TargetGoneError, type InjectionState } from './errors';
+import { watchSlotOf } from './gadget';
 import { hex, Journal, type JournalEntry } from './journal';
 import { ParkedThread, ParkedThreadMovedError, type PendingCall } from './parked-thread';
 import type { BreakpointRunner, Hit } from './runner';
@@ -49,10 +50,6 @@ const STACK_SCRATCH_MIN = 256;
 /** Bytes kept below the data area in watchpoint mode: the slot, 16-byte alignment. */
 const WATCH_RESERVE = 16n;
 
-/** Watchpoint mode: the slot holding R that the gadget's `ret` reads, just below callSp. */
-export function watchSlotOf(callSp: bigint): bigint {
-  return callSp - 8n;
-}
 
 const PAGE = 4096n;
 /** getrandom flags: never block, any quality (the bytes are only there to be overwritten). */

@@ -7,10 +7,10 @@ import type { VmEnv } from './vm';
  * Runs test/inject/helpers/hold-injection.ts (with the TypeScript loader this test runs under),
  * waits for its READY line (the target is hijacked), waits `afterMs`, and kills it with SIGKILL.
  */
-export async function killMidInjection(env: VmEnv, dir: string, mode: string, afterMs: number): Promise<string> {
+export async function killMidInjection(env: VmEnv, dir: string, mode: string, afterMs: number, container = 'ticker'): Promise<string> {
   const loader = process.execArgv.filter((a) => a.includes('typescript'));
   const script = join(__dirname, '..', 'inject', 'helpers', 'hold-injection.ts');
-  const child = spawn(process.execPath, [...loader, script, env.qmp, env.gdb, dir, mode], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...loader, script, env.qmp, env.gdb, dir, mode, container], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stderr.on('data', (d: Buffer) => (err += d.toString()));

@@ -5,14 +5,14 @@
  * pause() that never ends (`pause`), until killed. `wake` instead opens an injection into the web
  * container, whose only process sleeps in accept, and stops dead (READY <cgroup>) once the
  * acquisition has frozen web's cgroup to wake it.
- * Usage: hold-injection.ts QMP GDB JOURNAL_DIR MODE
+ * Usage: hold-injection.ts QMP GDB JOURNAL_DIR MODE [CONTAINER] (ticker unless named)
  */
 import { writeSync } from 'node:fs';
 import { Vm } from '../../../lib/vm';
 import { openInjection } from '../../../lib/inject';
 
 async function main(): Promise<void> {
-  const [qmp, gdb, dir, mode] = process.argv.slice(2);
+  const [qmp, gdb, dir, mode, container = 'ticker'] = process.argv.slice(2);
   if (!mode) {
     // run by a test runner that was given the whole directory: not a test
     process.stdout.write('1..0 # a helper of inject-vm.test.ts, not a test\n');
@@ -31,7 +31,7 @@ async function main(): Promise<void> {
     });
     throw new Error('the acquisition ended without waking web');
   }
-  const s = await openInjection(vm, { container: 'ticker' }, { journal: dir, timeout: 30_000, callTimeout: 120_000 });
+  const s = await openInjection(vm, { container }, { journal: dir, timeout: 30_000, callTimeout: 120_000 });
   await s.getpid();
   await s.uname();
   process.stdout.write(`READY ${s.journalPath}\n`);

@@ -1,0 +1,66 @@
+/**
+ * Two vmictls killed (-9) in the middle of injections into two containers: the first while its
+ * target (in the nested container) sits in an injected pause(), which recovery can only end by running the VM; the
+ * second while its target (ticker's shell) is parked between two calls, with injected registers
+ * and, in watchpoint mode, no breakpoint at its return address. `recover` takes the first one
+ * first: while the VM runs for it, the second target must stay where it is (held at its injected
+ * places), not run its own code with injected registers. Both end restored, and ticker's loop,
+ * read from inside the guest, goes on.
+ */
+import t from 'tap';
+import { mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { Vm } from '../../lib/vm';
+import { openInjection, recoverAll } from '../../lib/inject';
+import { guestRun, testVm, type VmEnv } from '../helpers/vm';
+import { killMidInjection } from '../helpers/kill-mid-injection';
+
+async function counter(env: VmEnv): Promise<number> {
+  for (let i = 0; ; i++) {
+    const r = await guestRun(env, 'cat /proc/$(runc state ticker | sed -n \'s/.*"pid": *\\([0-9]*\\).*/\\1/p\')/root/tmp/counter', 30_000);
+    if (r.output.trim() !== '' || i >= 5) return Number(r.output.trim() || NaN);
+  }
+}
+
+t.test('recover with two dead injections holds one target while it runs the VM for the other', async (t) => {
+  const env = await testVm(t);
+  if (!env) return;
+  if (!env.control) return t.fail('the test VM has no control channel');
+  const dir = mkdtempSync(join(tmpdir(), 'vmictl-recover-several-'));
+  const other = mkdtempSync(join(tmpdir(), 'vmictl-recover-several-'));
+  t.teardown(() => {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(other, { recursive: true, force: true });
+  });
+  const blocked = await killMidInjection(env, dir, 'pause', 1500, 'nested');
+  // the second one writes its journal elsewhere: the first one's would stop it (ESTALE)
+  const parkedAt = await killMidInjection(env, other, 'park', 500, 'ticker');
+  const parked = join(dir, basename(parkedAt));
+  renameSync(parkedAt, parked);
+  t.same(readdirSync(dir).filter((n) => n.startsWith('inject-')).map((n) => join(dir, n)).sort(), [blocked, parked].sort(), 'two journals to recover');
+
+  const vm = await Vm.connect({ qmp: env.qmp, gdb: env.gdb });
+  t.teardown(() => vm.close());
+  const outcomes = await recoverAll(vm, { dir, timeout: 5_000 });
+  t.same(outcomes.map((o) => o.journal), [blocked, parked], 'the blocked target is recovered first, while the parked one waits');
+  t.same(outcomes.map((o) => o.action), ['restored', 'restored'], `both restored: ${outcomes.map((o) => `${o.comm}: ${o.action} (${o.detail})`).join('; ')}`);
+  t.same(readdirSync(dir).filter((n) => n.startsWith('inject-')), [], 'the journals are removed');
+  await vm.close();
+
+  const a = await counter(env);
+  await new Promise((r) => setTimeout(r, 1500));
+  const b = await counter(env);
+  t.ok(b > a, `ticker's loop goes on (${a} → ${b})`);
+
+  const vm2 = await Vm.connect({ qmp: env.qmp, gdb: env.gdb });
+  t.teardown(() => vm2.close());
+  for (const container of ['ticker', 'nested']) {
+    const s = await openInjection(vm2, { container }, { journal: dir, timeout: 20_000 });
+    try {
+      t.equal((await s.uname()).nodename, container, `${container} answers injected syscalls again`);
+    } finally {
+      await s.close();
+    }
+  }
+});
