@@ -56,6 +56,11 @@ export interface ChildEngine {
   signal?: AbortSignal;
   /** The VM, for a helper injection that kills a child stuck in a syscall. */
   vm?: Vm;
+  /**
+   * Told of each child while it is driven (`driven`) and once it is gone or runs its own program:
+   * the session's journal keeps the ones in between, for `vmictl recover` to make them exit.
+   */
+  journalChild?: (child: { pid: number; task: bigint }, driven: boolean) => void;
 }
 
 /** A thread that can run clone for a child: an InjectionSession or a ChildProcess. */
@@ -327,6 +332,7 @@ export async function vfork<T>(caller: Forker, engine: ChildEngine, work: (child
     if (callerBack) pending.take(hit);
     else {
       child = new ChildProcess(engine, hit, found!, caller.returnAddress, caller.callSp);
+      engine.journalChild?.(child.target, true);
       opts.onChild?.(child.pid);
       value = await work(child, pending);
     }
@@ -361,6 +367,8 @@ export async function vfork<T>(caller: Forker, engine: ChildEngine, work: (child
   } catch (err) {
     throw failed ? failure : err;
   }
+  // the vfork caller is back: the child has exited or runs its own program
+  if (child) engine.journalChild?.(child.target, false);
   if (r > 0n) {
     if (aborted && caller.cleanupCall) {
       // the caller's code would not reap it any more (its signal is aborted): reap it here
@@ -390,13 +398,21 @@ const SIGKILL = 9n;
  */
 async function killStuckChild(engine: ChildEngine, child: ChildProcess): Promise<void> {
   if (!engine.vm) throw new InjectionError(`child ${child.pid} is stuck in a syscall and no helper can be had to kill it`, 'unknown');
-  const helper = await openInjection(engine.vm, await rootHelperTarget(engine.vm), { leaveStopped: true, maxBreakpoints: Number.POSITIVE_INFINITY, timeout: Math.max(10_000, engine.callTimeout), callTimeout: 10_000 });
+  await killFromRootHelper(engine.vm, child.pid, { timeout: Math.max(10_000, engine.callTimeout) });
+  child.killed();
+}
+
+/**
+ * SIGKILL to host pid `pid`, by kill() injected into a root helper; the VM is left stopped. For a
+ * process inside a syscall that does not end, where nothing else gets it out.
+ */
+export async function killFromRootHelper(vm: Vm, pid: number, opts: { timeout: number; journal?: string }): Promise<void> {
+  const helper = await openInjection(vm, await rootHelperTarget(vm), { leaveStopped: true, maxBreakpoints: Number.POSITIVE_INFINITY, timeout: opts.timeout, callTimeout: 10_000, journal: opts.journal });
   try {
-    check('kill', await helper.syscall('kill', BigInt(child.pid), SIGKILL), `(child ${child.pid})`);
+    check('kill', await helper.syscall('kill', BigInt(pid), SIGKILL), `(pid ${pid})`);
   } finally {
     await helper.end();
   }
-  child.killed();
 }
 
 const EINTR = 4;

@@ -11,6 +11,9 @@
  * restores every register and stack byte, removes the breakpoint and lets the VM run. A journal on
  * the host lets recoverInjection() (`vmictl recover`) finish the job if vmictl dies in between.
  * vfork() (child.ts) forks a child off a session and drives it on its own (setns, execve…).
+ * Sessions and children are the same engine (parked-thread.ts: a call written over the parked
+ * vCPU, the VM run until the thread is back), with the same calls (thread-calls.ts) and scratch
+ * memory (scratch.ts).
  */
 export { openInjection, type InjectionOptions, type InjectionTargetSpec } from './open';
 export { InjectionSession, VCPU_REGISTERS, type TargetThread, type SessionStats } from './session';

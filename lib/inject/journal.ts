@@ -53,6 +53,11 @@ export interface JournalEntry {
    */
   gadget?: string;
   /**
+   * Children forked off the target (vfork) and being driven: each comes back to returnAddress with
+   * callSp in its own address space, and would run the target's code from there if left alone.
+   */
+  children?: { pid: number; task: string }[];
+  /**
    * When the session gave up on a call that did not end and rewrote the thread's pt_regs to send
    * it home (state `in-syscall`, lib/inject/redirect.ts): the journal is kept for what is left.
    */
@@ -75,6 +80,8 @@ export class UntrustedJournalError extends VmiError {
   }
 }
 
+/** Most driven children a journal names (a vfork child, and its own for a privileged exec). */
+const MAX_CHILDREN = 8;
 /** Most bytes a journal file may hold (its stack copy is at most 32 KiB, as hex). */
 const MAX_JOURNAL_BYTES = 1 << 20;
 
@@ -216,7 +223,8 @@ export function readJournal(path: string): JournalEntry {
     !Number.isInteger(e.target.pid) || !hex(e.returnAddress) || !hex(e.callSp) || typeof e.vcpu !== 'string' ||
     typeof e.registers !== 'object' || !Array.isArray(e.restore) || !e.restore.every((n) => typeof n === 'string' && wide(e.registers[n])) ||
     !Object.values(e.registers).every(wide) || (e.gadget !== undefined && !hex(e.gadget)) || (e.redirectedAt !== undefined && typeof e.redirectedAt !== 'string') ||
-    (e.scratch !== undefined && (typeof e.scratch !== 'object' || e.scratch === null || !hex(e.scratch.address) || !Number.isSafeInteger(e.scratch.length)))
+    (e.scratch !== undefined && (typeof e.scratch !== 'object' || e.scratch === null || !hex(e.scratch.address) || !Number.isSafeInteger(e.scratch.length))) ||
+    (e.children !== undefined && (!Array.isArray(e.children) || e.children.length > MAX_CHILDREN || !e.children.every((c) => typeof c === 'object' && c !== null && Number.isInteger(c.pid) && c.pid > 0 && hex(c.task))))
   ) {
     throw new VmiError('EJOURNAL', `${path}: not a vmictl injection journal (version ${JOURNAL_VERSION})`);
   }

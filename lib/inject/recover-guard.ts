@@ -9,7 +9,7 @@
  */
 import type { Kernel } from '../kernel/kernel';
 import { findTask } from '../kernel/helpers/task';
-import { GdbBreakpointError } from '../transport/gdb';
+import { GdbBreakpointError, type GdbClient } from '../transport/gdb';
 import { cr3Root, currentTask, findOnVcpus, inUserMode, mmRoot } from './cpu';
 import { watchSlotOf } from './gadget';
 import { fromHex, type JournalEntry } from './journal';
@@ -40,6 +40,13 @@ export function inInjectedCall(ip: bigint | undefined, sp: bigint | undefined, p
 export async function isInjectedHit(kernel: Kernel, h: Hit, task: bigint, root: bigint, p: InjectedPlaces): Promise<boolean> {
   if (!inUserMode(h.regs) || !inInjectedCall(h.rip, h.regs.get('rsp'), p) || cr3Root(h.regs.get('cr3') ?? 0n) !== root) return false;
   return (await currentTask(kernel, h.regs)) === task;
+}
+
+/** `task` stopped in user mode on a vCPU at one of its injected places, as a hit; null when it is not. */
+export async function findParkedAt(kernel: Kernel, gdb: GdbClient, task: bigint, p: InjectedPlaces): Promise<Hit | null> {
+  const found = await findOnVcpus(gdb, async (regs) => inUserMode(regs) && inInjectedCall(regs.get('rip'), regs.get('rsp'), p) && (await currentTask(kernel, regs)) === task);
+  if (!found) return null;
+  return { ...found, rip: found.regs.get('rip')!, stop: gdb.lastStop ?? { kind: 'T', swbreak: false, hwbreak: false, registersByNumber: new Map(), registers: new Map(), fields: new Map(), raw: '' } };
 }
 
 /** A journal's places, read from it. */
@@ -85,12 +92,23 @@ export class RecoverGuard {
       if (!kernel.isKernelPointer(mm)) continue;
       const root = await mmRoot(kernel, mm);
       const places = placesOf(e);
-      const parked = await findOnVcpus(runner.gdb, async (regs) => inUserMode(regs) && inInjectedCall(regs.get('rip'), regs.get('rsp'), places) && (await currentTask(kernel, regs)) === task);
+      const parked = await findParkedAt(kernel, runner.gdb, task, places);
       if (!parked) {
         const regs = await userRegisters(kernel, task);
         if (!regs || !inInjectedCall(regs.u64('ip'), regs.u64('sp'), places)) continue;
       }
       targets.set(journal, { journal, task, root, places });
+    }
+    // the children its session was driving (vfork) stand where it does, in their own address space
+    for (const [journal, e] of journals) {
+      const places: InjectedPlaces = { R: fromHex(e.returnAddress), callSp: fromHex(e.callSp) };
+      for (const c of e.children ?? []) {
+        const task = fromHex(c.task);
+        if ((await findTask(kernel, c.pid)) !== task) continue;
+        const mm = await kernel.readU64(task + BigInt(kernel.profile.fieldOffset('task_struct', 'mm')));
+        if (!kernel.isKernelPointer(mm)) continue;
+        targets.set(`${journal}#${c.pid}`, { journal, task, root: await mmRoot(kernel, mm), places });
+      }
     }
     const guard = new RecoverGuard(kernel, runner, targets);
     try {
@@ -114,9 +132,9 @@ export class RecoverGuard {
     return false;
   }
 
-  /** The journal's target is dealt with: its hits are no longer held. */
+  /** The journal's target (and the children of its session) are dealt with: their hits are no longer held. */
   finished(journal: string): void {
-    this.#targets.delete(journal);
+    for (const [key, t] of this.#targets) if (t.journal === journal) this.#targets.delete(key);
   }
 
   /**

@@ -24,6 +24,7 @@ import { lockVm } from './lock';
 import { TimeoutError, VmiError } from '../errors';
 import type { Vm } from '../vm';
 import type { Kernel } from '../kernel/kernel';
+import type { AddressSpace } from '../memory/address-space';
 import { findTask } from '../kernel/helpers/task';
 import { cr3Root, currentTask, findOnVcpus, inUserMode, mmRoot } from './cpu';
 import { errnoOf } from './errno';
@@ -32,7 +33,8 @@ import { fromHex, Journal, listJournals, type JournalEntry } from './journal';
 import { AcquisitionJournal, listAcquisitions } from './acquisition-journal';
 import { BreakpointRunner, READ_WATCHPOINT, WATCH_LENGTH, type Hit } from './runner';
 import { watchSlotOf } from './gadget';
-import { inInjectedCall, isInjectedHit, placesOf, RecoverGuard, type InjectedPlaces } from './recover-guard';
+import { endJournaledChildren } from './recover-children';
+import { findParkedAt, inInjectedCall, isInjectedHit, placesOf, RecoverGuard } from './recover-guard';
 import { ARGUMENT_REGISTERS } from './parked-thread';
 import { redirectKernelReturn } from './redirect';
 import { userRegisters } from './site';
@@ -272,6 +274,13 @@ async function recoverOne(vm: Vm, path: string, opts: RecoverOptions, guarded = 
 }
 
 async function recoverTarget(ctx: Ctx, e: JournalEntry, opts: RecoverOptions): Promise<{ action: RecoverAction; detail: string }> {
+  // its vfork children first: while one is there, the target waits in clone() for it
+  const children = (await endJournaledChildren(ctx, e, opts)).map((s) => `; ${s}`).join('');
+  const r = await recoverThread(ctx, e, opts);
+  return { ...r, detail: r.detail + children };
+}
+
+async function recoverThread(ctx: Ctx, e: JournalEntry, opts: RecoverOptions): Promise<{ action: RecoverAction; detail: string }> {
   const { kernel, runner } = ctx;
   // what will be put back, checked before anything is done to the target
   const values = new Map<string, bigint>();
@@ -293,7 +302,7 @@ async function recoverTarget(ctx: Ctx, e: JournalEntry, opts: RecoverOptions): P
   const gadget = places.gadget;
   const back = (h: Hit) => isInjectedHit(kernel, h, task, root, places);
   // held by the guard while the VM ran for another journal, or parked where the dead vmictl left it
-  let parked = (await runner.takeHeld(back)) ?? (await findParked(ctx, task, places));
+  let parked = (await runner.takeHeld(back)) ?? (await findParkedAt(kernel, runner.gdb, task, places));
   if (!parked) {
     const regs = await userRegisters(kernel, task);
     if (!regs || !inInjectedCall(regs.u64('ip'), regs.u64('sp'), places)) {
@@ -324,9 +333,33 @@ async function recoverTarget(ctx: Ctx, e: JournalEntry, opts: RecoverOptions): P
     if (errnoOf(r.rax)) detail += `; munmap of the scratch mapping failed (errno ${errnoOf(r.rax)})`;
     else detail += '; scratch mapping unmapped';
   }
+  if (e.stack) parked = await ownStackArea(ctx, parked, space, task, root, R, callSp, fromHex(e.stack.address), e.stack.data.length / 2, opts);
   await runner.gdb.writeRegisters(values, { thread: parked.thread, timeout: 10_000 });
   if (e.stack) await space.write(fromHex(e.stack.address), Buffer.from(e.stack.data, 'hex'));
   return { action: 'restored', detail };
+}
+
+/** getrandom flags: never block, any quality (the bytes are only there to be overwritten). */
+const GRND_NONBLOCK_INSECURE = 0x1n | 0x4n;
+
+/**
+ * A target that forked (vfork, for exec) has its stack pages copy-on-write: not writable through
+ * its page tables, and a write to the physical page would land in a page another process may
+ * share. The kernel makes them the target's own again when it writes them (getrandom, injected);
+ * the saved bytes are written over after.
+ */
+async function ownStackArea(ctx: Ctx, parked: Hit, space: AddressSpace, task: bigint, root: bigint, R: bigint, callSp: bigint, address: bigint, length: number, opts: RecoverOptions): Promise<Hit> {
+  let shared = false;
+  for (let page = address & ~0xfffn; page < address + BigInt(length); page += 0x1000n) shared ||= !(await space.translate(page)).writable;
+  if (!shared) return parked;
+  for (let done = 0; done < length;) {
+    const r = await injectOnce(ctx, parked, task, root, R, callSp, SYSCALLS_X86_64.getrandom, [address + BigInt(done), BigInt(length - done), GRND_NONBLOCK_INSECURE], opts);
+    parked = r.hit;
+    if (r.rax <= 0n) throw new VmiError('EJOURNAL', `the target's stack at 0x${(address + BigInt(done)).toString(16)} cannot be made its own again (getrandom: ${r.rax})`);
+    done += Number(r.rax);
+  }
+  space.invalidate();
+  return parked;
 }
 
 /** What a redirected target keeps: the scratch mapping (no thread of vmictl's is there to munmap it). */
@@ -365,15 +398,6 @@ async function wakeBlocked(ctx: Ctx, pid: number, back: (h: Hit) => Promise<bool
     if (!(err instanceof TimeoutError)) throw err;
     return null;
   }
-}
-
-/** The target stopped in user mode on a vCPU where an injection leaves it (see inInjectedCall). */
-async function findParked(ctx: Ctx, task: bigint, places: InjectedPlaces): Promise<Hit | null> {
-  const gdb = ctx.runner.gdb;
-  const found = await findOnVcpus(gdb, async (regs) =>
-    inUserMode(regs) && inInjectedCall(regs.get('rip'), regs.get('rsp'), places) && (await currentTask(ctx.kernel, regs)) === task);
-  if (!found) return null;
-  return { ...found, rip: found.regs.get('rip')!, stop: gdb.lastStop ?? { kind: 'T', swbreak: false, hwbreak: false, registersByNumber: new Map(), registers: new Map(), fields: new Map(), raw: '' } };
 }
 
 async function isReturn(ctx: Ctx, h: Hit, task: bigint, root: bigint, R: bigint, callSp: bigint): Promise<boolean> {

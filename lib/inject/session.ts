@@ -133,6 +133,8 @@ export class InjectionSession extends ThreadCalls {
   /** Users of the breakpoint at R in watchpoint mode (a vfork in flight, the bench's floor). */
   #returnBreakpointUsers = 0;
   #journal: Journal | undefined;
+  /** Children forked off the target and driven now (vfork), by pid: their task. */
+  readonly #children = new Map<number, bigint>();
   #queue: Promise<unknown> = Promise.resolve();
   #state: 'open' | 'finishing' | 'closed' = 'open';
   #finishing: Promise<{ state: InjectionState; errors: unknown[] }> | undefined;
@@ -495,8 +497,15 @@ export class InjectionSession extends ThreadCalls {
   }
 
   /** @internal The engine parts a child process driven from this session shares. */
-  get engine(): Internals & { callTimeout: number; signal?: AbortSignal } {
-    return { ...this.#in, callTimeout: this.#callTimeout, signal: this.#opts.signal };
+  get engine(): Internals & { callTimeout: number; signal?: AbortSignal; journalChild: (child: { pid: number; task: bigint }, driven: boolean) => void } {
+    return { ...this.#in, callTimeout: this.#callTimeout, signal: this.#opts.signal, journalChild: (c, driven) => this.#journalChild(c, driven) };
+  }
+
+  /** Keeps the journal's list of driven children (vfork) up to date, before a child runs anything. */
+  #journalChild(child: { pid: number; task: bigint }, driven: boolean): void {
+    if (driven) this.#children.set(child.pid, child.task);
+    else if (!this.#children.delete(child.pid)) return;
+    this.#journal?.update({ children: this.#children.size ? [...this.#children].map(([pid, task]) => ({ pid, task: hex(task) })) : undefined });
   }
 
   /**

@@ -87,6 +87,12 @@ t.test('create, update, read, list, remove', async (t) => {
   t.equal(readJournal(bad).gadget, '47b4f5', "a watchpoint-mode journal names its syscall; ret gadget");
   writeFileSync(bad, JSON.stringify({ ...entry(), gadget: '-1' }));
   t.throws(() => readJournal(bad), VmiError, 'a gadget that is not a hex address is refused');
+  writeFileSync(bad, JSON.stringify({ ...entry(), children: [{ pid: 77, task: 'ffff888001234000' }] }));
+  t.same(readJournal(bad).children, [{ pid: 77, task: 'ffff888001234000' }], 'a journal names the forked children being driven');
+  for (const children of [[{ pid: 0, task: 'ffff888001234000' }], [{ pid: 77, task: 'zz' }], [{ pid: 77 }], 'ffff', Array.from({ length: 9 }, (_, i) => ({ pid: i + 1, task: 'ffff888001234000' }))]) {
+    writeFileSync(bad, JSON.stringify({ ...entry(), children }));
+    t.throws(() => readJournal(bad), VmiError, `children ${JSON.stringify(children).slice(0, 60)} are refused`);
+  }
 });
 
 t.test('every read checks the directory and the file', async (t) => {

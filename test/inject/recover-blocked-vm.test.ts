@@ -15,20 +15,7 @@ import { Vm } from '../../lib/vm';
 import { openInjection, recoverAll } from '../../lib/inject';
 import { StaleInjectionError } from '../../lib/inject/errors';
 import { guestRun, readGroundTruth, testVm, type VmEnv } from '../helpers/vm';
-import { killMidInjection } from '../helpers/kill-mid-injection';
-
-async function counter(env: VmEnv): Promise<number> {
-  for (let i = 0; ; i++) {
-    const r = await guestRun(env, 'cat /proc/$(runc state ticker | sed -n \'s/.*"pid": *\\([0-9]*\\).*/\\1/p\')/root/tmp/counter', 30_000);
-    if (r.output.trim() !== '' || i >= 5) return Number(r.output.trim() || NaN);
-  }
-}
-
-async function counts(env: VmEnv): Promise<[number, number]> {
-  const a = await counter(env);
-  await new Promise((r) => setTimeout(r, 1500));
-  return [a, await counter(env)];
-}
+import { killMidInjection, tickerCounts } from '../helpers/kill-mid-injection';
 
 t.test('kill -9 of vmictl during an injected pause(), then recover', async (t) => {
   const env = await testVm(t);
@@ -38,7 +25,7 @@ t.test('kill -9 of vmictl during an injected pause(), then recover', async (t) =
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const journal = await killMidInjection(env, dir, 'pause', 1500);
   t.ok(existsSync(journal), 'the killed vmictl left its journal');
-  const [a, b] = await counts(env);
+  const [a, b] = await tickerCounts(env);
   t.equal(b, a, `the ticker is held in the injected pause() (${a} → ${b})`);
 
   const vm = await Vm.connect({ qmp: env.qmp, gdb: env.gdb });
@@ -48,7 +35,7 @@ t.test('kill -9 of vmictl during an injected pause(), then recover', async (t) =
   t.equal(outcomes[0]?.action, 'restored', `recovered: ${outcomes[0]?.detail}`);
   t.same(readdirSync(dir).filter((n) => n.startsWith('inject-')), [], 'the journal is removed');
   await vm.close();
-  const [c, d] = await counts(env);
+  const [c, d] = await tickerCounts(env);
   t.ok(d > c, `the ticker's loop goes on (${c} → ${d})`);
 
   const vm2 = await Vm.connect({ qmp: env.qmp, gdb: env.gdb });

@@ -12,16 +12,9 @@ import { mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { Vm } from '../../lib/vm';
-import { openInjection, recoverAll } from '../../lib/inject';
-import { guestRun, testVm, type VmEnv } from '../helpers/vm';
-import { killMidInjection } from '../helpers/kill-mid-injection';
-
-async function counter(env: VmEnv): Promise<number> {
-  for (let i = 0; ; i++) {
-    const r = await guestRun(env, 'cat /proc/$(runc state ticker | sed -n \'s/.*"pid": *\\([0-9]*\\).*/\\1/p\')/root/tmp/counter', 30_000);
-    if (r.output.trim() !== '' || i >= 5) return Number(r.output.trim() || NaN);
-  }
-}
+import { recoverAll } from '../../lib/inject';
+import { testVm } from '../helpers/vm';
+import { answersAgain, killMidInjection, tickerCounts } from '../helpers/kill-mid-injection';
 
 t.test('recover with two dead injections holds one target while it runs the VM for the other', async (t) => {
   const env = await testVm(t);
@@ -48,19 +41,7 @@ t.test('recover with two dead injections holds one target while it runs the VM f
   t.same(readdirSync(dir).filter((n) => n.startsWith('inject-')), [], 'the journals are removed');
   await vm.close();
 
-  const a = await counter(env);
-  await new Promise((r) => setTimeout(r, 1500));
-  const b = await counter(env);
+  const [a, b] = await tickerCounts(env);
   t.ok(b > a, `ticker's loop goes on (${a} → ${b})`);
-
-  const vm2 = await Vm.connect({ qmp: env.qmp, gdb: env.gdb });
-  t.teardown(() => vm2.close());
-  for (const container of ['ticker', 'nested']) {
-    const s = await openInjection(vm2, { container }, { journal: dir, timeout: 20_000 });
-    try {
-      t.equal((await s.uname()).nodename, container, `${container} answers injected syscalls again`);
-    } finally {
-      await s.close();
-    }
-  }
+  await answersAgain(t, env, dir, ['ticker', 'nested']);
 });

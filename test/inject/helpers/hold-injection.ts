@@ -2,14 +2,15 @@
  * A vmictl that is killed in the middle of an injection, for the recovery tests: it opens a session
  * in the ticker container, runs a few syscalls, prints `READY <journal>` and then either waits with
  * the target stopped (`park`), runs an injected nanosleep of N seconds (`sleep:N`) or an injected
- * pause() that never ends (`pause`), until killed. `wake` instead opens an injection into the web
+ * pause() that never ends (`pause`), or forks a child (vfork) that makes one call and waits parked
+ * (`child`), until killed. `wake` instead opens an injection into the web
  * container, whose only process sleeps in accept, and stops dead (READY <cgroup>) once the
  * acquisition has frozen web's cgroup to wake it.
  * Usage: hold-injection.ts QMP GDB JOURNAL_DIR MODE [CONTAINER] (ticker unless named)
  */
 import { writeSync } from 'node:fs';
 import { Vm } from '../../../lib/vm';
-import { openInjection } from '../../../lib/inject';
+import { openInjection, vfork } from '../../../lib/inject';
 
 async function main(): Promise<void> {
   const [qmp, gdb, dir, mode, container = 'ticker'] = process.argv.slice(2);
@@ -34,6 +35,13 @@ async function main(): Promise<void> {
   const s = await openInjection(vm, { container }, { journal: dir, timeout: 30_000, callTimeout: 120_000 });
   await s.getpid();
   await s.uname();
+  if (mode === 'child') {
+    await vfork(s, s.engine, async (child) => {
+      await child.getpid();
+      process.stdout.write(`READY ${s.journalPath}\n`);
+      await new Promise(() => undefined);
+    });
+  }
   process.stdout.write(`READY ${s.journalPath}\n`);
   const sleep = /^sleep:(\d+)$/.exec(mode ?? '');
   if (sleep) {
