@@ -58,14 +58,21 @@ async function startOpsbox(env: VmEnv): Promise<number[]> {
  * Each process's open fds and mappings. Fds on named fifos are not counted: the guest's shell
  * loops (busyd, the tickers) open theirs for every read, so they come and go by themselves.
  */
-async function guestProcesses(env: VmEnv): Promise<Map<number, string>> {
-  const out = await sh(env, 'me=$$; for d in /proc/[0-9]*; do p=${d#/proc/}; [ "$p" = "$me" ] && continue; readlink $d/exe >/dev/null 2>&1 || continue; pp=$(sed -n "s/^PPid:[[:space:]]*//p" $d/status 2>/dev/null); [ "$pp" = "$me" ] && continue; n=0; for f in $d/fd/*; do l=$(readlink $f) || continue; [ -p "$l" ] && continue; n=$((n + 1)); done; echo "$p $n $(wc -l < $d/maps)"; done');
-  const m = new Map<number, string>();
+async function guestProcesses(env: VmEnv): Promise<Map<number, ProcessSnapshot>> {
+  const out = await sh(env, 'me=$$; for d in /proc/[0-9]*; do p=${d#/proc/}; [ "$p" = "$me" ] && continue; readlink $d/exe >/dev/null 2>&1 || continue; pp=$(sed -n "s/^PPid:[[:space:]]*//p" $d/status 2>/dev/null); [ "$pp" = "$me" ] && continue; n=0; fds=; for f in $d/fd/*; do l=$(readlink $f) || continue; [ -p "$l" ] && continue; n=$((n + 1)); fds="$fds,${f##*/}=$l"; done; echo "$p $n $(wc -l < $d/maps) $(cat $d/comm) ${fds#,}"; done');
+  const m = new Map<number, ProcessSnapshot>();
   for (const line of out.split('\n')) {
     const f = line.trim().split(/\s+/);
-    if (f.length === 3 && /^\d+$/.test(f[0])) m.set(Number(f[0]), `${f[1]} fds, ${f[2]} mappings`);
+    if (f.length >= 4 && /^\d+$/.test(f[0])) m.set(Number(f[0]), { counts: `${f[1]} fds, ${f[2]} mappings`, comm: f[3], fds: f.slice(4).join(' ') });
   }
   return m;
+}
+
+/** A process as the guest shows it: how many fds (pipes aside) and mappings, its name, and its fds. */
+interface ProcessSnapshot {
+  counts: string;
+  comm: string;
+  fds: string;
 }
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -224,7 +231,8 @@ t.test('container operations against the test VM', async (t) => {
     t.same(added, [], 'no extra process in the guest');
     for (const p of via) {
       if (!before.has(p) || !after.has(p)) continue;
-      t.equal(after.get(p), before.get(p), `pid ${p} (injected into): same open fds and mappings as before`);
+      const [b, a] = [before.get(p)!, after.get(p)!];
+      t.equal(a.counts, b.counts, `pid ${p} (${b.comm}, injected into): same open fds and mappings as before`, { before: b.fds, after: a.fds });
     }
     t.ok([...via].some((p) => before.has(p)), 'the injected-into processes were checked');
     t.equal((await sh(env, `find / /proc/${pid}/root/ /proc/${pid}/root/tmp -xdev -maxdepth 1 -name '.vmictl-cp-*'`)).trim(), '', 'no temporary file in the guest');
