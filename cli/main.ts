@@ -18,7 +18,9 @@ export function buildProgram(): Command {
   const program = new Command('vmictl')
     .description('Manage the containers inside a QEMU VM from the hypervisor, with nothing installed in the guest')
     .version(packageVersion())
-    .showHelpAfterError();
+    .showHelpAfterError()
+    // the program's options end at the verb, so that exec and syscall can leave theirs to the command
+    .enablePositionalOptions();
   for (const register of commands) register(program);
   return program;
 }

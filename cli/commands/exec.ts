@@ -38,16 +38,28 @@ function sink(stream: NodeJS.WriteStream): (data: Buffer) => Promise<void> {
   });
 }
 
-/** `vmictl exec CONTAINER -- COMMAND [ARGS...]`. */
+/**
+ * The command's words. A `--` right after the container is vmictl's separator (scripts and the docs
+ * write `exec c1 -- ls -l`); any later `--` is the command's own.
+ */
+export function commandWords(words: readonly string[]): string[] {
+  const command = words[0] === '--' ? words.slice(1) : [...words];
+  if (command.length === 0) throw new VmiError('EUSAGE', 'exec: no command given after the container');
+  return command;
+}
+
+/** `vmictl exec [OPTIONS] CONTAINER COMMAND [ARGS...]`: everything after the container is the command's. */
 export function registerExec(program: Command): void {
   connectionOptions(
     program
       .command('exec')
       .description('run a command inside a container, confined as its own processes (user, capabilities, seccomp, LSM label, no_new_privs, namespaces, cgroup, root), relaying its output; exits with its status')
       .argument('<container>', 'id, id prefix, name, hostname, or pid:<host pid>')
-      .argument('<command...>', 'the program (absolute path, or a name looked up in the container\'s PATH) and its arguments; put -- before it'),
+      .argument('<command...>', 'the program (absolute path, or a name looked up in the container\'s PATH) and its arguments, flags included: vmictl\'s own options go before the container'),
     { dump: false, injects: true },
   )
+    // as docker exec: `exec c1 id -u 1000` gives -u to id, not to vmictl
+    .passThroughOptions()
     .addOption(new Option('-e, --env <K=V>', 'set an environment variable (repeatable)').argParser((v: string, prev: string[]) => [...prev, v]).default([]))
     .option('-w, --workdir <dir>', 'working directory inside the container (default /)')
     .option('-u, --user <uid[:gid]>', 'run as this user id (and group id): needs a process of the container that may take it')
@@ -55,7 +67,8 @@ export function registerExec(program: Command): void {
     .option('-v, --verbose', 'say on stderr which process the command is started from')
     .option('-i, --interactive', 'not supported yet: the command\'s stdin is /dev/null')
     .addOption(new Option('--timeout <ms>', 'how long to wait for a root process of the VM to come back from a syscall').default('20000'))
-    .action(async (container: string, command: string[], flags: ExecFlags) => {
+    .action(async (container: string, words: string[], flags: ExecFlags) => {
+      const command = commandWords(words);
       if (flags.interactive) throw new VmiError('EUSAGE', '-i is not supported: the command\'s stdin is /dev/null');
       const user = flags.user === undefined ? undefined : parseUser(flags.user);
       if (flags.privileged) process.stderr.write('vmictl: --privileged: the command runs with the privileges of the VM\'s root (every capability, no seccomp filter, no LSM confinement), not those of the container\'s processes\n');
