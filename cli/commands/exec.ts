@@ -3,8 +3,8 @@ import { connectionOptions, type ConnectionFlags } from '../options';
 import { withVm } from '../session';
 import { VmiError } from '../../lib/errors';
 import { execInContainer } from '../../lib/ops/exec';
-import { SyscallError } from '../../lib/inject/errors';
 import { escapeForTerminal } from '../../lib/util/escape';
+import { EXIT, execExitStatus, setExitStatuses } from '../exit-codes';
 
 interface ExecFlags extends ConnectionFlags {
   env: string[];
@@ -50,7 +50,7 @@ export function commandWords(words: readonly string[]): string[] {
 
 /** `vmictl exec [OPTIONS] CONTAINER COMMAND [ARGS...]`: everything after the container is the command's. */
 export function registerExec(program: Command): void {
-  connectionOptions(
+  const exec = connectionOptions(
     program
       .command('exec')
       .description('run a command inside a container, confined as its own processes (user, capabilities, seccomp, LSM label, no_new_privs, namespaces, cgroup, root), relaying its output; exits with its status')
@@ -72,29 +72,21 @@ export function registerExec(program: Command): void {
       if (flags.interactive) throw new VmiError('EUSAGE', '-i is not supported: the command\'s stdin is /dev/null');
       const user = flags.user === undefined ? undefined : parseUser(flags.user);
       if (flags.privileged) process.stderr.write('vmictl: --privileged: the command runs with the privileges of the VM\'s root (every capability, no seccomp filter, no LSM confinement), not those of the container\'s processes\n');
-      const status = await withVm(flags, async (vm, stopSignal): Promise<number> => {
-        try {
-          const r = await execInContainer(vm, {
-            container,
-            command,
-            env: flags.env,
-            cwd: flags.workdir,
-            user,
-            privileged: flags.privileged === true,
-            onSource: flags.verbose ? (src) => process.stderr.write(`vmictl: started from ${src.privileged ? 'the root-namespace helper' : src.init ? 'the container\'s init' : 'container process'} pid ${src.pid} (${escapeForTerminal(src.comm)})\n`) : undefined,
-            stdout: sink(process.stdout),
-            stderr: sink(process.stderr),
-            signal: stopSignal,
-            timeout: Number(flags.timeout),
-          });
-          return r.exitCode;
-        } catch (err) {
-          // as a shell says it: 127 not found, 126 found but not runnable
-          if (!(err instanceof SyscallError) || err.syscall !== 'execve') throw err;
-          process.stderr.write(`vmictl: ${escapeForTerminal(err.message)}\n`);
-          return err.errnoName === 'ENOENT' || err.errnoName === 'ENOTDIR' ? 127 : 126;
-        }
-      });
-      process.exitCode = status;
+      const r = await withVm(flags, (vm, stopSignal) => execInContainer(vm, {
+        container,
+        command,
+        env: flags.env,
+        cwd: flags.workdir,
+        user,
+        privileged: flags.privileged === true,
+        onSource: flags.verbose ? (src) => process.stderr.write(`vmictl: started from ${src.privileged ? 'the root-namespace helper' : src.init ? 'the container\'s init' : 'container process'} pid ${src.pid} (${escapeForTerminal(src.comm)})\n`) : undefined,
+        stdout: sink(process.stdout),
+        stderr: sink(process.stderr),
+        signal: stopSignal,
+        timeout: Number(flags.timeout),
+      }));
+      process.exitCode = execExitStatus({ exitCode: r.exitCode });
     });
+  // exec's status is its command's: vmictl's own, a wrong command line's included, stay out of that range
+  setExitStatuses(exec, { usage: EXIT.execFailed, failure: (err) => execExitStatus({ error: err }) });
 }
