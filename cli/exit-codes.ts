@@ -17,6 +17,19 @@ export const EXIT = {
   execNotFound: 127,
 } as const;
 
+/** The table `--help` ends with; docs/commands.md has the same. */
+export const EXIT_CODES_HELP = `
+Exit codes:
+  0        done (check: nothing found)
+  1        failed (check: something found)
+  2        wrong command line: unknown option, missing argument, bad value
+  3        check could not check
+  125      exec: vmictl failed, or its command line was wrong
+  126      exec: the command was found but cannot run (permission, not an executable)
+  127      exec: the command was not found
+  128+n    stopped by signal n (130: Ctrl-C, 143: SIGTERM, 129: SIGHUP)
+  exec otherwise exits with the command's own status.`;
+
 /** What a command exits with when its command line is wrong, or when it fails. */
 export interface CommandStatuses {
   usage: number;

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Command } from 'commander';
 import { commands } from './commands';
+import { EXIT_CODES_HELP } from './exit-codes';
 import { reportError } from './render/errors';
 import { throwUsageErrors } from './usage';
 
@@ -20,7 +21,8 @@ export function buildProgram(): Command {
     .description('Manage the containers inside a QEMU VM from the hypervisor, with nothing installed in the guest')
     .version(packageVersion())
     // the program's options end at the verb, so that exec and syscall can leave theirs to the command
-    .enablePositionalOptions();
+    .enablePositionalOptions()
+    .addHelpText('after', EXIT_CODES_HELP);
   for (const register of commands) register(program);
   throwUsageErrors(program);
   return program;

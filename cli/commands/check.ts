@@ -53,5 +53,6 @@ export function registerCheck(program: Command): void {
       });
     });
   // 1 is "something found": a script must not read a check that never ran as one that found nothing, or as a finding
-  setExitStatuses(check, { usage: EXIT.usage, failure: () => EXIT.checkNotDone });
+  setExitStatuses(check, { usage: EXIT.usage, failure: () => EXIT.checkNotDone })
+    .addHelpText('after', `\nExit status: ${EXIT.ok} nothing found, ${EXIT.checkFindings} something found, ${EXIT.usage} wrong command line, ${EXIT.checkNotDone} could not check.`);
 }

@@ -88,5 +88,6 @@ export function registerExec(program: Command): void {
       process.exitCode = execExitStatus({ exitCode: r.exitCode });
     });
   // exec's status is its command's: vmictl's own, a wrong command line's included, stay out of that range
-  setExitStatuses(exec, { usage: EXIT.execFailed, failure: (err) => execExitStatus({ error: err }) });
+  setExitStatuses(exec, { usage: EXIT.execFailed, failure: (err) => execExitStatus({ error: err }) })
+    .addHelpText('after', `\nExit status: the command's own; ${EXIT.execNotFound} when it was not found, ${EXIT.execCannotRun} when it cannot run, ${EXIT.execFailed} when vmictl failed or its command line was wrong.`);
 }

@@ -2,6 +2,7 @@
 // line, 1 and one line for a failure (a missing file included), check's 0/1/3, exec's 125/126/127
 // and its command's own. The real CLI runs in-process; where a VM would be needed, the operation
 // below the CLI (withVm, checkKernel, execInContainer) is replaced by one the test steers.
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t, { type Test } from 'tap';
 import * as errors from '../../lib/errors';
@@ -59,6 +60,24 @@ t.test('no command: the help, and 2', async (t) => {
     t.equal(r.code, EXIT.usage, `vmictl ${args.join(' ')}`);
     t.match(r.stderr, /^Usage: vmictl /, 'the help, on stderr');
     t.notMatch(r.stderr, /vmictl: /, 'and no error line above it');
+  }
+});
+
+t.test('--help ends with the table of exit codes; exec and check say theirs', async (t) => {
+  const help = await vmictl('--help');
+  t.equal(help.code, 0);
+  t.match(help.stdout, /\nExit codes:\n {2}0 .*\n {2}1 .*\n {2}2 .*wrong command line.*\n {2}3 .*check could not check\n {2}125 .*\n {2}126 .*\n {2}127 .*not found\n {2}128\+n /);
+  t.equal((await vmictl('exec', '--help')).code, 0, 'exec --help: 0, not exec\'s 125');
+  t.match((await vmictl('exec', '--help')).stdout, /Exit status: the command's own; 127 .* 126 .* 125 /);
+  t.match((await vmictl('check', '--help')).stdout, /Exit status: 0 nothing found, 1 something found, 2 wrong command line, 3 could not check/);
+});
+
+t.test('--help, --version and help COMMAND print and exit 0', async (t) => {
+  for (const args of [['--help'], ['-h'], ['--version'], ['help', 'ps'], ['ps', '--help'], ['profile', 'info', '--help']]) {
+    const r = await vmictl(...args);
+    t.equal(r.code, 0, args.join(' '));
+    t.not(r.stdout, '');
+    t.equal(r.stderr, '');
   }
 });
 
@@ -170,4 +189,12 @@ t.test('execExitStatus: the mapping of exec\'s outcomes to statuses', async (t) 
   t.equal(execExitStatus({ error: new errors.VmiError('ENOCONTAINER', 'no container c1') }), 125);
   t.equal(execExitStatus({ error: new Error('bug') }), 125);
   t.equal(execExitStatus({ error: undefined }), 125);
+});
+
+t.test('docs/commands.md lists the codes --help lists', async (t) => {
+  const doc = fs.readFileSync(path.join(__dirname, '../../docs/commands.md'), 'utf8');
+  const inDoc = [...doc.matchAll(/^\| (\d+(?: \+ n)?) \|/gm)].map((m) => m[1]!.replace(/ /g, ''));
+  const inHelp = [...(await vmictl('--help')).stdout.matchAll(/^ {2}(\d+(?:\+n)?) /gm)].map((m) => m[1]);
+  t.same(inDoc, inHelp);
+  t.same(inHelp, ['0', '1', '2', '3', '125', '126', '127', '128+n']);
 });
