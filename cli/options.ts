@@ -30,10 +30,27 @@ export function positiveNumber(text: string | undefined, flag: string, opts: { i
   return n;
 }
 
+function qmpOption(): Option {
+  return new Option('--qmp <addr>', 'QMP socket (unix:/path or tcp:127.0.0.1:PORT)').env('VMICTL_QMP');
+}
+
+/**
+ * --qmp, for a command that works on a live VM only. Without it the command stops before doing
+ * anything, with a message that offers no --dump, which it does not take.
+ */
+export function liveVmOption(cmd: Command): Command {
+  return cmd
+    .addOption(qmpOption())
+    .hook('preAction', (self) => {
+      if (!self.opts<ConnectionFlags>().qmp) throw new VmiError('EUSAGE', 'no VM given: pass --qmp ADDR (or set VMICTL_QMP)');
+    });
+}
+
 /** The flags every command that reaches a VM takes, with their environment fallbacks. */
 export function connectionOptions(cmd: Command, opts: { dump?: boolean; injects?: boolean } = {}): Command {
+  if (opts.dump === false) liveVmOption(cmd);
+  else cmd.addOption(qmpOption());
   cmd
-    .addOption(new Option('--qmp <addr>', 'QMP socket (unix:/path or tcp:127.0.0.1:PORT)').env('VMICTL_QMP'))
     .addOption(new Option('--gdb <addr>', 'gdbstub socket; default: started through QMP').env('VMICTL_GDB'))
     .addOption(new Option('--profile <file>', 'kernel profile (ISF JSON); default: the one matching the banner'))
     .addOption(new Option('--memory <backend>', 'guest memory access').choices(['auto', 'gdbstub', 'procmem']).default('auto'))
