@@ -46,13 +46,16 @@ export function liveVmOption(cmd: Command): Command {
     });
 }
 
-/** The flags every command that reaches a VM takes, with their environment fallbacks. */
-export function connectionOptions(cmd: Command, opts: { dump?: boolean; injects?: boolean } = {}): Command {
+/**
+ * The flags every command that reaches a VM takes, with their environment fallbacks. `profile:
+ * false` for a command that reads memory but never the kernel's structures.
+ */
+export function connectionOptions(cmd: Command, opts: { dump?: boolean; injects?: boolean; profile?: boolean } = {}): Command {
   if (opts.dump === false) liveVmOption(cmd);
   else cmd.addOption(qmpOption());
+  cmd.addOption(new Option('--gdb <addr>', 'gdbstub socket; default: started through QMP').env('VMICTL_GDB'));
+  if (opts.profile !== false) cmd.addOption(new Option('--profile <file>', 'kernel profile (ISF JSON); default: the one matching the banner'));
   cmd
-    .addOption(new Option('--gdb <addr>', 'gdbstub socket; default: started through QMP').env('VMICTL_GDB'))
-    .addOption(new Option('--profile <file>', 'kernel profile (ISF JSON); default: the one matching the banner'))
     .addOption(new Option('--memory <backend>', 'guest memory access').choices(['auto', 'gdbstub', 'procmem']).default('auto'))
     .addOption(new Option('--max-read <MiB>', 'most guest memory one command reads (a hostile guest can make walks endless)').default('8192'))
     .addOption(new Option('--time-limit <seconds>', 'longest one command may take').default('600'));

@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
-import { connectionOptions, type ConnectionFlags } from '../options';
+import { liveVmOption, type ConnectionFlags } from '../options';
 import { QmpClient } from '../../lib/transport/qmp';
 
 /** `vmictl status`: the VM's run state and QEMU version, through QMP only. */
 export function registerStatus(program: Command): void {
-  connectionOptions(program.command('status').description('show the VM run state and QEMU version (QMP)'), { dump: false })
+  // QMP alone: none of the options for guest memory, the kernel or injection would change a thing
+  liveVmOption(program.command('status').description('show the VM run state and QEMU version (QMP)'))
     .option('--json', 'print JSON')
     .action(async (flags: ConnectionFlags & { json?: boolean }) => {
       // liveVmOption stops the command before its action when there is no --qmp

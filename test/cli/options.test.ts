@@ -31,3 +31,26 @@ t.test('no VM given: a command that reads dumps offers --dump too', async (t) =>
     t.match(r.stderr, /^vmictl: no VM given: pass --qmp ADDR \(or VMICTL_QMP\), or --dump FILE\n/);
   }
 });
+
+/** The long options a command's --help lists. */
+async function listed(...command: string[]): Promise<string[]> {
+  const r = await vmictl(...command, '--help');
+  return [...r.stdout.matchAll(/^ {2}(?:-\w, )?(--[\w-]+)/gm)].map((m) => m[1]!);
+}
+
+t.test('status lists only what it uses: QMP', async (t) => {
+  t.same(await listed('status'), ['--qmp', '--json', '--help']);
+  const r = await vmictl('status', '--qmp', 'unix:/q', '--max-read', '10');
+  t.equal(r.code, EXIT.usage);
+  t.match(r.stderr, /^vmictl: unknown option '--max-read'\n/);
+});
+
+t.test('profile build lists no --profile: it makes one, from memory or a vmlinux', async (t) => {
+  const options = await listed('profile', 'build');
+  t.notOk(options.includes('--profile'), options.join(' '));
+  t.ok(['--vmlinux', '--from-vm', '--output', '--qmp', '--gdb', '--memory', '--max-read', '--time-limit', '--dump'].every((o) => options.includes(o)), 'and every option it uses');
+  t.match((await vmictl('profile', 'build', '--help')).stdout, /used with --from-vm only/);
+  const r = await vmictl('profile', 'build', '--from-vm', '--dump', '/d', '--profile', '/p.json', '-o', '/o.json');
+  t.equal(r.code, EXIT.usage);
+  t.match(r.stderr, /^vmictl: unknown option '--profile'\n/);
+});
