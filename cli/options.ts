@@ -1,4 +1,4 @@
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { VmiError } from '../lib/errors';
 import type { MemoryBackendChoice } from '../lib/vm';
 
@@ -28,6 +28,21 @@ export function positiveNumber(text: string | undefined, flag: string, opts: { i
     throw new VmiError('EUSAGE', `${flag} needs a positive ${opts.integer ? 'integer' : 'number'}, not ${JSON.stringify(text)}`);
   }
   return n;
+}
+
+/** setTimeout's longest delay: a longer one fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A value in milliseconds (--timeout): a whole number that a timer can wait, or a usage error. */
+export function parseMilliseconds(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < 1 || n > MAX_TIMER_MS) throw new InvalidArgumentError(`It takes a whole number of milliseconds from 1 to ${MAX_TIMER_MS}.`);
+  return n;
+}
+
+/** An option whose value is milliseconds: checked, and the unit said in its help. */
+export function millisecondsOption(flags: string, description: string, defaultMs: number): Option {
+  return new Option(flags, `${description}, in milliseconds`).argParser(parseMilliseconds).default(defaultMs);
 }
 
 function qmpOption(): Option {

@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import { connectionOptions, type ConnectionFlags } from '../options';
+import { connectionOptions, millisecondsOption, type ConnectionFlags } from '../options';
 import { withVm } from '../session';
 import { VmiError } from '../../lib/errors';
 import { execInContainer } from '../../lib/ops/exec';
@@ -13,7 +13,7 @@ interface ExecFlags extends ConnectionFlags {
   interactive?: boolean;
   privileged?: boolean;
   verbose?: boolean;
-  timeout: string;
+  timeout: number;
 }
 
 /** `-u UID[:GID]` (numbers only: names would need the container's /etc/passwd). */
@@ -66,7 +66,7 @@ export function registerExec(program: Command): void {
     .option('--privileged', 'run from the VM\'s root instead: every capability, no seccomp, no LSM label (as docker exec --privileged, and more)')
     .option('-v, --verbose', 'say on stderr which process the command is started from')
     .option('-i, --interactive', 'not supported yet: the command\'s stdin is /dev/null')
-    .addOption(new Option('--timeout <ms>', 'how long to wait for a root process of the VM to come back from a syscall').default('20000'))
+    .addOption(millisecondsOption('--timeout <ms>', 'how long to wait for a root process of the VM to come back from a syscall', 20000))
     .action(async (container: string, words: string[], flags: ExecFlags) => {
       const command = commandWords(words);
       if (flags.interactive) throw new VmiError('EUSAGE', '-i is not supported: the command\'s stdin is /dev/null');
@@ -83,7 +83,7 @@ export function registerExec(program: Command): void {
         stdout: sink(process.stdout),
         stderr: sink(process.stderr),
         signal: stopSignal,
-        timeout: Number(flags.timeout),
+        timeout: flags.timeout,
       }));
       process.exitCode = execExitStatus({ exitCode: r.exitCode });
     });

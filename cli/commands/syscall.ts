@@ -1,5 +1,5 @@
-import { Option, type Command } from 'commander';
-import { connectionOptions, type ConnectionFlags } from '../options';
+import type { Command } from 'commander';
+import { connectionOptions, millisecondsOption, type ConnectionFlags } from '../options';
 import { withVm } from '../session';
 import { VmiError } from '../../lib/errors';
 import { escapeForTerminal } from '../../lib/util/escape';
@@ -14,8 +14,8 @@ import { basename } from 'node:path';
 
 interface SyscallFlags extends ConnectionFlags {
   json?: boolean;
-  timeout: string;
-  callTimeout: string;
+  timeout: number;
+  callTimeout: number;
   pid?: string;
   wake: boolean;
 }
@@ -157,8 +157,8 @@ export function registerSyscall(program: Command): void {
     .passThroughOptions()
     .option('--json', 'print JSON')
     .option('--pid <pid>', 'inject into this process (host pid) instead of any process of the container')
-    .addOption(new Option('--timeout <ms>', 'how long to wait for a thread to come back from a syscall').default('10000'))
-    .addOption(new Option('--call-timeout <ms>', 'how long the injected syscall may take').default('10000'))
+    .addOption(millisecondsOption('--timeout <ms>', 'how long to wait for a thread to come back from a syscall', 10000))
+    .addOption(millisecondsOption('--call-timeout <ms>', 'how long the injected syscall may take', 10000))
     .option('--no-wake', 'never freeze and thaw the container to restart a syscall that blocks for good (a server in accept)')
     .action(async (container: string, first: string, more: string[], flags: SyscallFlags, cmd: Command) => {
       const { name, args: argv } = syscallWords(cmd, [first, ...more]);
@@ -172,7 +172,7 @@ export function registerSyscall(program: Command): void {
       const label = syscallName(nr) ?? String(nr);
       const out = await withVm(flags, async (vm, stopSignal) => {
         const target = flags.pid ? { pid: Number(flags.pid) } : { container };
-        const s = await openInjection(vm, target, { timeout: Number(flags.timeout), callTimeout: Number(flags.callTimeout), signal: stopSignal, wake: flags.wake ? 'freeze' : 'never' });
+        const s = await openInjection(vm, target, { timeout: flags.timeout, callTimeout: flags.callTimeout, signal: stopSignal, wake: flags.wake ? 'freeze' : 'never' });
         try {
           return await run(s, label, nr, argv, flags);
         } finally {

@@ -54,3 +54,25 @@ t.test('profile build lists no --profile: it makes one, from memory or a vmlinux
   t.equal(r.code, EXIT.usage);
   t.match(r.stderr, /^vmictl: unknown option '--profile'\n/);
 });
+
+t.test('--timeout and --call-timeout take a whole number of milliseconds a timer can wait', async (t) => {
+  const takers: Array<[string[], string]> = [
+    [['exec', 'c1', 'ls'], '--timeout'], [['syscall', 'c1', 'getpid'], '--timeout'], [['syscall', 'c1', 'getpid'], '--call-timeout'],
+    [['cp', 'c1:/a', '/tmp/a'], '--timeout'], [['kill', 'c1'], '--timeout'], [['stop', 'c1'], '--timeout'], [['pause', 'c1'], '--timeout'], [['unpause', 'c1'], '--timeout'],
+  ];
+  for (const [[verb, ...operands], flag] of takers) {
+    const usage = verb === 'exec' ? EXIT.execFailed : EXIT.usage;
+    // 2^31 ms: setTimeout would fire at once
+    for (const bad of ['abc', '0', '-5', '1.5', '1e3', '0x10', '', '2147483648']) {
+      const r = await vmictl(verb!, flag, bad, ...operands);
+      t.equal(r.code, usage, `${verb} ${flag} ${JSON.stringify(bad)}`);
+      t.equal(r.stderr, `vmictl: option '${flag} <ms>' argument '${bad}' is invalid. It takes a whole number of milliseconds from 1 to 2147483647.\nRun 'vmictl ${verb} --help' for usage.\n`);
+    }
+    for (const good of ['1', '250', '2147483647']) {
+      // accepted: the command goes on, to the VM it was not given
+      const r = await vmictl(verb!, flag, good, ...operands);
+      t.match(r.stderr, /^vmictl: no VM given/, `${verb} ${flag} ${good}`);
+    }
+    t.match((await vmictl(verb!, '--help')).stdout, new RegExp(`${flag} <ms> +(?:(?!\\n {2}-)[\\s\\S])*?,\\s+in\\s+milliseconds`), `${verb} --help says ${flag} is in milliseconds`);
+  }
+});
