@@ -72,8 +72,8 @@ export function connectionOptions(cmd: Command, opts: { dump?: boolean; injects?
   if (opts.profile !== false) cmd.addOption(new Option('--profile <file>', 'kernel profile (ISF JSON); default: the one matching the banner'));
   cmd
     .addOption(new Option('--memory <backend>', 'guest memory access').choices(['auto', 'gdbstub', 'procmem']).default('auto'))
-    .addOption(new Option('--max-read <MiB>', 'most guest memory one command reads (a hostile guest can make walks endless)').default('8192'))
-    .addOption(new Option('--time-limit <seconds>', 'longest one command may take').default('600'));
+    .addOption(new Option('--max-read <MiB>', 'most guest memory one command reads, in MiB (a hostile guest can make walks endless)').default('8192'))
+    .addOption(new Option('--time-limit <seconds>', 'longest one command may take, in seconds').default('600'));
   if (opts.injects) {
     cmd
       .addOption(new Option('--vmlinux <file>', "the guest kernel's vmlinux: the code injected syscalls go through is checked against it first, and restored for the operation where tampered").env('VMICTL_VMLINUX'))

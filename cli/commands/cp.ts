@@ -72,7 +72,7 @@ export function registerCp(program: Command): void {
     .option('--no-progress', 'no progress bar (it is only drawn when stderr is a terminal)')
     .option('--json', 'print the report as JSON')
     .addOption(millisecondsOption('--timeout <ms>', 'how long to wait for a thread of the container', 20000))
-    .option('--max-bytes <n>', 'out of a container: stop once this many bytes were copied (each file is bounded by its size anyway)')
+    .option('--max-bytes <bytes>', 'out of a container: stop once this many bytes were copied (each file is bounded by its size anyway)')
     .action(async (source: string, destination: string, flags: CpFlags) => {
       const from = parseCopyOperand(source);
       const to = parseCopyOperand(destination);

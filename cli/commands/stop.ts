@@ -21,7 +21,7 @@ export function registerStop(program: Command): void {
       .argument('<container>', 'id, id prefix, name, hostname, or pid:<host pid>'),
     { dump: false, injects: true },
   )
-    .option('-t, --time <seconds>', 'grace period before SIGKILL', '10')
+    .option('-t, --time <seconds>', 'grace period before SIGKILL, in seconds', '10')
     .option('--json', 'print JSON')
     .addOption(millisecondsOption('--timeout <ms>', 'how long to wait for a root-namespace helper thread', 20000))
     .action(async (container: string, flags: StopFlags) => {

@@ -1,9 +1,9 @@
 // What the commands' options say and accept: the VM a command asks for when none is given, the
-// values --timeout takes, and the options each command lists in its help.
+// values --timeout takes, the options each command lists in its help and the units they say.
 import t from 'tap';
-import { main } from '../../cli/main';
+import { buildProgram, main } from '../../cli/main';
 import { EXIT } from '../../cli/exit-codes';
-import { captureMain } from '../helpers/run-cli';
+import { allCommands, captureMain } from '../helpers/run-cli';
 
 const vmictl = (...args: string[]) => captureMain(main, args);
 
@@ -75,4 +75,19 @@ t.test('--timeout and --call-timeout take a whole number of milliseconds a timer
     }
     t.match((await vmictl(verb!, '--help')).stdout, new RegExp(`${flag} <ms> +(?:(?!\\n {2}-)[\\s\\S])*?,\\s+in\\s+milliseconds`), `${verb} --help says ${flag} is in milliseconds`);
   }
+});
+
+t.test('every option measured in a unit says which in its help', async (t) => {
+  const said: Record<string, RegExp> = { ms: /, in milliseconds/, seconds: /, in seconds/, MiB: /, in MiB/, bytes: /bytes/ };
+  let seen = 0;
+  for (const cmd of allCommands(buildProgram())) {
+    for (const o of cmd.options) {
+      const unit = /<(\w+)>/.exec(o.flags)?.[1];
+      if (/time/.test(o.long ?? '')) t.ok(unit === 'ms' || unit === 'seconds', `${cmd.name()} ${o.flags}: a time option names its unit`);
+      if (unit === undefined || !(unit in said)) continue;
+      t.match(o.description, said[unit]!, `${cmd.name()} ${o.flags}`);
+      seen++;
+    }
+  }
+  t.ok(seen > 30, `${seen} options with units`);
 });
