@@ -2,7 +2,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Command } from 'commander';
 import { commands } from './commands';
+import { EXIT_CODES_HELP } from './exit-codes';
 import { reportError } from './render/errors';
+import { throwUsageErrors } from './usage';
 
 /** The version in the project's package.json, found upwards from here (works from cli/ and dist/cli/). */
 function packageVersion(): string {
@@ -18,17 +20,24 @@ export function buildProgram(): Command {
   const program = new Command('vmictl')
     .description('Manage the containers inside a QEMU VM from the hypervisor, with nothing installed in the guest')
     .version(packageVersion())
-    .showHelpAfterError();
+    // the program's options end at the verb, so that exec and syscall can leave theirs to the command
+    .enablePositionalOptions()
+    .addHelpText('after', EXIT_CODES_HELP);
   for (const register of commands) register(program);
+  throwUsageErrors(program);
   return program;
 }
 
 export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  // the command whose action ran: its failures and usage errors have its exit statuses and help
+  let ran: Command | undefined;
+  program.hook('preAction', (_program, action) => { ran = action; });
   try {
-    await buildProgram().parseAsync(argv);
+    await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
-    return reportError(err);
+    return reportError(err, ran);
   }
 }
 

@@ -1,4 +1,4 @@
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { VmiError } from '../lib/errors';
 import type { MemoryBackendChoice } from '../lib/vm';
 
@@ -30,15 +30,50 @@ export function positiveNumber(text: string | undefined, flag: string, opts: { i
   return n;
 }
 
-/** The flags every command that reaches a VM takes, with their environment fallbacks. */
-export function connectionOptions(cmd: Command, opts: { dump?: boolean; injects?: boolean } = {}): Command {
+/** setTimeout's longest delay: a longer one fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A value in milliseconds (--timeout): a whole number that a timer can wait, or a usage error. */
+export function parseMilliseconds(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < 1 || n > MAX_TIMER_MS) throw new InvalidArgumentError(`It takes a whole number of milliseconds from 1 to ${MAX_TIMER_MS}.`);
+  return n;
+}
+
+/** An option whose value is milliseconds: checked, and the unit said in its help. */
+export function millisecondsOption(flags: string, description: string, defaultMs: number): Option {
+  return new Option(flags, `${description}, in milliseconds`).argParser(parseMilliseconds).default(defaultMs);
+}
+
+function qmpOption(): Option {
+  return new Option('--qmp <addr>', 'QMP socket (unix:/path or tcp:127.0.0.1:PORT)').env('VMICTL_QMP');
+}
+
+/**
+ * --qmp, for a command that works on a live VM only. Without it the command stops before doing
+ * anything, with a message that offers no --dump, which it does not take.
+ */
+export function liveVmOption(cmd: Command): Command {
+  return cmd
+    .addOption(qmpOption())
+    .hook('preAction', (self) => {
+      if (!self.opts<ConnectionFlags>().qmp) throw new VmiError('EUSAGE', 'no VM given: pass --qmp ADDR (or set VMICTL_QMP)');
+    });
+}
+
+/**
+ * The flags every command that reaches a VM takes, with their environment fallbacks. `profile:
+ * false` for a command that reads memory but never the kernel's structures.
+ */
+export function connectionOptions(cmd: Command, opts: { dump?: boolean; injects?: boolean; profile?: boolean } = {}): Command {
+  if (opts.dump === false) liveVmOption(cmd);
+  else cmd.addOption(qmpOption());
+  cmd.addOption(new Option('--gdb <addr>', 'gdbstub socket; default: started through QMP').env('VMICTL_GDB'));
+  if (opts.profile !== false) cmd.addOption(new Option('--profile <file>', 'kernel profile (ISF JSON); default: the one matching the banner'));
   cmd
-    .addOption(new Option('--qmp <addr>', 'QMP socket (unix:/path or tcp:127.0.0.1:PORT)').env('VMICTL_QMP'))
-    .addOption(new Option('--gdb <addr>', 'gdbstub socket; default: started through QMP').env('VMICTL_GDB'))
-    .addOption(new Option('--profile <file>', 'kernel profile (ISF JSON); default: the one matching the banner'))
     .addOption(new Option('--memory <backend>', 'guest memory access').choices(['auto', 'gdbstub', 'procmem']).default('auto'))
-    .addOption(new Option('--max-read <MiB>', 'most guest memory one command reads (a hostile guest can make walks endless)').default('8192'))
-    .addOption(new Option('--time-limit <seconds>', 'longest one command may take').default('600'));
+    .addOption(new Option('--max-read <MiB>', 'most guest memory one command reads, in MiB (a hostile guest can make walks endless)').default('8192'))
+    .addOption(new Option('--time-limit <seconds>', 'longest one command may take, in seconds').default('600'));
   if (opts.injects) {
     cmd
       .addOption(new Option('--vmlinux <file>', "the guest kernel's vmlinux: the code injected syscalls go through is checked against it first, and restored for the operation where tampered").env('VMICTL_VMLINUX'))

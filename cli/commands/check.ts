@@ -4,6 +4,7 @@ import { withVm } from '../session';
 import { escapeForTerminal } from '../../lib/util/escape';
 import { checkKernel } from '../../lib/integrity/check';
 import { findingToJson } from '../../lib/integrity/finding';
+import { EXIT, setExitStatuses } from '../exit-codes';
 
 interface CheckFlags extends ConnectionFlags {
   json?: boolean;
@@ -16,7 +17,7 @@ interface CheckFlags extends ConnectionFlags {
 
 /** `vmictl check`: kernel integrity (hooks, inline patches, IDT, hidden processes and modules). */
 export function registerCheck(program: Command): void {
-  connectionOptions(program.command('check').description('check the guest kernel (against its vmlinux, or from its own kallsyms and code without one): syscall table, inline hooks, .text, IDT, hidden processes and modules'))
+  const check = connectionOptions(program.command('check').description('check the guest kernel (against its vmlinux, or from its own kallsyms and code without one): syscall table, inline hooks, .text, IDT, hidden processes and modules'))
     .option('--json', 'print JSON')
     .addOption(new Option('--vmlinux <file>', "the guest kernel's vmlinux with relocations (linux-image-*-dbg)").env('VMICTL_VMLINUX'))
     .option('--baseline <file>', 'a baseline recorded from this boot: compared with when the file exists, recorded when not')
@@ -33,7 +34,7 @@ export function registerCheck(program: Command): void {
           wholeText: flags.text,
           syscalls: flags.syscalls?.split(',').map((s) => s.trim()).filter(Boolean),
         });
-        if (report.findings.length > 0) process.exitCode = 1;
+        if (report.findings.length > 0) process.exitCode = EXIT.checkFindings;
         if (flags.json) {
           process.stdout.write(JSON.stringify({ findings: report.findings.map(findingToJson), checked: report.checked, recorded: report.recorded, mode: report.mode, notChecked: report.notChecked, ms: report.ms }, null, 2) + '\n');
           return;
@@ -51,4 +52,7 @@ export function registerCheck(program: Command): void {
         process.stdout.write(lines.join('\n') + '\n');
       });
     });
+  // 1 is "something found": a script must not read a check that never ran as one that found nothing, or as a finding
+  setExitStatuses(check, { usage: EXIT.usage, failure: () => EXIT.checkNotDone })
+    .addHelpText('after', `\nExit status: ${EXIT.ok} nothing found, ${EXIT.checkFindings} something found, ${EXIT.usage} wrong command line, ${EXIT.checkNotDone} could not check.`);
 }

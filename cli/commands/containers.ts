@@ -16,7 +16,7 @@ interface ListFlags extends ConnectionFlags {
 function limits(cmd: Command): Command {
   return cmd
     .addOption(new Option('--max-tasks <n>', 'most tasks to read (a corrupt task list can be endless)').default('100000'))
-    .addOption(new Option('--max-cmdline <bytes>', 'longest command line read per process').default('131072'));
+    .addOption(new Option('--max-cmdline <bytes>', 'longest command line read per process, in bytes').default('131072'));
 }
 
 /** `brief`: skip command lines, executables and roots (ps shows none of them, and they are most of the reading). */

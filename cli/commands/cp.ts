@@ -1,5 +1,5 @@
-import { Option, type Command } from 'commander';
-import { connectionOptions, type ConnectionFlags } from '../options';
+import type { Command } from 'commander';
+import { connectionOptions, millisecondsOption, type ConnectionFlags } from '../options';
 import { withVm } from '../session';
 import { VmiError } from '../../lib/errors';
 import { escapeForTerminal } from '../../lib/util/escape';
@@ -10,7 +10,7 @@ interface CpFlags extends ConnectionFlags {
   force?: boolean;
   json?: boolean;
   progress: boolean;
-  timeout: string;
+  timeout: number;
   maxBytes?: string;
 }
 
@@ -71,8 +71,8 @@ export function registerCp(program: Command): void {
     .option('-f, --force', 'replace existing local files when copying out of a container (files in a container are always replaced)')
     .option('--no-progress', 'no progress bar (it is only drawn when stderr is a terminal)')
     .option('--json', 'print the report as JSON')
-    .addOption(new Option('--timeout <ms>', 'how long to wait for a thread of the container').default('20000'))
-    .option('--max-bytes <n>', 'out of a container: stop once this many bytes were copied (each file is bounded by its size anyway)')
+    .addOption(millisecondsOption('--timeout <ms>', 'how long to wait for a thread of the container', 20000))
+    .option('--max-bytes <bytes>', 'out of a container: stop once this many bytes were copied (each file is bounded by its size anyway)')
     .action(async (source: string, destination: string, flags: CpFlags) => {
       const from = parseCopyOperand(source);
       const to = parseCopyOperand(destination);
@@ -80,7 +80,7 @@ export function registerCp(program: Command): void {
       const bar = progressBar(flags.progress && !(to === null && destination === '-'));
       const maxBytes = flags.maxBytes === undefined ? undefined : Number(flags.maxBytes);
       if (maxBytes !== undefined && !(Number.isSafeInteger(maxBytes) && maxBytes >= 0)) throw new VmiError('EUSAGE', `--max-bytes must be a number of bytes, not ${JSON.stringify(flags.maxBytes)}`);
-      const opts = { recursive: flags.recursive, force: flags.force, timeout: Number(flags.timeout), onProgress: bar.update, maxBytes };
+      const opts = { recursive: flags.recursive, force: flags.force, timeout: flags.timeout, onProgress: bar.update, maxBytes };
       let report: CopyReport;
       try {
         report = await withVm(flags, (vm, signal) => (from

@@ -1,10 +1,10 @@
 import { Option, type Command } from 'commander';
-import { connectionOptions, type ConnectionFlags } from '../options';
+import { connectionOptions, millisecondsOption, type ConnectionFlags } from '../options';
 import { withVm } from '../session';
 import { VmiError } from '../../lib/errors';
 import { execInContainer } from '../../lib/ops/exec';
-import { SyscallError } from '../../lib/inject/errors';
 import { escapeForTerminal } from '../../lib/util/escape';
+import { EXIT, execExitStatus, setExitStatuses } from '../exit-codes';
 
 interface ExecFlags extends ConnectionFlags {
   env: string[];
@@ -13,7 +13,7 @@ interface ExecFlags extends ConnectionFlags {
   interactive?: boolean;
   privileged?: boolean;
   verbose?: boolean;
-  timeout: string;
+  timeout: number;
 }
 
 /** `-u UID[:GID]` (numbers only: names would need the container's /etc/passwd). */
@@ -38,50 +38,56 @@ function sink(stream: NodeJS.WriteStream): (data: Buffer) => Promise<void> {
   });
 }
 
-/** `vmictl exec CONTAINER -- COMMAND [ARGS...]`. */
+/**
+ * The command's words. A `--` right after the container is vmictl's separator (scripts and the docs
+ * write `exec c1 -- ls -l`); any later `--` is the command's own.
+ */
+export function commandWords(words: readonly string[]): string[] {
+  const command = words[0] === '--' ? words.slice(1) : [...words];
+  if (command.length === 0) throw new VmiError('EUSAGE', 'exec: no command given after the container');
+  return command;
+}
+
+/** `vmictl exec [OPTIONS] CONTAINER COMMAND [ARGS...]`: everything after the container is the command's. */
 export function registerExec(program: Command): void {
-  connectionOptions(
+  const exec = connectionOptions(
     program
       .command('exec')
       .description('run a command inside a container, confined as its own processes (user, capabilities, seccomp, LSM label, no_new_privs, namespaces, cgroup, root), relaying its output; exits with its status')
       .argument('<container>', 'id, id prefix, name, hostname, or pid:<host pid>')
-      .argument('<command...>', 'the program (absolute path, or a name looked up in the container\'s PATH) and its arguments; put -- before it'),
+      .argument('<command...>', 'the program (absolute path, or a name looked up in the container\'s PATH) and its arguments, flags included: vmictl\'s own options go before the container'),
     { dump: false, injects: true },
   )
+    // as docker exec: `exec c1 id -u 1000` gives -u to id, not to vmictl
+    .passThroughOptions()
     .addOption(new Option('-e, --env <K=V>', 'set an environment variable (repeatable)').argParser((v: string, prev: string[]) => [...prev, v]).default([]))
     .option('-w, --workdir <dir>', 'working directory inside the container (default /)')
     .option('-u, --user <uid[:gid]>', 'run as this user id (and group id): needs a process of the container that may take it')
     .option('--privileged', 'run from the VM\'s root instead: every capability, no seccomp, no LSM label (as docker exec --privileged, and more)')
     .option('-v, --verbose', 'say on stderr which process the command is started from')
     .option('-i, --interactive', 'not supported yet: the command\'s stdin is /dev/null')
-    .addOption(new Option('--timeout <ms>', 'how long to wait for a root process of the VM to come back from a syscall').default('20000'))
-    .action(async (container: string, command: string[], flags: ExecFlags) => {
+    .addOption(millisecondsOption('--timeout <ms>', 'how long to wait for a root process of the VM to come back from a syscall', 20000))
+    .action(async (container: string, words: string[], flags: ExecFlags) => {
+      const command = commandWords(words);
       if (flags.interactive) throw new VmiError('EUSAGE', '-i is not supported: the command\'s stdin is /dev/null');
       const user = flags.user === undefined ? undefined : parseUser(flags.user);
       if (flags.privileged) process.stderr.write('vmictl: --privileged: the command runs with the privileges of the VM\'s root (every capability, no seccomp filter, no LSM confinement), not those of the container\'s processes\n');
-      const status = await withVm(flags, async (vm, stopSignal): Promise<number> => {
-        try {
-          const r = await execInContainer(vm, {
-            container,
-            command,
-            env: flags.env,
-            cwd: flags.workdir,
-            user,
-            privileged: flags.privileged === true,
-            onSource: flags.verbose ? (src) => process.stderr.write(`vmictl: started from ${src.privileged ? 'the root-namespace helper' : src.init ? 'the container\'s init' : 'container process'} pid ${src.pid} (${escapeForTerminal(src.comm)})\n`) : undefined,
-            stdout: sink(process.stdout),
-            stderr: sink(process.stderr),
-            signal: stopSignal,
-            timeout: Number(flags.timeout),
-          });
-          return r.exitCode;
-        } catch (err) {
-          // as a shell says it: 127 not found, 126 found but not runnable
-          if (!(err instanceof SyscallError) || err.syscall !== 'execve') throw err;
-          process.stderr.write(`vmictl: ${escapeForTerminal(err.message)}\n`);
-          return err.errnoName === 'ENOENT' || err.errnoName === 'ENOTDIR' ? 127 : 126;
-        }
-      });
-      process.exitCode = status;
+      const r = await withVm(flags, (vm, stopSignal) => execInContainer(vm, {
+        container,
+        command,
+        env: flags.env,
+        cwd: flags.workdir,
+        user,
+        privileged: flags.privileged === true,
+        onSource: flags.verbose ? (src) => process.stderr.write(`vmictl: started from ${src.privileged ? 'the root-namespace helper' : src.init ? 'the container\'s init' : 'container process'} pid ${src.pid} (${escapeForTerminal(src.comm)})\n`) : undefined,
+        stdout: sink(process.stdout),
+        stderr: sink(process.stderr),
+        signal: stopSignal,
+        timeout: flags.timeout,
+      }));
+      process.exitCode = execExitStatus({ exitCode: r.exitCode });
     });
+  // exec's status is its command's: vmictl's own, a wrong command line's included, stay out of that range
+  setExitStatuses(exec, { usage: EXIT.execFailed, failure: (err) => execExitStatus({ error: err }) })
+    .addHelpText('after', `\nExit status: the command's own; ${EXIT.execNotFound} when it was not found, ${EXIT.execCannotRun} when it cannot run, ${EXIT.execFailed} when vmictl failed or its command line was wrong.`);
 }

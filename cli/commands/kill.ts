@@ -1,5 +1,5 @@
-import { Option, type Command } from 'commander';
-import { connectionOptions, type ConnectionFlags } from '../options';
+import type { Command } from 'commander';
+import { connectionOptions, millisecondsOption, type ConnectionFlags } from '../options';
 import { withVm } from '../session';
 import { escapeForTerminal } from '../../lib/util/escape';
 import { killContainer, parseSignal, type SignalOutcome } from '../../lib/ops';
@@ -8,7 +8,7 @@ interface KillFlags extends ConnectionFlags {
   json?: boolean;
   signal: string;
   all?: boolean;
-  timeout: string;
+  timeout: number;
 }
 
 /** Lines about who got a signal, for kill and stop. */
@@ -31,10 +31,10 @@ export function registerKill(program: Command): void {
     .option('-s, --signal <signal>', 'signal name or number', 'SIGKILL')
     .option('--all', 'send it to every process of the container, not only its init')
     .option('--json', 'print JSON')
-    .addOption(new Option('--timeout <ms>', 'how long to wait for a root-namespace helper thread').default('20000'))
+    .addOption(millisecondsOption('--timeout <ms>', 'how long to wait for a root-namespace helper thread', 20000))
     .action(async (container: string, flags: KillFlags) => {
       const sig = parseSignal(flags.signal);
-      const r = await withVm(flags, (vm, signal) => killContainer(vm, container, { signalName: sig.number, all: flags.all, timeout: Number(flags.timeout), signal }));
+      const r = await withVm(flags, (vm, signal) => killContainer(vm, container, { signalName: sig.number, all: flags.all, timeout: flags.timeout, signal }));
       if (flags.json) process.stdout.write(`${JSON.stringify(r)}\n`);
       else {
         process.stdout.write(describeOutcome(`${escapeForTerminal(r.container)}: ${r.signal.name}`, r.outcome));

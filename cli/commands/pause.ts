@@ -1,12 +1,12 @@
-import { Option, type Command } from 'commander';
-import { connectionOptions, type ConnectionFlags } from '../options';
+import type { Command } from 'commander';
+import { connectionOptions, millisecondsOption, type ConnectionFlags } from '../options';
 import { withVm } from '../session';
 import { escapeForTerminal } from '../../lib/util/escape';
 import { pauseContainer, unpauseContainer, type PauseResult } from '../../lib/ops';
 
 interface PauseFlags extends ConnectionFlags {
   json?: boolean;
-  timeout: string;
+  timeout: number;
 }
 
 function show(r: PauseResult, verb: string, flags: PauseFlags): void {
@@ -29,9 +29,9 @@ export function registerPause(program: Command): void {
       { dump: false, injects: true },
     )
       .option('--json', 'print JSON')
-      .addOption(new Option('--timeout <ms>', 'how long to wait for a root-namespace helper thread').default('20000'))
+      .addOption(millisecondsOption('--timeout <ms>', 'how long to wait for a root-namespace helper thread', 20000))
       .action(async (container: string, flags: PauseFlags) => {
-        const r = await withVm(flags, (vm, signal) => run(vm, container, { timeout: Number(flags.timeout), signal }));
+        const r = await withVm(flags, (vm, signal) => run(vm, container, { timeout: flags.timeout, signal }));
         show(r, verb, flags);
       });
   }

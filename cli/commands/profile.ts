@@ -64,7 +64,10 @@ export function registerProfile(program: Command): void {
     .option('--system-map <file>', 'System.map whose addresses override the ELF symbol table')
     .requiredOption('-o, --output <file>', 'profile to write (.json, or .json.gz for gzip)')
     .option('--no-hash', 'do not record sha256 hashes of the inputs in the metadata');
-  connectionOptions(build).action(async (flags: BuildFlags) => {
+  // the profile is made from guest memory, never read from one: no --profile
+  connectionOptions(build, { profile: false })
+    .addHelpText('after', '\nThe VM options (--qmp, --gdb, --memory, --max-read, --time-limit, --dump) are used with --from-vm only.')
+    .action(async (flags: BuildFlags) => {
       if (flags.fromVm) {
         if (flags.vmlinux) throw new VmiError('EUSAGE', '--from-vm and --vmlinux exclude each other');
         await withVm(flags, async (vm, signal) => {

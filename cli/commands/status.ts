@@ -1,15 +1,15 @@
 import type { Command } from 'commander';
-import { connectionOptions, type ConnectionFlags } from '../options';
+import { liveVmOption, type ConnectionFlags } from '../options';
 import { QmpClient } from '../../lib/transport/qmp';
-import { VmiError } from '../../lib/errors';
 
 /** `vmictl status`: the VM's run state and QEMU version, through QMP only. */
 export function registerStatus(program: Command): void {
-  connectionOptions(program.command('status').description('show the VM run state and QEMU version (QMP)'), { dump: false })
+  // QMP alone: none of the options for guest memory, the kernel or injection would change a thing
+  liveVmOption(program.command('status').description('show the VM run state and QEMU version (QMP)'))
     .option('--json', 'print JSON')
     .action(async (flags: ConnectionFlags & { json?: boolean }) => {
-      if (!flags.qmp) throw new VmiError('EUSAGE', 'no VM given: pass --qmp ADDR (or set VMICTL_QMP)');
-      const qmp = await QmpClient.connect(flags.qmp, { timeout: 10_000 });
+      // liveVmOption stops the command before its action when there is no --qmp
+      const qmp = await QmpClient.connect(flags.qmp!, { timeout: 10_000 });
       try {
         const status = (await qmp.execute('query-status')) as { status: string; running: boolean };
         const v = qmp.greeting.version.qemu;

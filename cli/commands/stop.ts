@@ -1,5 +1,5 @@
-import { Option, type Command } from 'commander';
-import { connectionOptions, type ConnectionFlags } from '../options';
+import type { Command } from 'commander';
+import { connectionOptions, millisecondsOption, type ConnectionFlags } from '../options';
 import { withVm } from '../session';
 import { VmiError } from '../../lib/errors';
 import { escapeForTerminal } from '../../lib/util/escape';
@@ -9,7 +9,7 @@ import { describeOutcome } from './kill';
 interface StopFlags extends ConnectionFlags {
   json?: boolean;
   time: string;
-  timeout: string;
+  timeout: number;
 }
 
 /** `vmictl stop [-t SECONDS] CONTAINER`. */
@@ -21,13 +21,13 @@ export function registerStop(program: Command): void {
       .argument('<container>', 'id, id prefix, name, hostname, or pid:<host pid>'),
     { dump: false, injects: true },
   )
-    .option('-t, --time <seconds>', 'grace period before SIGKILL', '10')
+    .option('-t, --time <seconds>', 'grace period before SIGKILL, in seconds', '10')
     .option('--json', 'print JSON')
-    .addOption(new Option('--timeout <ms>', 'how long to wait for a root-namespace helper thread').default('20000'))
+    .addOption(millisecondsOption('--timeout <ms>', 'how long to wait for a root-namespace helper thread', 20000))
     .action(async (container: string, flags: StopFlags) => {
       const grace = Number(flags.time);
       if (!Number.isFinite(grace) || grace < 0) throw new VmiError('EUSAGE', `not a number of seconds: ${JSON.stringify(flags.time)}`);
-      const r = await withVm(flags, (vm, signal) => stopContainer(vm, container, { graceMs: grace * 1000, timeout: Number(flags.timeout), signal }));
+      const r = await withVm(flags, (vm, signal) => stopContainer(vm, container, { graceMs: grace * 1000, timeout: flags.timeout, signal }));
       if (flags.json) process.stdout.write(`${JSON.stringify(r)}\n`);
       else {
         const name = escapeForTerminal(r.container);

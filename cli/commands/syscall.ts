@@ -1,5 +1,5 @@
-import { Option, type Command } from 'commander';
-import { connectionOptions, type ConnectionFlags } from '../options';
+import type { Command } from 'commander';
+import { connectionOptions, millisecondsOption, type ConnectionFlags } from '../options';
 import { withVm } from '../session';
 import { VmiError } from '../../lib/errors';
 import { escapeForTerminal } from '../../lib/util/escape';
@@ -14,8 +14,8 @@ import { basename } from 'node:path';
 
 interface SyscallFlags extends ConnectionFlags {
   json?: boolean;
-  timeout: string;
-  callTimeout: string;
+  timeout: number;
+  callTimeout: number;
   pid?: string;
   wake: boolean;
 }
@@ -126,7 +126,23 @@ async function run(s: InjectionSession, name: string, nr: number, argv: string[]
   return o;
 }
 
-/** `vmictl syscall CONTAINER NAME [ARGS...]` and `vmictl recover`. */
+/**
+ * The syscall's name and arguments from the words after the container: a `--` right after it is
+ * vmictl's separator. An option of `syscall` among them is a usage error that says where it goes
+ * (no syscall argument starts with `--`, and a negative number is not one of our flags).
+ */
+export function syscallWords(cmd: Command, words: readonly string[]): { name: string; args: string[] } {
+  const rest = words[0] === '--' ? words.slice(1) : [...words];
+  const misplaced = rest.find((w) => {
+    const flag = w.split('=')[0];
+    return cmd.options.some((o) => o.long === flag || o.short === flag);
+  });
+  if (misplaced !== undefined) throw new VmiError('EUSAGE', `${misplaced} is an option of vmictl syscall: put it before the container`);
+  if (rest.length === 0) throw new VmiError('EUSAGE', 'syscall: no system call given after the container');
+  return { name: rest[0], args: rest.slice(1) };
+}
+
+/** `vmictl syscall [OPTIONS] CONTAINER NAME [ARGS...]` and `vmictl recover`. */
 export function registerSyscall(program: Command): void {
   connectionOptions(
     program
@@ -137,12 +153,15 @@ export function registerSyscall(program: Command): void {
       .argument('[args...]', 'arguments: numbers, AT_FDCWD/O_* constants, str:TEXT, hex:BYTES, buf:N (an output buffer)'),
     { dump: false, injects: true },
   )
+    // what follows the container is the syscall's: `syscall c1 kill 1 -9` never reads -9 as a flag
+    .passThroughOptions()
     .option('--json', 'print JSON')
     .option('--pid <pid>', 'inject into this process (host pid) instead of any process of the container')
-    .addOption(new Option('--timeout <ms>', 'how long to wait for a thread to come back from a syscall').default('10000'))
-    .addOption(new Option('--call-timeout <ms>', 'how long the injected syscall may take').default('10000'))
+    .addOption(millisecondsOption('--timeout <ms>', 'how long to wait for a thread to come back from a syscall', 10000))
+    .addOption(millisecondsOption('--call-timeout <ms>', 'how long the injected syscall may take', 10000))
     .option('--no-wake', 'never freeze and thaw the container to restart a syscall that blocks for good (a server in accept)')
-    .action(async (container: string, name: string, argv: string[], flags: SyscallFlags) => {
+    .action(async (container: string, first: string, more: string[], flags: SyscallFlags, cmd: Command) => {
+      const { name, args: argv } = syscallWords(cmd, [first, ...more]);
       let nr: number;
       try {
         nr = resolveSyscall(name);
@@ -153,7 +172,7 @@ export function registerSyscall(program: Command): void {
       const label = syscallName(nr) ?? String(nr);
       const out = await withVm(flags, async (vm, stopSignal) => {
         const target = flags.pid ? { pid: Number(flags.pid) } : { container };
-        const s = await openInjection(vm, target, { timeout: Number(flags.timeout), callTimeout: Number(flags.callTimeout), signal: stopSignal, wake: flags.wake ? 'freeze' : 'never' });
+        const s = await openInjection(vm, target, { timeout: flags.timeout, callTimeout: flags.callTimeout, signal: stopSignal, wake: flags.wake ? 'freeze' : 'never' });
         try {
           return await run(s, label, nr, argv, flags);
         } finally {

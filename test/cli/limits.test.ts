@@ -87,7 +87,7 @@ t.test('--max-cmdline: a longer command line is cut, with a warning in the proce
 t.test('bad limit values are usage errors', async (t) => {
   for (const [flag, value] of [['--max-tasks', 'abc'], ['--max-tasks', '0'], ['--max-tasks', '1.5'], ['--max-cmdline', '-1'], ['--max-read', 'x'], ['--time-limit', '0']]) {
     const r = await vmictl('ps', flag!, value!);
-    t.equal(r.code, 1, `${flag} ${value}`);
-    t.match(r.stderr, new RegExp(`${flag} needs a positive .*\\[EUSAGE\\]`));
+    t.equal(r.code, 2, `${flag} ${value}`);
+    t.match(r.stderr, new RegExp(`^vmictl: ${flag} needs a positive .*\nRun 'vmictl ps --help' for usage\\.\n$`));
   }
 });

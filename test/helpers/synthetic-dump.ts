@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import { main } from '../../cli/main';
+import { captureMain, type CliRun } from './run-cli';
 import type { SyntheticGuest } from './synthetic-kernel';
 
 /** An ELF core of the guest's RAM: one PT_LOAD, written sparse (only the pages the guest has). */
@@ -37,25 +38,6 @@ export function writeDump(g: SyntheticGuest, file: string): void {
 }
 
 /** Runs vmictl in this process, capturing what it writes. */
-export async function runCli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  // write(chunk[, encoding][, callback]): the callback too, as a stream would (exec awaits it)
-  const write = (sink: string[]) => ((chunk: string | Uint8Array, enc?: unknown, cb?: unknown) => {
-    sink.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
-    const done = typeof enc === 'function' ? enc : cb;
-    if (typeof done === 'function') process.nextTick(done as () => void);
-    return true;
-  }) as typeof process.stdout.write;
-  const saved = [process.stdout.write, process.stderr.write];
-  process.stdout.write = write(out);
-  process.stderr.write = write(err);
-  const savedExit = process.exitCode;
-  try {
-    const code = await main(['node', 'vmictl', ...args]);
-    return { code, stdout: out.join(''), stderr: err.join('') };
-  } finally {
-    [process.stdout.write, process.stderr.write] = saved as [typeof process.stdout.write, typeof process.stderr.write];
-    process.exitCode = savedExit;
-  }
+export function runCli(...args: string[]): Promise<CliRun> {
+  return captureMain(main, args);
 }
