@@ -61,6 +61,8 @@ export class Scratch {
 
   /** Places buffers, 16-byte aligned, and returns the address of each; their `data` is written. */
   async place(parts: readonly Placement[]): Promise<bigint[]> {
+    // a call with no memory argument needs no mapping (mmap of 0 bytes is EINVAL)
+    if (parts.length === 0) return [];
     const sizes = parts.map((p) => (p.size + 15) & ~15);
     const total = sizes.reduce((a, b) => a + b, 0);
     const base = this.#stack && total <= Number(this.#stack.high - this.#stack.low) ? this.#stack.low : await this.#mapping(total);
