@@ -1,7 +1,8 @@
 import { Option, type Command } from 'commander';
 import { connectionOptions, positiveNumber, type ConnectionFlags } from '../options';
 import { withVm } from '../session';
-import { renderInspect, renderPs, renderTop } from '../render/containers';
+import { renderInspect, renderPs, renderTop, shownInPs } from '../render/containers';
+import { checkPsFormat, filterContainers, parsePsFilters, PS_FILTER_KEYS, PS_TEMPLATE_FIELDS, renderPsFormat, renderPsQuiet } from '../render/ps-format';
 import { resolveContainer } from '../../lib/containers/resolve';
 import type { ContainerList } from '../../lib/containers/list';
 import type { Vm } from '../../lib/vm';
@@ -11,6 +12,19 @@ interface ListFlags extends ConnectionFlags {
   json?: boolean;
   maxTasks?: string;
   maxCmdline?: string;
+}
+
+interface PsFlags extends ListFlags {
+  all?: boolean;
+  quiet?: boolean;
+  /** false with --no-trunc */
+  trunc?: boolean;
+  filter: string[];
+  format?: string;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
 }
 
 function limits(cmd: Command): Command {
@@ -34,13 +48,24 @@ async function read(vm: Vm, flags: ListFlags, brief = false): Promise<ContainerL
 /** `vmictl ps`, `top` and `inspect`: containers as the guest kernel's memory describes them. */
 export function registerContainers(program: Command): void {
   limits(connectionOptions(program.command('ps').description('list the containers in the VM')))
-    .option('--json', 'print JSON')
+    .addOption(new Option('--json', 'print JSON (an array)').conflicts(['format', 'quiet']))
     .option('-a, --all', 'also show the root namespace (host) and unnamed mount-namespace sandboxes')
-    .action(async (flags: ListFlags & { all?: boolean }) => {
+    .addOption(new Option('-q, --quiet', 'print only the ids, one a line').conflicts('format'))
+    .option('--no-trunc', 'print whole ids (64 hex digits where the runtime has them) and cut no column')
+    .option('-f, --filter <key=value>', `only the containers that match: ${PS_FILTER_KEYS.join(', ')} (name: a substring of the name or hostname; id: a prefix); repeat it: the same key ORs, different keys AND`, collect, [])
+    .option('--format <template>', `'json' for one JSON object a line, or a template such as '{{.ID}} {{.Hostname}}' over the fields ${PS_TEMPLATE_FIELDS.join(', ')}`)
+    .action(async (flags: PsFlags) => {
+      // a wrong filter or template is found before the VM is touched
+      const filters = parsePsFilters(flags.filter);
+      if (flags.format !== undefined) checkPsFormat(flags.format);
+      const fullIds = flags.trunc === false;
       await withVm(flags, async (vm) => {
         const list = await read(vm, flags, true);
-        const all = flags.all ? [list.host, ...list.containers] : list.containers;
-        process.stdout.write(renderPs(all, { json: flags.json, all: flags.all, host: flags.all }));
+        const all = filterContainers(flags.all ? [list.host, ...list.containers] : list.containers, filters);
+        const opts = { json: flags.json, all: flags.all, host: flags.all, fullIds, ...(fullIds ? { truncate: false } : {}) };
+        if (flags.quiet) process.stdout.write(renderPsQuiet(shownInPs(all, opts), opts));
+        else if (flags.format !== undefined) process.stdout.write(renderPsFormat(shownInPs(all, opts), flags.format, opts));
+        else process.stdout.write(renderPs(all, opts));
       });
     });
 

@@ -16,6 +16,8 @@ export interface PsOptions extends TableOptions {
   /** also list the host (runtime 'host') when it is in the list */
   host?: boolean;
   json?: boolean;
+  /** whole ids in the CONTAINER ID column (`--no-trunc`), not docker's 12 characters */
+  fullIds?: boolean;
 }
 
 export interface TopOptions extends TableOptions {
@@ -103,7 +105,7 @@ export function psJson(c: Container): PsJson {
 }
 
 /** The CONTAINER ID column: 64-hex ids cut to 12 like docker, other ids (names) whole up to 12 columns. */
-function shortId(id: string): string {
+export function shortId(id: string): string {
   if (/^[0-9a-f]{64}$/.test(id)) return id.slice(0, 12);
   return id.length > 12 ? id.slice(0, 11) + '…' : id;
 }
@@ -118,11 +120,16 @@ const PS_COLUMNS: Column[] = [
   { header: 'CGROUP' },
 ];
 
+/** The containers `ps` lists with these options, in their order. */
+export function shownInPs(containers: readonly Container[], opts: Pick<PsOptions, 'all' | 'host'> = {}): Container[] {
+  return containers.filter((c) => shown(c, opts));
+}
+
 /** `vmictl ps`: one row (or JSON object) per container. */
 export function renderPs(containers: Container[], opts: PsOptions = {}): string {
-  const list = containers.filter((c) => shown(c, opts));
+  const list = shownInPs(containers, opts);
   if (opts.json) return jsonText(list.map(psJson)) + '\n';
-  const rows = list.map((c) => [shortId(c.id), c.runtime, c.hostname, c.state, String(c.initPid), String(c.processes.length), c.cgroup]);
+  const rows = list.map((c) => [opts.fullIds ? c.id : shortId(c.id), c.runtime, c.hostname, c.state, String(c.initPid), String(c.processes.length), c.cgroup]);
   return renderTable(PS_COLUMNS, rows, opts);
 }
 
