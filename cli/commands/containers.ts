@@ -79,11 +79,14 @@ export function registerContainers(program: Command): void {
       });
     });
 
-  limits(connectionOptions(program.command('inspect').description('everything vmictl knows about a container, as JSON').argument('<container>', 'id, id prefix, hostname, or pid:<host pid>')))
-    .action(async (spec: string, flags: ListFlags) => {
+  limits(connectionOptions(program.command('inspect').description('everything vmictl knows about containers, as JSON: one object, or an array for several').argument('<container...>', 'id, id prefix, hostname, or pid:<host pid>')))
+    .action(async (specs: string[], flags: ListFlags) => {
       await withVm(flags, async (vm) => {
         const list = await read(vm, flags);
-        process.stdout.write(renderInspect(resolveContainer([...list.containers, list.host], spec)));
+        const candidates = [...list.containers, list.host];
+        // every spec resolved before anything is printed: one that matches nothing fails the whole command
+        const found = specs.map((spec) => resolveContainer(candidates, spec));
+        process.stdout.write(renderInspect(found.length === 1 ? found[0]! : found));
       });
     });
 }

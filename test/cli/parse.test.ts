@@ -32,7 +32,7 @@ const Q = ['--qmp', 'unix:/q'];
 const cases: Array<[string[], unknown[], Record<string, unknown>]> = [
   [['ps', ...Q, '--json', '-a', '--max-tasks', '5'], [], { json: true, all: true, maxTasks: '5', qmp: 'unix:/q', memory: 'auto' }],
   [['top', 'c1', ...Q, '--json', '--max-cmdline', '100'], ['c1'], { json: true, maxCmdline: '100' }],
-  [['inspect', 'c1', '--dump', '/d', '--profile', '/p'], ['c1'], { dump: '/d', profile: '/p' }],
+  [['inspect', 'c1', '--dump', '/d', '--profile', '/p'], [['c1']], { dump: '/d', profile: '/p' }],
   [['kernel', '--json', '--memory', 'gdbstub', '--dump', '/d'], [], { json: true, memory: 'gdbstub', dump: '/d' }],
   [['status', '--json', ...Q], [], { json: true, qmp: 'unix:/q' }],
   [['kill', 'c1', ...Q, '-s', 'TERM', '--all', '--json'], ['c1'], { signal: 'TERM', all: true, json: true }],
