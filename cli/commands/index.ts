@@ -10,6 +10,7 @@ import { registerKill } from './kill';
 import { registerStop } from './stop';
 import { registerCp } from './cp';
 import { registerCheck } from './check';
+import { registerCompletion } from './completion';
 
 /** Every command vmictl offers; each module registers one topic on the program. */
-export const commands: Array<(program: Command) => void> = [registerStatus, registerKernel, registerContainers, registerProfile, registerSyscall, registerExec, registerPause, registerKill, registerStop, registerCp, registerCheck];
+export const commands: Array<(program: Command) => void> = [registerStatus, registerKernel, registerContainers, registerProfile, registerSyscall, registerExec, registerPause, registerKill, registerStop, registerCp, registerCheck, registerCompletion];
