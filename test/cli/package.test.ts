@@ -1,9 +1,10 @@
-// What `npm pack` ships, and that the tarball installs into a working `vmictl`. Both pack runs
-// go through prepack, which builds dist/ with tsc.
+// What `npm pack` ships, and that the tarball installs into a working `vmictl`. The pack runs in a
+// copy of the project's files (what git tracks or would add), because prepack rebuilds dist/ with
+// tsc, and the worktree's dist/ may be in use by tests that run the built CLI at the same time.
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
 
@@ -16,21 +17,49 @@ interface PackReport {
   files: Array<{ path: string }>;
 }
 
-/** Why the tests cannot run (npm is not there), or false. */
-function npmMissing(): string | false {
-  try {
-    execFileSync('npm', ['--version'], { stdio: 'ignore' });
-    return false;
-  } catch (err) {
-    return `npm cannot run here: ${(err as Error).message}`;
+/** Why these tests cannot run (npm or git is not there), or false. */
+function toolMissing(): string | false {
+  for (const tool of ['npm', 'git']) {
+    try {
+      execFileSync(tool, ['--version'], { stdio: 'ignore' });
+    } catch (err) {
+      return `${tool} cannot run here: ${(err as Error).message}`;
+    }
   }
+  return false;
 }
 
-const skip = npmMissing();
+const skip = toolMissing();
+
+/** The project's files in `dir`/src, with the worktree's dependencies linked in for tsc. */
+async function copyProject(dir: string): Promise<string> {
+  const src = join(dir, 'src');
+  const { stdout } = await run('git', ['ls-files', '-co', '--exclude-standard', '-z'], { cwd: ROOT, ...BIG });
+  const files = stdout.split('\0').filter((f) => f && f !== 'node_modules' && !f.startsWith('node_modules/'));
+  for (const f of files) {
+    await mkdir(dirname(join(src, f)), { recursive: true });
+    await cp(join(ROOT, f), join(src, f), { verbatimSymlinks: true });
+  }
+  await symlink(join(ROOT, 'node_modules'), join(src, 'node_modules'));
+  return src;
+}
+
+let packed: Promise<{ dir: string; report: PackReport }> | undefined;
+
+/** One real `npm pack` (prepack included) for both tests. */
+function pack(): Promise<{ dir: string; report: PackReport }> {
+  packed ??= (async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'vmictl-pack-'));
+    t.teardown(() => rm(dir, { recursive: true, force: true }));
+    const src = await copyProject(dir);
+    const { stdout } = await run('npm', ['pack', '--json', '--pack-destination', dir], { cwd: src, ...BIG });
+    return { dir, report: (JSON.parse(stdout) as PackReport[])[0]! };
+  })();
+  return packed;
+}
 
 t.test('the tarball holds the program, the library, the docs, and no sources or tests', { skip }, async (t) => {
-  const { stdout } = await run('npm', ['pack', '--dry-run', '--json'], { cwd: ROOT, ...BIG });
-  const paths = (JSON.parse(stdout) as PackReport[])[0]!.files.map((f) => f.path);
+  const paths = (await pack()).report.files.map((f) => f.path);
   for (const p of ['bin/vmictl', 'dist/cli/main.js', 'dist/lib/index.js', 'dist/lib/index.d.ts', 'README.md', 'LICENSE', 'CHANGELOG.md', 'package.json']) {
     t.ok(paths.includes(p), p);
   }
@@ -40,12 +69,9 @@ t.test('the tarball holds the program, the library, the docs, and no sources or 
 });
 
 t.test('the packed tarball installs, and its vmictl runs', { skip }, async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'vmictl-pack-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const { stdout } = await run('npm', ['pack', '--json', '--pack-destination', dir], { cwd: ROOT, ...BIG });
-  const tarball = join(dir, (JSON.parse(stdout) as PackReport[])[0]!.filename);
+  const { dir, report } = await pack();
   const prefix = join(dir, 'prefix');
-  const install = (mode: string) => run('npm', ['install', '-g', '--prefix', prefix, tarball, mode, '--no-audit', '--no-fund'], { cwd: dir, ...BIG });
+  const install = (mode: string) => run('npm', ['install', '-g', '--prefix', prefix, join(dir, report.filename), mode, '--no-audit', '--no-fund'], { cwd: dir, ...BIG });
   try {
     await install('--offline');
   } catch (err) {
