@@ -6,7 +6,7 @@
 import { VmiError } from '../../lib/errors';
 import type { Container } from '../../lib/containers/model';
 import { escapeForTerminal } from '../../lib/util/escape';
-import { jsonText, psJson, shortId } from './containers';
+import { jsonText, psJson } from './containers';
 
 export type PsFilterKey = 'runtime' | 'state' | 'name' | 'id';
 
@@ -42,14 +42,23 @@ export function filterContainers(list: readonly Container[], filters: PsFilters)
   return list.filter((c) => [...filters].every(([key, values]) => values.some((v) => matches(c, key, v))));
 }
 
+/**
+ * The id `-q` and `{{.ID}}` print: a 64-hex id cut to 12 as in the table, any other id whole.
+ * The table marks a long name as cut ('a-very-long…'), which no command would accept back, and
+ * these outputs are for feeding to other commands (`vmictl inspect $(vmictl ps -q)`).
+ */
+function scriptId(id: string, full: boolean): string {
+  return !full && /^[0-9a-f]{64}$/.test(id) ? id.slice(0, 12) : id;
+}
+
 /** `ps -q`: one id a line, short like the table's unless `fullIds`. */
 export function renderPsQuiet(list: readonly Container[], opts: { fullIds?: boolean } = {}): string {
-  return list.map((c) => escapeForTerminal(opts.fullIds ? c.id : shortId(c.id)) + '\n').join('');
+  return list.map((c) => escapeForTerminal(scriptId(c.id, opts.fullIds === true)) + '\n').join('');
 }
 
 /** The fields a `--format` template may name, each read from the `--json` element of a container. */
 const TEMPLATE_FIELDS: Record<string, (c: Container, fullIds: boolean) => string> = {
-  ID: (c, full) => (full ? c.id : shortId(c.id)),
+  ID: (c, full) => scriptId(c.id, full),
   Runtime: (c) => c.runtime,
   Name: (c) => c.name ?? '',
   PodUid: (c) => c.podUid ?? '',

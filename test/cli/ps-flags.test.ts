@@ -31,6 +31,7 @@ const containers = [
   ctr({ id: DB_ID, hostname: 'db', state: 'paused', initPid: 300 }),
   ctr({ id: 'ticker', runtime: 'runc', name: 'ticker', hostname: 'tick-host', initPid: 153, cgroup: '/ticker' }),
   ctr({ id: 'evil', runtime: 'runc', name: 'evil', hostname: EVIL, initPid: 160, cgroup: '/evil' }),
+  ctr({ id: 'a-very-long-runc-name', runtime: 'runc', initPid: 170, cgroup: '/long' }),
 ];
 
 let reads = 0;
@@ -49,8 +50,10 @@ const { main } = t.mockRequire<{ main: Main }>('../../cli/main', {
 const ps = (...args: string[]) => captureMain(main, ['ps', '--dump', '/nonexistent/dump.elf', ...args]);
 
 t.test('-q: the short ids, one a line; --no-trunc makes them whole', async (t) => {
-  t.equal((await ps('-q')).stdout, `${WEB_ID.slice(0, 12)}\n${DB_ID.slice(0, 12)}\nticker\nevil\n`);
-  t.equal((await ps('--quiet', '--no-trunc')).stdout, `${WEB_ID}\n${DB_ID}\nticker\nevil\n`);
+  const ids = `${WEB_ID.slice(0, 12)}\n${DB_ID.slice(0, 12)}\nticker\nevil\na-very-long-runc-name\n`;
+  t.equal((await ps('-q')).stdout, ids, 'a long name whole, not cut as in the table: -q is for feeding other commands');
+  t.match((await ps()).stdout, /^a-very-long…   runc/m, 'the table still cuts it');
+  t.equal((await ps('--quiet', '--no-trunc')).stdout, `${WEB_ID}\n${DB_ID}\nticker\nevil\na-very-long-runc-name\n`);
   t.equal((await ps('-q', '-a')).stdout.split('\n')[0], 'host', '-a adds the host as in the table');
 });
 
@@ -64,7 +67,7 @@ t.test('--no-trunc: whole ids in the table; without it the table is as before', 
 
 t.test('-f: one key ORs its values, different keys AND', async (t) => {
   const ids = async (...f: string[]) => (await ps('-q', ...f)).stdout.trim().split('\n').filter(Boolean);
-  t.same(await ids('-f', 'runtime=runc'), ['ticker', 'evil']);
+  t.same(await ids('-f', 'runtime=runc'), ['ticker', 'evil', 'a-very-long-runc-name']);
   t.same(await ids('-f', 'state=paused'), [DB_ID.slice(0, 12)]);
   t.same(await ids('-f', 'name=tick'), ['ticker'], 'a substring of the name');
   t.same(await ids('-f', 'name=we'), [WEB_ID.slice(0, 12)], 'a substring of the hostname');
@@ -74,7 +77,7 @@ t.test('-f: one key ORs its values, different keys AND', async (t) => {
   t.same(await ids('--filter', 'name=web', '--filter', 'name=db'), [WEB_ID.slice(0, 12), DB_ID.slice(0, 12)], 'the same key: OR');
   t.same(await ids('-f', 'runtime=docker', '-f', 'name=db', '-f', 'name=tick'), [DB_ID.slice(0, 12)]);
   const json = JSON.parse((await ps('--json', '-f', 'runtime=runc')).stdout) as { id: string }[];
-  t.same(json.map((c) => c.id), ['ticker', 'evil'], '--json is filtered too');
+  t.same(json.map((c) => c.id), ['ticker', 'evil', 'a-very-long-runc-name'], '--json is filtered too');
 });
 
 t.test('wrong filters and templates: usage errors, before the VM is read', async (t) => {
@@ -94,7 +97,7 @@ t.test('--format json: one object a line, each the --json array element', async 
   t.equal(lines.pop(), '');
   const array = JSON.parse((await ps('--json')).stdout) as unknown[];
   t.same(lines.map((l) => JSON.parse(l)), array);
-  t.equal(lines.length, 4);
+  t.equal(lines.length, 5);
   t.ok(lines[3]!.includes('\\u001b]0;pwned\\u0007'), 'escaped as --json escapes');
 });
 
