@@ -303,8 +303,27 @@ export class BreakpointRunner {
       }
       if (await accept(hit)) return hit;
       if (await this.#holdFor(hit)) continue;
-      if (hit.watch === undefined) await this.stepOver(hit.thread, hit.rip);
+      if (hit.watch !== undefined) continue;
+      const step = await this.stepOver(hit.thread, hit.rip);
+      // the instruction stepped may be the `ret` of a watchpoint-mode call (a gadget's `syscall;
+      // ret` is also some other wrapper's return address, with someone's breakpoint on it): the
+      // watch hit it made is this step's stop, and resuming would let its thread run on
+      const landed = await this.#landedHit(hit.thread, step);
+      if (landed) {
+        if (await accept(landed)) return landed;
+        await this.#holdFor(landed);
+      }
     }
+  }
+
+  /** Where a step-over left its vCPU, as a hit, while watchpoint-mode calls may be in flight; else null. */
+  async #landedHit(thread: string, step: StopReply | undefined): Promise<Hit | null> {
+    if (this.#shared.watchpoints.size === 0 || !step) return null;
+    const regs = await this.#gdb.readRegisters({ thread, timeout: CONTROL_TIMEOUT });
+    if (!inUserMode(regs)) return null;
+    const at = step.watch?.address;
+    const watch = at === undefined ? undefined : [...this.#shared.watchpoints.keys()].find((w) => at >= w && at < w + BigInt(WATCH_LENGTH));
+    return { thread, regs, rip: regs.get('rip') ?? 0n, stop: step, watch };
   }
 
   /** Resumes every vCPU but the held ones. */
@@ -372,11 +391,12 @@ export class BreakpointRunner {
    * is known to pass it (TCG). The first step-over finds out: a step with the breakpoint in place,
    * then the pc read; if it did not move, the step is made again without the breakpoint.
    */
-  async stepOver(thread: string, address: bigint): Promise<void> {
+  async stepOver(thread: string, address: bigint): Promise<StopReply> {
     const had = this.#shared.breakpoints.has(address);
     if (had && this.#shared.stepPassesBreakpoint !== false) {
+      let stop: StopReply;
       try {
-        await this.#gdb.step(thread, { timeout: CONTROL_TIMEOUT });
+        stop = await this.#gdb.step(thread, { timeout: CONTROL_TIMEOUT });
       } finally {
         this.#afterStop();
       }
@@ -386,13 +406,14 @@ export class BreakpointRunner {
       }
       if (this.#shared.stepPassesBreakpoint) {
         this.stats.stepOvers++;
-        return;
+        return stop;
       }
     }
     if (had) await this.#gdb.removeBreakpoint(1, address, 1, { timeout: CONTROL_TIMEOUT });
     try {
-      await this.#gdb.step(thread, { timeout: CONTROL_TIMEOUT });
+      const stop = await this.#gdb.step(thread, { timeout: CONTROL_TIMEOUT });
       this.stats.stepOvers++;
+      return stop;
     } finally {
       this.#afterStop();
       if (had) await this.#gdb.insertBreakpoint(1, address, 1, { timeout: CONTROL_TIMEOUT });

@@ -215,3 +215,38 @@ t.test('a watch hit read by the interrupt of a timeout is offered to the next wa
   t.equal(s.fake.received.filter((p) => p === 'c').length, resumes, 'without resuming the VM (the thread would run on with injected registers)');
   await runner.removeAll();
 });
+
+t.test('a step over someone else\'s breakpoint that lands where our watchpoint-mode call comes back is taken, not resumed', async (t) => {
+  const slot = 0x7ffee110b008n;
+  const gadget = 0x47b4f5n;
+  // the `ret` of our call's `syscall; ret` gadget is another wrapper's return address: another
+  // runner has a breakpoint on it, and our thread stops there before the `ret`
+  const s = await setup(t, { '01': regs(gadget + 2n, 0x33n) }, ['T05thread:01;']);
+  const base = s.fake.handler!;
+  s.fake.handler = (packet, stub) => {
+    if (packet === 'vCont;s:01') {
+      // the step runs the `ret`: it reads the watched slot and lands at R
+      s.cpus['01'].find((r) => r.name === 'rip')!.value = R;
+      stub.registers = s.cpus['01'];
+      stub.currentThread = '01';
+      return `T05thread:01;rwatch:${slot.toString(16)};`;
+    }
+    return base(packet, stub);
+  };
+  const other = new BreakpointRunner(s.client, () => undefined);
+  await other.insert(gadget + 2n);
+  const runner = new BreakpointRunner(s.client, () => undefined);
+  await runner.watch(slot);
+  const seen: bigint[] = [];
+  const hit = await runner.runUntil(async (h) => {
+    seen.push(h.rip);
+    return h.thread === '01' && h.rip === R;
+  }, { timeout: 2000, what: 'test' });
+  t.equal(hit.rip, R, 'the thread where the step left it, back from the call');
+  t.equal(hit.watch, slot, 'with the watch hit the step made');
+  t.same(seen, [gadget + 2n, R], 'the breakpoint stop is refused, the landed state offered');
+  const packets = s.fake.received.filter((p) => p === 'c' || p.startsWith('vCont;s'));
+  t.same(packets, ['c', 'vCont;s:01'], 'the VM is not resumed after the step: the thread would run on with injected registers');
+  await runner.removeAll();
+  await other.removeAll();
+});
