@@ -333,8 +333,9 @@ export class BreakpointRunner {
     this.#shared.threads ??= await this.#gdb.threads({ timeout: CONTROL_TIMEOUT });
     const run = this.#shared.threads.filter((t) => !held.has(t));
     if (run.length === 0) {
-      // nothing left to run: let the oldest held vCPU go
-      const [thread, h] = [...held].sort((a, b) => a[1].since - b[1].since)[0];
+      // nothing left to run: let one held vCPU go, the one whose hold was to end soonest (a
+      // wait's short hold before a hold that keeps a thread from running with injected registers)
+      const [thread, h] = [...held].sort((a, b) => a[1].since + a[1].maxMs - (b[1].since + b[1].maxMs))[0];
       held.delete(thread);
       await this.stepOver(thread, h.hit.rip);
       return this.#resume();

@@ -250,3 +250,25 @@ t.test('a step over someone else\'s breakpoint that lands where our watchpoint-m
   await runner.removeAll();
   await other.removeAll();
 });
+
+t.test('when every vCPU is held, the hold that was to end soonest is let go, not one held for good', async (t) => {
+  // 01 is held for good (recover's guard: a thread with injected registers), then 02 for a moment
+  // (a wait's short hold); resuming anything must then let one go
+  const s = await setup(t, { '01': regs(R, 0x33n), '02': regs(R, 0x33n) }, ['T05thread:01;', 'T05thread:02;'], true);
+  // with 01 held, the others are resumed by vCont: that stops too, as `c` does
+  const base = s.fake.handler!;
+  s.fake.handler = (packet, stub) => base(packet.startsWith('vCont;c') ? 'c' : packet, stub);
+  const runner = new BreakpointRunner(s.client, () => undefined);
+  await runner.insert(R);
+  const unholdLong = runner.hold({ accept: async (h) => h.thread === '01', maxMs: 2 ** 31 });
+  const unholdShort = runner.hold({ accept: async (h) => h.thread === '02', maxMs: 60_000 });
+  const err = await runner.runUntil(async () => false, { timeout: 1500, what: 'test' }).then(() => null, (e: unknown) => e);
+  t.ok(err instanceof TimeoutError, 'nothing is accepted: the wait times out');
+  t.ok(runner.isHeld('01'), 'the thread held for good is still held');
+  t.notOk(runner.isHeld('02'), 'the short hold was let go');
+  t.same(s.fake.received.filter((p) => p.startsWith('vCont;s')), ['vCont;s:02'], 'only vCPU 02 was stepped');
+  unholdLong();
+  unholdShort();
+  await runner.releaseHeld();
+  await runner.removeAll();
+});
