@@ -64,6 +64,8 @@ interface Held {
   hit: Hit;
   since: number;
   maxMs: number;
+  /** The hold it is held for. */
+  hold: Hold;
 }
 
 /** What runners on one gdbstub connection share. */
@@ -121,6 +123,8 @@ export class BreakpointRunner {
   readonly #breakpoints: Points;
   readonly #watchpoints: Points;
   readonly stats: RunnerStats = { stops: 0, stepOvers: 0, otherStops: 0, held: 0 };
+  /** Every hold registered through this runner (its hits stay held after it is unregistered). */
+  readonly #ownHolds = new Set<Hold>();
 
   /** `afterStop` runs after every stop, before registers or memory are looked at (cache invalidation). */
   constructor(gdb: GdbClient, afterStop: () => void) {
@@ -220,6 +224,7 @@ export class BreakpointRunner {
    */
   hold(hold: Hold): () => void {
     this.#shared.holds.add(hold);
+    this.#ownHolds.add(hold);
     return () => this.#shared.holds.delete(hold);
   }
 
@@ -234,9 +239,11 @@ export class BreakpointRunner {
     return null;
   }
 
-  /** Lets every held vCPU go (stepped over its breakpoint). */
+  /** Lets every vCPU held for this runner's holds go (stepped over its breakpoint). */
   async releaseHeld(): Promise<void> {
     for (const [thread, h] of [...this.#shared.held]) {
+      // another runner's holds are its own to end: recover's guard holds threads that must not run
+      if (!this.#ownHolds.has(h.hold)) continue;
       this.#shared.held.delete(thread);
       await this.stepOver(thread, h.hit.rip);
     }
@@ -346,7 +353,7 @@ export class BreakpointRunner {
   async #holdFor(hit: Hit): Promise<boolean> {
     for (const h of this.#shared.holds) {
       if (await h.accept(hit)) {
-        this.#shared.held.set(hit.thread, { hit, since: Date.now(), maxMs: h.maxMs });
+        this.#shared.held.set(hit.thread, { hit, since: Date.now(), maxMs: h.maxMs, hold: h });
         this.stats.held++;
         return true;
       }

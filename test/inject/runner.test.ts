@@ -272,3 +272,23 @@ t.test('when every vCPU is held, the hold that was to end soonest is let go, not
   await runner.releaseHeld();
   await runner.removeAll();
 });
+
+t.test('releaseHeld lets go only what this runner\'s holds keep, never another runner\'s', async (t) => {
+  // runner A (recover's guard) holds vCPU 01 for good; runner B (a helper's acquisition) gives
+  // up a round and lets its own held hits go
+  const s = await setup(t, { '01': regs(R, 0x33n), '02': regs(0x401000n, 0x33n) }, ['T05thread:01;'], true);
+  const a = new BreakpointRunner(s.client, () => undefined);
+  const b = new BreakpointRunner(s.client, () => undefined);
+  await a.insert(R);
+  const unhold = a.hold({ accept: async (h) => h.thread === '01', maxMs: 2 ** 31 });
+  const err = await b.runUntil(async () => false, { timeout: 500, what: 'test' }).then(() => null, (e: unknown) => e);
+  t.ok(err instanceof TimeoutError, 'B takes nothing');
+  t.ok(b.isHeld('01'), 'vCPU 01 is held, for A');
+  await b.releaseHeld();
+  t.ok(a.isHeld('01'), 'B letting its held hits go leaves A\'s held');
+  t.same(s.fake.received.filter((p) => p.startsWith('vCont;s')), [], 'nothing was stepped');
+  unhold();
+  await a.releaseHeld();
+  t.notOk(a.isHeld('01'), 'A lets it go itself');
+  await a.removeAll();
+});
