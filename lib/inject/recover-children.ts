@@ -15,7 +15,7 @@ import { findTask } from '../kernel/helpers/task';
 import { mmRoot } from './cpu';
 import { killFromRootHelper } from './child';
 import { fromHex, type JournalEntry } from './journal';
-import { findParkedAt, inInjectedCall, isInjectedHit, type InjectedPlaces } from './recover-guard';
+import { findParkedAt, inInjectedCall, isInjectedHit, type InjectedPlaces } from './injected-places';
 import type { BreakpointRunner, Hit } from './runner';
 import { userRegisters } from './site';
 import { SYSCALLS_X86_64 } from './syscalls';

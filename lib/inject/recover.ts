@@ -34,7 +34,7 @@ import { AcquisitionJournal, listAcquisitions } from './acquisition-journal';
 import { BreakpointRunner, READ_WATCHPOINT, WATCH_LENGTH, type Hit } from './runner';
 import { watchSlotOf } from './gadget';
 import { endJournaledChildren } from './recover-children';
-import { findParkedAt, inInjectedCall, isInjectedHit, placesOf, RecoverGuard } from './recover-guard';
+import { findParkedAt, inInjectedCall, isInjectedHit, placesOf } from './injected-places';
 import { ARGUMENT_REGISTERS } from './parked-thread';
 import { redirectKernelReturn } from './redirect';
 import { userRegisters } from './site';
@@ -118,7 +118,7 @@ async function recoverEach(vm: Vm, opts: RecoverOptions): Promise<RecoverOutcome
     }
     acquisitions.push({ a, points: await removeStopPoints(vm, a) });
   }
-  // every journal is read first: while one target is recovered, the others' are held (recover-guard.ts)
+  // every journal is read first, then each is recovered in turn
   const todo = new Map<string, JournalEntry>();
   for (const path of listJournals(opts.dir)) {
     let entry: JournalEntry;
@@ -136,21 +136,10 @@ async function recoverEach(vm: Vm, opts: RecoverOptions): Promise<RecoverOutcome
     if (skip) out.push({ journal: path, pid: entry.target.pid, comm: entry.target.comm, action: 'skipped', detail: skip });
     else todo.set(path, entry);
   }
-  const guard = todo.size > 1 ? await guardTargets(vm, todo) : null;
-  let failed = false;
-  try {
-    for (const path of todo.keys()) {
-      const o = await recoverOne(vm, path, opts, guard !== null);
-      out.push(o);
-      guard?.finished(path);
-      if (o.action === 'failed' && !opts.resumeAfterFailure) {
-        failed = true;
-        return out;
-      }
-    }
-  } finally {
-    // a failure keeps the VM stopped, and the targets held so far where they are
-    await guard?.stop(!failed);
+  for (const path of todo.keys()) {
+    const o = await recoverOne(vm, path, opts);
+    out.push(o);
+    if (o.action === 'failed' && !opts.resumeAfterFailure) return out;
   }
   // then the cgroups they froze: thawed by a helper, with every injected thread back home
   for (const { a, points } of acquisitions) out.push(await finishAcquisition(vm, a, points, opts));
@@ -164,25 +153,6 @@ async function removeDeadPoints(vm: Vm, e: JournalEntry): Promise<void> {
   const gdb = await vm.gdb();
   await gdb.removeBreakpoint(1, fromHex(e.returnAddress), 1, { timeout: 10_000 }).catch(() => undefined);
   if (e.gadget !== undefined) await gdb.removeBreakpoint(READ_WATCHPOINT, watchSlotOf(fromHex(e.callSp)), WATCH_LENGTH, { timeout: 10_000 }).catch(() => undefined);
-}
-
-/**
- * Before the first of several journals is recovered: their dead stop points are removed, and the
- * targets still in an injection held in place (recover-guard.ts) whenever the VM runs for another.
- */
-async function guardTargets(vm: Vm, todo: ReadonlyMap<string, JournalEntry>): Promise<RecoverGuard | null> {
-  await vm.pause();
-  const kernel = await vm.kernel();
-  const memory = await vm.memory();
-  const gdb = await vm.gdb();
-  for (const e of todo.values()) await removeDeadPoints(vm, e);
-  const runner = new BreakpointRunner(gdb, () => {
-    memory.invalidate();
-    kernel.invalidate();
-  });
-  const r = await RecoverGuard.start(kernel, runner, todo);
-  if (r.guard === null) vm.options.onNotice?.(`recovering the journals one at a time, with nothing holding the others' targets: ${r.reason}`);
-  return r.guard;
 }
 
 /** Removes an acquisition journal's stop points from QEMU (one that is not there is no error); returns how many it had. */
@@ -237,11 +207,7 @@ export async function recoverInjection(vm: Vm, path: string, opts: RecoverOption
   }
 }
 
-/**
- * Recovers one journal. `guarded`: a RecoverGuard holds the targets of the others and has removed
- * the dead stop points already, and the VM is resumed once all are done, not after this one.
- */
-async function recoverOne(vm: Vm, path: string, opts: RecoverOptions, guarded = false): Promise<RecoverOutcome> {
+async function recoverOne(vm: Vm, path: string, opts: RecoverOptions): Promise<RecoverOutcome> {
   if (!existsSync(path)) throw new VmiError('EJOURNAL', `no journal ${path}`);
   const journal = Journal.open(path);
   const e = journal.entry;
@@ -255,7 +221,7 @@ async function recoverOne(vm: Vm, path: string, opts: RecoverOptions, guarded = 
     kernel.invalidate();
   });
   const ctx: Ctx = { vm, kernel, runner, guest: new InjectionMemory(memory, gdb) };
-  if (!guarded) await removeDeadPoints(vm, e);
+  await removeDeadPoints(vm, e);
   let outcome: RecoverOutcome;
   try {
     outcome = { ...who, ...(await recoverTarget(ctx, e, opts)) };
@@ -269,7 +235,7 @@ async function recoverOne(vm: Vm, path: string, opts: RecoverOptions, guarded = 
     vm.keepStopped();
     return { ...outcome, detail: `${outcome.detail}; ${LEFT_STOPPED}` };
   }
-  if (!guarded) await vm.resumeWhoeverStopped();
+  await vm.resumeWhoeverStopped();
   return outcome;
 }
 
@@ -301,7 +267,7 @@ async function recoverThread(ctx: Ctx, e: JournalEntry, opts: RecoverOptions): P
   const places = placesOf(e);
   const gadget = places.gadget;
   const back = (h: Hit) => isInjectedHit(kernel, h, task, root, places);
-  // held by the guard while the VM ran for another journal, or parked where the dead vmictl left it
+  // held for it by an earlier wait, or parked where the dead vmictl left it
   let parked = (await runner.takeHeld(back)) ?? (await findParkedAt(kernel, runner.gdb, task, places));
   if (!parked) {
     const regs = await userRegisters(kernel, task);

@@ -242,7 +242,7 @@ export class BreakpointRunner {
   /** Lets every vCPU held for this runner's holds go (stepped over its breakpoint). */
   async releaseHeld(): Promise<void> {
     for (const [thread, h] of [...this.#shared.held]) {
-      // another runner's holds are its own to end: recover's guard holds threads that must not run
+      // another runner's holds are its own to end: a vfork parent's return, held until its caller takes it
       if (!this.#ownHolds.has(h.hold)) continue;
       this.#shared.held.delete(thread);
       await this.stepOver(thread, h.hit.rip);
