@@ -8,7 +8,9 @@
  * Several runners may share one gdbstub (an injection that uses a helper injection in another
  * process): the breakpoints are counted per address for the whole connection, every runner knows
  * every breakpoint, and a runner may *hold* hits that another one wants: the vCPU is left stopped
- * (the others are resumed with vCont) until its owner takes the hit, or for at most `maxMs`.
+ * (the others are resumed with vCont) until its owner takes the hit, or for at most `maxMs`; or it
+ * may *intercept* them: whoever runs the VM hands such a hit to the intercept, which sends that
+ * thread somewhere safe by rewriting its registers, and the VM runs on with no vCPU kept stopped.
  *
  * Each runner keeps the record of the breakpoints it inserted, so that it can always remove every
  * one, and tests can check that none is left.
@@ -51,6 +53,8 @@ export interface RunnerStats {
   otherStops: number;
   /** Hits kept for another runner. */
   held: number;
+  /** Hits an intercept dealt with in place. */
+  intercepted: number;
 }
 
 /** Hits a runner keeps for someone else while it runs: see BreakpointRunner.hold(). */
@@ -58,6 +62,15 @@ export interface Hold {
   accept(hit: Hit): Promise<boolean>;
   /** How long a held vCPU stays stopped before it is let go (stepped over). */
   maxMs: number;
+}
+
+/**
+ * Hits dealt with in place while anyone runs the VM: see BreakpointRunner.intercept(). `take` is
+ * given a hit with its vCPU stopped; it rewrites that thread's registers and says true, or leaves
+ * them and says false (not its own).
+ */
+export interface Intercept {
+  take(hit: Hit): Promise<boolean>;
 }
 
 interface Held {
@@ -77,6 +90,7 @@ interface Shared {
   /** A watch stop taken by halt() instead of by a wait: offered to the next runUntil(). */
   missed?: StopReply;
   holds: Set<Hold>;
+  intercepts: Set<Intercept>;
   /** vCPU → the hit it is held on. */
   held: Map<string, Held>;
   threads?: string[];
@@ -93,7 +107,7 @@ const SHARED = new WeakMap<GdbClient, Shared>();
 function shared(gdb: GdbClient): Shared {
   let s = SHARED.get(gdb);
   if (!s) {
-    s = { breakpoints: new Map(), watchpoints: new Map(), holds: new Set(), held: new Map() };
+    s = { breakpoints: new Map(), watchpoints: new Map(), holds: new Set(), intercepts: new Set(), held: new Map() };
     SHARED.set(gdb, s);
   }
   return s;
@@ -122,7 +136,7 @@ export class BreakpointRunner {
   readonly #shared: Shared;
   readonly #breakpoints: Points;
   readonly #watchpoints: Points;
-  readonly stats: RunnerStats = { stops: 0, stepOvers: 0, otherStops: 0, held: 0 };
+  readonly stats: RunnerStats = { stops: 0, stepOvers: 0, otherStops: 0, held: 0, intercepted: 0 };
   /** Every hold registered through this runner (its hits stay held after it is unregistered). */
   readonly #ownHolds = new Set<Hold>();
 
@@ -228,6 +242,17 @@ export class BreakpointRunner {
     return () => this.#shared.holds.delete(hold);
   }
 
+  /**
+   * While this is registered, any runner on the same connection that meets a hit it does not
+   * want offers it to `i` (after the holds); one `i` takes has new registers, and is resumed with
+   * the others (stepped over a breakpoint at its new pc first). Returns the function that
+   * unregisters.
+   */
+  intercept(i: Intercept): () => void {
+    this.#shared.intercepts.add(i);
+    return () => this.#shared.intercepts.delete(i);
+  }
+
   /** A hit held for someone (see hold()) that `accept` takes, no longer held; null when none is. */
   async takeHeld(accept: (hit: Hit) => Promise<boolean>): Promise<Hit | null> {
     for (const [thread, h] of [...this.#shared.held]) {
@@ -278,7 +303,7 @@ export class BreakpointRunner {
       const hit = await this.#hitOf(missed);
       if (hit) {
         if (await accept(hit)) return hit;
-        await this.#holdFor(hit);
+        await this.#setAside(hit);
       }
     }
     for (;;) {
@@ -309,7 +334,7 @@ export class BreakpointRunner {
         continue;
       }
       if (await accept(hit)) return hit;
-      if (await this.#holdFor(hit)) continue;
+      if (await this.#setAside(hit)) continue;
       if (hit.watch !== undefined) continue;
       const step = await this.stepOver(hit.thread, hit.rip);
       // the instruction stepped may be the `ret` of a watchpoint-mode call (a gadget's `syscall;
@@ -318,7 +343,7 @@ export class BreakpointRunner {
       const landed = await this.#landedHit(hit.thread, step);
       if (landed) {
         if (await accept(landed)) return landed;
-        await this.#holdFor(landed);
+        await this.#setAside(landed);
       }
     }
   }
@@ -348,6 +373,24 @@ export class BreakpointRunner {
       return this.#resume();
     }
     await this.#gdb.vCont(run.map((thread) => ({ action: 'c' as const, thread })), { timeout: CONTROL_TIMEOUT });
+  }
+
+  /** Holds the hit for another runner, or has an intercept deal with it; false when neither wants it. */
+  async #setAside(hit: Hit): Promise<boolean> {
+    return (await this.#holdFor(hit)) || (await this.#interceptFor(hit));
+  }
+
+  async #interceptFor(hit: Hit): Promise<boolean> {
+    for (const i of this.#shared.intercepts) {
+      if (!(await i.take(hit))) continue;
+      this.stats.intercepted++;
+      this.#afterStop();
+      // resumed where a breakpoint is, the vCPU would stop there again at once
+      const rip = await this.#gdb.readRegister('rip', { thread: hit.thread, timeout: CONTROL_TIMEOUT });
+      if (this.#shared.breakpoints.has(rip)) await this.stepOver(hit.thread, rip);
+      return true;
+    }
+    return false;
   }
 
   async #holdFor(hit: Hit): Promise<boolean> {

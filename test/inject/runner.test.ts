@@ -292,3 +292,40 @@ t.test('releaseHeld lets go only what this runner\'s holds keep, never another r
   t.notOk(a.isHeld('01'), 'A lets it go itself');
   await a.removeAll();
 });
+
+t.test('a hit another runner intercepts gets new registers there and runs on, stepped over a breakpoint at its new pc', async (t) => {
+  // runner A (recover keeping a dead injection's thread asleep) intercepts vCPU 01's hit at R;
+  // runner B waits for vCPU 02
+  const s = await setup(t, { '01': regs(R, 0x33n), '02': regs(0x401000n, 0x33n) }, ['T05thread:01;', 'T05thread:02;'], true);
+  const a = new BreakpointRunner(s.client, () => undefined);
+  const b = new BreakpointRunner(s.client, () => undefined);
+  await a.insert(R);
+  await a.insert(R - 2n);
+  await b.insert(0x401000n);
+  const taken: string[] = [];
+  const unregister = a.intercept({
+    take: async (h) => {
+      if (h.thread !== '01' || h.rip !== R) return false;
+      taken.push(h.thread);
+      s.cpus['01'].find((r) => r.name === 'rip')!.value = R - 2n;
+      return true;
+    },
+  });
+  const hit = await b.runUntil(async (h) => h.thread === '02', { timeout: 5000, what: 'test' });
+  t.equal(hit.thread, '02', 'B gets its own hit');
+  t.same(taken, ['01'], 'vCPU 01\'s hit went to A\'s intercept');
+  t.equal(b.stats.intercepted, 1, 'counted as intercepted by the runner that met it');
+  t.same(s.fake.received.filter((p) => p.startsWith('vCont;s')), ['vCont;s:01'], 'vCPU 01 alone was stepped, over the breakpoint at its new pc (R - 2)');
+  t.equal(s.cpus['01'].find((r) => r.name === 'rip')!.value, R, 'it ran on from there');
+  t.notOk(b.isHeld('01'), 'nothing is held: no vCPU was kept stopped');
+
+  // unregistered, the same hit is a foreign one: stepped over where it stands
+  unregister();
+  s.cpus['01'].find((r) => r.name === 'rip')!.value = R;
+  s.stops.push('T05thread:01;', 'T05thread:02;');
+  await b.runUntil(async (h) => h.thread === '02', { timeout: 5000, what: 'test' });
+  t.same(taken, ['01'], 'the intercept is not asked again');
+  t.equal(b.stats.intercepted, 1);
+  await a.removeAll();
+  await b.removeAll();
+});
