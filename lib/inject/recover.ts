@@ -37,6 +37,7 @@ import { endJournaledChildren } from './recover-children';
 import { findParkedAt, inInjectedCall, isInjectedHit, placesOf } from './injected-places';
 import { ARGUMENT_REGISTERS } from './parked-thread';
 import { redirectKernelReturn } from './redirect';
+import { KeptAsleep } from './recover-asleep';
 import { userRegisters } from './site';
 import { thawCgroup, wakeCgroup } from './open';
 import { tasksOf } from '../containers/model';
@@ -136,16 +137,42 @@ async function recoverEach(vm: Vm, opts: RecoverOptions): Promise<RecoverOutcome
     if (skip) out.push({ journal: path, pid: entry.target.pid, comm: entry.target.comm, action: 'skipped', detail: skip });
     else todo.set(path, entry);
   }
-  for (const path of todo.keys()) {
-    const o = await recoverOne(vm, path, opts);
-    out.push(o);
-    if (o.action === 'failed' && !opts.resumeAfterFailure) return out;
+  if (todo.size > 0) {
+    // every dead point goes first: a runner that does not know them takes their hits for foreign stops
+    await vm.pause();
+    for (const e of todo.values()) await removeDeadPoints(vm, e);
+  }
+  // while the VM runs for one journal, the others' threads sleep (recover-asleep.ts)
+  const { asleep, unkept } = await keepAsleep(vm, todo);
+  try {
+    for (const path of todo.keys()) {
+      await asleep?.release(path);
+      const o = await recoverOne(vm, path, opts, true);
+      out.push(unkept ? { ...o, detail: `${o.detail}; ${unkept}` } : o);
+      if (o.action === 'failed' && !opts.resumeAfterFailure) return out;
+    }
+  } finally {
+    await asleep?.stop();
   }
   // then the cgroups they froze: thawed by a helper, with every injected thread back home
   for (const { a, points } of acquisitions) out.push(await finishAcquisition(vm, a, points, opts));
   // the guest is meant to run again (a dead vmictl leaves it stopped)
   await vm.resumeWhoeverStopped();
   return out;
+}
+
+/** With several journals, their threads kept asleep by turns; else null, with why they are not (said in each outcome). */
+async function keepAsleep(vm: Vm, todo: ReadonlyMap<string, JournalEntry>): Promise<{ asleep: KeptAsleep | null; unkept?: string }> {
+  if (todo.size < 2) return { asleep: null };
+  const kernel = await vm.kernel();
+  const memory = await vm.memory();
+  const runner = new BreakpointRunner(await vm.gdb(), () => {
+    memory.invalidate();
+    kernel.invalidate();
+  });
+  const r = await KeptAsleep.start(kernel, runner, todo);
+  if (r.kept) return { asleep: r.kept };
+  return { asleep: null, unkept: `the other journals' threads were not kept asleep meanwhile: ${r.reason}` };
 }
 
 /** The stop points a dead injection left in QEMU (under KVM a second one at the same address fails). */
@@ -201,13 +228,17 @@ export async function recoverInjection(vm: Vm, path: string, opts: RecoverOption
   if (!vm.live || !vm.qmp) throw new VmiError('EUSAGE', 'recovery needs a live VM');
   const unlock = lockVm(vm.options.qmp ?? '');
   try {
-    return await recoverOne(vm, path, opts);
+    return await recoverOne(vm, path, opts, false);
   } finally {
     unlock();
   }
 }
 
-async function recoverOne(vm: Vm, path: string, opts: RecoverOptions): Promise<RecoverOutcome> {
+/**
+ * `ofSeveral`: recoverAll's turn for this journal: the dead points are gone already, and the VM
+ * is not resumed after it (the next journal's turn comes first).
+ */
+async function recoverOne(vm: Vm, path: string, opts: RecoverOptions, ofSeveral: boolean): Promise<RecoverOutcome> {
   if (!existsSync(path)) throw new VmiError('EJOURNAL', `no journal ${path}`);
   const journal = Journal.open(path);
   const e = journal.entry;
@@ -221,7 +252,7 @@ async function recoverOne(vm: Vm, path: string, opts: RecoverOptions): Promise<R
     kernel.invalidate();
   });
   const ctx: Ctx = { vm, kernel, runner, guest: new InjectionMemory(memory, gdb) };
-  await removeDeadPoints(vm, e);
+  if (!ofSeveral) await removeDeadPoints(vm, e);
   let outcome: RecoverOutcome;
   try {
     outcome = { ...who, ...(await recoverTarget(ctx, e, opts)) };
@@ -235,7 +266,7 @@ async function recoverOne(vm: Vm, path: string, opts: RecoverOptions): Promise<R
     vm.keepStopped();
     return { ...outcome, detail: `${outcome.detail}; ${LEFT_STOPPED}` };
   }
-  await vm.resumeWhoeverStopped();
+  if (!ofSeveral) await vm.resumeWhoeverStopped();
   return outcome;
 }
 
