@@ -16,6 +16,7 @@ export async function poke(vm: Vm, va: bigint, data: Buffer): Promise<Buffer> {
 
 /** Starts `cmd` in the background in the guest and returns its pid. */
 export async function guestPid(env: VmEnv, cmd: string): Promise<number> {
-  const r = await guestRun(env, `${cmd} </dev/null >/dev/null 2>&1 & echo $!`);
+  // a moment for the child to be through its execve: caught in the middle, it has no code mapped
+  const r = await guestRun(env, `${cmd} </dev/null >/dev/null 2>&1 & p=$!; sleep 0.5; echo $p`);
   return Number(r.output.trim().split('\n').pop());
 }
