@@ -4,6 +4,8 @@ import { withVm } from '../session';
 import { escapeForTerminal } from '../../lib/util/escape';
 import { checkKernel } from '../../lib/integrity/check';
 import { findingToJson } from '../../lib/integrity/finding';
+import { printJson } from '../render/json';
+import { checkJson } from '../render/check';
 import { EXIT, setExitStatuses } from '../exit-codes';
 
 interface CheckFlags extends ConnectionFlags {
@@ -36,7 +38,7 @@ export function registerCheck(program: Command): void {
         });
         if (report.findings.length > 0) process.exitCode = EXIT.checkFindings;
         if (flags.json) {
-          process.stdout.write(JSON.stringify({ findings: report.findings.map(findingToJson), checked: report.checked, recorded: report.recorded, mode: report.mode, notChecked: report.notChecked, ms: report.ms }, null, 2) + '\n');
+          printJson(checkJson(report), { indent: 2 });
           return;
         }
         const c = report.checked;

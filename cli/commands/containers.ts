@@ -1,7 +1,8 @@
 import { Option, type Command } from 'commander';
 import { connectionOptions, positiveNumber, type ConnectionFlags } from '../options';
 import { withVm } from '../session';
-import { renderInspect, renderPs, renderTop, shownInPs } from '../render/containers';
+import { renderPs, renderTop, shownInPs } from '../render/containers';
+import { renderInspect } from '../render/inspect';
 import { checkPsFormat, filterContainers, parsePsFilters, PS_FILTER_KEYS, PS_TEMPLATE_FIELDS, renderPsFormat, renderPsQuiet } from '../render/ps-format';
 import { resolveContainer } from '../../lib/containers/resolve';
 import type { ContainerList } from '../../lib/containers/list';
@@ -80,13 +81,14 @@ export function registerContainers(program: Command): void {
     });
 
   limits(connectionOptions(program.command('inspect').description('everything vmictl knows about containers, as JSON: one object, or an array for several').argument('<container...>', 'id, id prefix, hostname, or pid:<host pid>')))
-    .action(async (specs: string[], flags: ListFlags) => {
+    .option('--kernel-addresses', 'also print the kernel address of each task (struct task_struct), for a debugger')
+    .action(async (specs: string[], flags: ListFlags & { kernelAddresses?: boolean }) => {
       await withVm(flags, async (vm) => {
         const list = await read(vm, flags);
         const candidates = [...list.containers, list.host];
         // every spec resolved before anything is printed: one that matches nothing fails the whole command
         const found = specs.map((spec) => resolveContainer(candidates, spec));
-        process.stdout.write(renderInspect(found.length === 1 ? found[0]! : found));
+        process.stdout.write(renderInspect(found.length === 1 ? found[0]! : found, { kernelAddresses: flags.kernelAddresses }));
       });
     });
 }

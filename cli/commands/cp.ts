@@ -4,6 +4,8 @@ import { withVm } from '../session';
 import { VmiError } from '../../lib/errors';
 import { escapeForTerminal } from '../../lib/util/escape';
 import { copyFromContainer, copyToContainer, parseCopyOperand, type CopyReport } from '../../lib/ops';
+import { printJson } from '../render/json';
+import { cpJson } from '../render/copy';
 
 interface CpFlags extends ConnectionFlags {
   recursive?: boolean;
@@ -89,7 +91,7 @@ export function registerCp(program: Command): void {
       } finally {
         bar.done();
       }
-      if (flags.json) (destination === "-" ? process.stderr : process.stdout).write(`${JSON.stringify(report)}\n`);
+      if (flags.json) printJson(cpJson(report), { stream: destination === "-" ? process.stderr : process.stdout });
       else process.stderr.write(summary(report));
       if (report.errors.length || report.dropped.errors) process.exitCode = 1;
     });

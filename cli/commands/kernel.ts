@@ -3,7 +3,8 @@ import { connectionOptions, type ConnectionFlags } from '../options';
 import { withVm } from '../session';
 import { escapeForTerminal } from '../../lib/util/escape';
 import { describeVcpus, type VcpuState } from '../../lib/vcpus';
-import { jsonText } from '../render/containers';
+import { printJson } from '../render/json';
+import { vcpuJson, type KernelJson } from '../render/vm-info';
 
 const hex = (v: bigint) => `0x${v.toString(16)}`;
 
@@ -18,7 +19,7 @@ export function registerKernel(program: Command): void {
         const ms = Number(process.hrtime.bigint() - t0) / 1e6;
         const vcpus: VcpuState[] = await describeVcpus(vm, signal);
         const memory = await vm.memory();
-        const out = {
+        const out: KernelJson = {
           banner: k.kaslr.banner,
           virtualSlide: hex(k.kaslr.virtualSlide),
           physicalSlide: hex(k.kaslr.physicalSlide),
@@ -26,16 +27,14 @@ export function registerKernel(program: Command): void {
           text: hex(k.symbol('_text')),
           pageTableRoot: hex(k.kaslr.pageTableRoot),
           paging: `${k.pagingLevels}-level`,
-          directMap: k.layout.bases && hex(k.layout.bases.pageOffset),
-          vmallocStart: k.layout.bases && hex(k.layout.bases.vmallocStart),
-          vmemmapStart: k.layout.bases && hex(k.layout.bases.vmemmapStart),
+          ...(k.layout.bases ? { directMap: hex(k.layout.bases.pageOffset), vmallocStart: hex(k.layout.bases.vmallocStart), vmemmapStart: hex(k.layout.bases.vmemmapStart) } : {}),
           profile: k.profile.source,
           memory: memory.backend.name,
           foundInMs: Math.round(ms),
-          vcpus: vcpus.map((c) => ({ ...c, rip: c.rip === undefined ? undefined : hex(c.rip), cr3: c.cr3 === undefined ? undefined : hex(c.cr3) })),
+          vcpus: vcpus.map(vcpuJson),
         };
         if (flags.json) {
-          process.stdout.write(jsonText(out, 2) + '\n');
+          printJson(out, { indent: 2 });
           return;
         }
         const lines = [

@@ -6,6 +6,8 @@ import { buildProfileFromMemory } from '../../lib/kernel/profile/from-memory';
 import { connectionOptions, type ConnectionFlags } from '../options';
 import { withVm } from '../session';
 import { escapeForTerminal } from '../../lib/util/escape';
+import { printJson } from '../render/json';
+import type { ProfileInfoJson, ProfileTypeJson } from '../render/profile';
 
 interface BuildFlags extends ConnectionFlags {
   vmlinux?: string;
@@ -130,7 +132,8 @@ export function registerProfile(program: Command): void {
         const t = p.userType(flags.type);
         const fields = p.fields(flags.type);
         if (flags.json) {
-          process.stdout.write(JSON.stringify({ name: flags.type, kind: t.kind, size: t.size, fields }) + '\n');
+          const out: ProfileTypeJson = { name: flags.type, kind: t.kind, size: t.size, fields: fields.map((f) => ({ name: f.name, offset: f.offset, size: f.size, type: describe(f.type) })) };
+          printJson(out);
         } else {
           process.stdout.write(`${t.kind} ${escapeForTerminal(flags.type)} (size ${t.size})\n`);
           for (const f of fields) {
@@ -139,8 +142,18 @@ export function registerProfile(program: Command): void {
         }
         return;
       }
-      const out = { file, banner: p.banner ?? null, producer: p.metadata.producer ?? null, format: p.metadata.format, ...counts };
-      if (flags.json) process.stdout.write(JSON.stringify(out) + '\n');
+      const producer = p.metadata.producer;
+      const out: ProfileInfoJson = {
+        file,
+        banner: p.banner ?? null,
+        producer: producer ? { ...(producer.name !== undefined ? { name: producer.name } : {}), ...(producer.version !== undefined ? { version: producer.version } : {}), ...(producer.datetime !== undefined ? { datetime: producer.datetime } : {}) } : null,
+        format: p.metadata.format,
+        userTypes: counts.userTypes,
+        enums: counts.enums,
+        baseTypes: counts.baseTypes,
+        symbols: counts.symbols,
+      };
+      if (flags.json) printJson(out);
       else {
         process.stdout.write(
           `banner: ${out.banner === null ? '(none)' : escapeForTerminal(out.banner)}\n` +

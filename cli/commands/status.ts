@@ -1,6 +1,9 @@
 import type { Command } from 'commander';
 import { liveVmOption, type ConnectionFlags } from '../options';
 import { QmpClient } from '../../lib/transport/qmp';
+import { escapeForTerminal } from '../../lib/util/escape';
+import { printJson } from '../render/json';
+import type { StatusJson } from '../render/vm-info';
 
 /** `vmictl status`: the VM's run state and QEMU version, through QMP only. */
 export function registerStatus(program: Command): void {
@@ -13,8 +16,9 @@ export function registerStatus(program: Command): void {
       try {
         const status = (await qmp.execute('query-status')) as { status: string; running: boolean };
         const v = qmp.greeting.version.qemu;
-        const out = { status: status.status, running: status.running, qemu: `${v.major}.${v.minor}.${v.micro}` };
-        process.stdout.write(flags.json ? JSON.stringify(out) + '\n' : `status: ${out.status}\nqemu: ${out.qemu}\n`);
+        const out: StatusJson = { status: status.status, running: status.running, qemu: `${v.major}.${v.minor}.${v.micro}` };
+        if (flags.json) printJson(out);
+        else process.stdout.write(`status: ${escapeForTerminal(out.status)}\nqemu: ${escapeForTerminal(out.qemu)}\n`);
       } finally {
         await qmp.close();
       }

@@ -4,7 +4,8 @@ import { withVm } from '../session';
 import { VmiError } from '../../lib/errors';
 import { escapeForTerminal } from '../../lib/util/escape';
 // guest strings (comm, uname) in JSON: C1 controls and bidi overrides escaped too
-import { jsonText } from '../render/containers';
+import { jsonText } from '../render/json';
+import type { RecoverJson, SyscallJson } from '../render/syscall';
 import { openInjection, type InjectionSession, type SyscallArgument } from '../../lib/inject';
 import { errnoMessage, errnoName, errnoOf } from '../../lib/inject/errno';
 import { parseUtsname, UTSNAME_FIELDS, UTSNAME_SIZE } from '../../lib/inject/structs';
@@ -78,6 +79,18 @@ function resultText(r: bigint): string {
   return r < 0n || r > 0xffffn ? `${r} (0x${BigInt.asUintN(64, r).toString(16)})` : String(r);
 }
 
+function syscallJson(s: InjectionSession, name: string, nr: number, result: bigint, more: Pick<SyscallJson, 'buffers' | 'uname'>): SyscallJson {
+  const errno = errnoOf(result);
+  return {
+    target: { pid: s.target.pid, nspid: s.target.nspid, comm: s.target.comm },
+    syscall: name,
+    number: nr,
+    result: result.toString(),
+    ...(errno ? { errno: errnoName(errno) } : {}),
+    ...more,
+  };
+}
+
 interface Output {
   stdout: string;
   stderr: string;
@@ -93,15 +106,13 @@ async function run(s: InjectionSession, name: string, nr: number, argv: string[]
   const where = `pid ${s.target.pid} (${escapeForTerminal(s.target.comm)})${s.target.container ? ` in ${escapeForTerminal(s.target.container)}` : ''}, pid ${s.target.nspid} in its namespace`;
   if (nr === SYSCALLS_X86_64.uname && argv.length === 0) {
     const { result, out } = await s.syscallWith(nr, [{ out: UTSNAME_SIZE }]);
-    if (errnoOf(result)) {
-      o.stdout += `uname() = ${resultText(result)}\n`;
-      o.failed = true;
-      return o;
-    }
-    const u = parseUtsname(out[0]);
-    if (flags.json) o.stdout += `${jsonText({ target: { pid: s.target.pid, nspid: s.target.nspid, comm: s.target.comm }, syscall: 'uname', result: 0, uname: u })}\n`;
-    else for (const f of UTSNAME_FIELDS) o.stdout += `${f.padEnd(11)} ${escapeForTerminal(u[f])}\n`;
+    const errno = errnoOf(result);
     o.stderr += `vmictl: injected into ${where}\n`;
+    if (errno) o.failed = true;
+    const u = errno ? undefined : parseUtsname(out[0]);
+    if (flags.json) o.stdout += `${jsonText(syscallJson(s, 'uname', nr, result, u ? { uname: u } : {}))}\n`;
+    else if (!u) o.stdout += `uname() = ${resultText(result)}\n`;
+    else for (const f of UTSNAME_FIELDS) o.stdout += `${f.padEnd(11)} ${escapeForTerminal(u[f])}\n`;
     return o;
   }
   const args = argv.map(parseSyscallArgument);
@@ -110,14 +121,7 @@ async function run(s: InjectionSession, name: string, nr: number, argv: string[]
   if (errno) o.failed = true;
   const used = errno ? 0 : Number(result > BigInt(Number.MAX_SAFE_INTEGER) ? 0n : result);
   if (flags.json) {
-    o.stdout += (`${jsonText({
-      target: { pid: s.target.pid, nspid: s.target.nspid, comm: s.target.comm },
-      syscall: name,
-      number: nr,
-      result: result.toString(),
-      errno: errno ? errnoName(errno) : undefined,
-      buffers: out.map((b) => b.toString('hex')),
-    })}\n`);
+    o.stdout += `${jsonText(syscallJson(s, name, nr, result, { buffers: out.map((b) => b.toString('hex')) }))}\n`;
   } else {
     o.stdout += `${name}(${argv.map(describeArgument).map(escapeForTerminal).join(', ')}) = ${resultText(result)}\n`;
     if (!errno) out.forEach((b, i) => { o.stdout += `  buffer ${i}: ${showBuffer(b, used > 0 && used <= b.length ? used : b.length)}\n`; });
@@ -199,7 +203,7 @@ export function registerSyscall(program: Command): void {
         const opts = { signal, resumeAfterFailure: flags.resume };
         const one = (path: string) => (/^acquire-/.test(basename(path)) ? recoverAcquisition : recoverInjection)(vm, path, opts);
         const outcomes = journal ? [await one(journal)] : await recoverAll(vm, { ...opts, force: flags.force });
-        if (flags.json) process.stdout.write(`${jsonText(outcomes)}\n`);
+        if (flags.json) process.stdout.write(`${jsonText(outcomes.map((x): RecoverJson[number] => ({ journal: x.journal, pid: x.pid, comm: x.comm, action: x.action, detail: x.detail })))}\n`);
         else if (outcomes.length === 0) process.stdout.write('nothing to recover\n');
         else for (const o of outcomes) process.stdout.write(`${o.action}: ${o.pid ? `pid ${o.pid} (${escapeForTerminal(o.comm)}): ` : ''}${escapeForTerminal(o.detail)} [${escapeForTerminal(o.journal)}]\n`);
         if (outcomes.some((o) => o.action === 'failed')) process.exitCode = 1;

@@ -1,14 +1,13 @@
 /**
- * Output of `ps`, `top` and `inspect`. Text goes through renderTable (which escapes every cell);
- * JSON goes through jsonText, which also writes as \u escapes the characters that JSON.stringify
- * leaves raw but a terminal would act on (DEL, C1 controls, line separators, bidi controls), so
- * `--json` piped to a terminal is as safe as text, and parses to the same values.
+ * Output of `ps` and `top`. Text goes through renderTable (which escapes every cell); JSON through
+ * jsonText (json.ts), which escapes what a terminal would act on.
  *
- * JSON shapes are an interface: fields may be added, never renamed or removed.
+ * JSON shapes are an interface (docs/schemas/): fields may be added, never renamed or removed.
  */
 import type { Container, NamespaceKind, ProcessInfo } from '../../lib/containers/model';
 import { NAMESPACE_KINDS, tasksOf } from '../../lib/containers/model';
 import { renderTable, type Column, type TableOptions } from './table';
+import { jsonText } from './json';
 
 export interface PsOptions extends TableOptions {
   /** also list groups that share only a mount namespace and that no runtime named (sandboxed daemons and the like) */
@@ -50,23 +49,6 @@ export interface TopJson {
   state: string;
   threads: number;
   startTime: string;
-}
-
-// Characters JSON.stringify leaves as they are that a terminal may act on or that disguise text.
-// eslint-disable-next-line no-control-regex
-const JSON_UNSAFE = /[\u007f-\u009f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
-
-/** JSON.stringify with bigints as strings (startTime-like values in decimal, others, addresses, as 0x hex) and terminal-safe escapes. */
-export function jsonText(value: unknown, indent?: number): string {
-  const text = JSON.stringify(
-    value,
-    (key, v: unknown) => {
-      if (typeof v !== 'bigint') return v;
-      return /time$/i.test(key) ? v.toString(10) : (v < 0n ? '-0x' + (-v).toString(16) : '0x' + v.toString(16));
-    },
-    indent,
-  );
-  return (text ?? 'null').replace(JSON_UNSAFE, (ch) => '\\u' + ch.charCodeAt(0).toString(16).padStart(4, '0'));
 }
 
 function ownPidNamespace(c: Container): boolean {
@@ -171,9 +153,4 @@ export function renderTop(container: Container, opts: TopOptions = {}): string {
     return [String(j.pid), String(j.nspid), String(j.ppid), String(j.uid), j.state, cmd];
   });
   return renderTable(TOP_COLUMNS, rows, opts);
-}
-
-/** `vmictl inspect`: everything known, as pretty JSON (addresses as 0x hex strings, start times as decimal strings). */
-export function renderInspect(container: Container | Container[]): string {
-  return jsonText(container, 2) + '\n';
 }

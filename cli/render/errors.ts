@@ -13,6 +13,13 @@ interface SystemError extends Error {
   path?: string;
 }
 
+/** The error's code: vmictl's own, the system's (ENOENT…), or EINTERNAL for anything else. */
+export function errorCode(err: unknown): string {
+  if (err instanceof VmiError) return err.code;
+  if (isSystemError(err)) return err.code;
+  return 'EINTERNAL';
+}
+
 function isSystemError(err: unknown): err is SystemError {
   const e = err as Partial<SystemError> | undefined;
   return err instanceof Error && typeof e?.code === 'string' && typeof e.syscall === 'string';
@@ -25,7 +32,7 @@ function systemErrorText(err: SystemError): string {
 }
 
 /** One line for any error: a stack is for a debugger, not for the user of a command. */
-function errorText(err: unknown): string {
+export function errorText(err: unknown): string {
   if (err instanceof VmiError) return `${err.message} [${err.code}]`;
   if (isSystemError(err)) return systemErrorText(err);
   if (err instanceof Error) return `internal error: ${err.name}: ${err.message}`;

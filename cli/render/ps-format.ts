@@ -6,7 +6,8 @@
 import { VmiError } from '../../lib/errors';
 import type { Container } from '../../lib/containers/model';
 import { escapeForTerminal } from '../../lib/util/escape';
-import { jsonText, psJson } from './containers';
+import { psJson } from './containers';
+import { jsonText } from './json';
 
 export type PsFilterKey = 'runtime' | 'state' | 'name' | 'id';
 

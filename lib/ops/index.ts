@@ -9,8 +9,9 @@ export { OperationError, ContainerStateError, WouldOverwriteError, PrivilegeErro
 export { parseSignal, signalName, SIGNALS, type Signal } from './signals';
 export { openRootHelper, type HelperOptions } from './helper';
 export { parseCgroupMounts, cgroupPathUnder, unescapeMountField, type CgroupMount, type CgroupMounts } from './mounts';
-export { pauseContainer, unpauseContainer, pauseMethod, type PauseMethod, type PauseResult } from './pause';
-export { killContainer, stopContainer, type KillOptions, type KillResult, type StopOptions, type StopResult } from './kill';
+export { pauseContainer, unpauseContainer, pauseContainers, unpauseContainers, pauseMethod, type PauseMethod, type PauseResult } from './pause';
+export { killContainer, stopContainer, killContainers, stopContainers, type KillOptions, type KillResult, type StopOptions, type StopResult } from './kill';
+export { eachContainer, type BatchOutcome } from './batch';
 export { signalProcesses, type SignalOutcome } from './signal';
 export { snapshot, findContainer, stillAlive, containerLabel } from './snapshot';
 export { GuestFs, parseRawDirents, parseStat, fileKind, type GuestStat, type RawDirent } from './guest-fs';

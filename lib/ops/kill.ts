@@ -12,6 +12,7 @@ import { openRootHelper, type HelperOptions } from './helper';
 import { signalProcesses, type SignalOutcome } from './signal';
 import { parseSignal, SIGNALS, type Signal } from './signals';
 import { containerLabel, findContainer, snapshot, stillAlive } from './snapshot';
+import { eachContainer, type BatchOutcome } from './batch';
 
 /** How often the task list is read again while waiting for processes to end, ms. */
 const POLL_MS = 500;
@@ -26,6 +27,8 @@ export interface KillOptions extends HelperOptions {
 }
 
 export interface KillResult {
+  /** the container's id, as the listing has it */
+  id: string;
   container: string;
   signal: Signal;
   outcome: SignalOutcome;
@@ -41,6 +44,7 @@ export interface StopOptions extends HelperOptions {
 }
 
 export interface StopResult {
+  id: string;
   container: string;
   /** Whether the container ended on SIGTERM within the grace period. */
   endedOnTerm: boolean;
@@ -77,23 +81,40 @@ async function waitGone(vm: Vm, procs: readonly ProcessInfo[], ms: number, signa
 }
 
 export async function killContainer(vm: Vm, spec: string, opts: KillOptions = {}): Promise<KillResult> {
+  return killFound(vm, findContainer(await snapshot(vm, opts.signal), spec), opts);
+}
+
+/** kill of each container `specs` name, in one listing (batch.ts). */
+export function killContainers(vm: Vm, specs: readonly string[], opts: KillOptions = {}): Promise<BatchOutcome<KillResult>[]> {
+  parseSignal(opts.signalName ?? 'SIGKILL');
+  return eachContainer(vm, specs, opts.signal, (c) => killFound(vm, c, opts));
+}
+
+async function killFound(vm: Vm, c: Container, opts: KillOptions): Promise<KillResult> {
   const sig = parseSignal(opts.signalName ?? 'SIGKILL');
-  const c = findContainer(await snapshot(vm, opts.signal), spec);
   const procs = userProcesses(c);
   const everyone = opts.all || sig.number === SIGNALS.SIGKILL;
   const targets = everyone ? procs : procs.filter((p) => p.pid === c.initPid);
   const outcome = await send(vm, c, targets, sig.number, opts);
   const alive = sig.number === SIGNALS.SIGKILL ? await waitGone(vm, targets, opts.waitMs ?? 10_000, opts.signal) : stillAlive(await snapshot(vm, opts.signal), procs);
-  return { container: containerLabel(c), signal: sig, outcome, remaining: alive.map((p) => p.pid) };
+  return { id: c.id, container: containerLabel(c), signal: sig, outcome, remaining: alive.map((p) => p.pid) };
 }
 
 export async function stopContainer(vm: Vm, spec: string, opts: StopOptions = {}): Promise<StopResult> {
-  const c = findContainer(await snapshot(vm, opts.signal), spec);
+  return stopFound(vm, findContainer(await snapshot(vm, opts.signal), spec), opts);
+}
+
+/** stop of each container `specs` name, in one listing (batch.ts). */
+export function stopContainers(vm: Vm, specs: readonly string[], opts: StopOptions = {}): Promise<BatchOutcome<StopResult>[]> {
+  return eachContainer(vm, specs, opts.signal, (c) => stopFound(vm, c, opts));
+}
+
+async function stopFound(vm: Vm, c: Container, opts: StopOptions): Promise<StopResult> {
   const procs = userProcesses(c);
   const term = await send(vm, c, procs.filter((p) => p.pid === c.initPid), SIGNALS.SIGTERM, opts);
   let alive = await waitGone(vm, procs, opts.graceMs ?? 10_000, opts.signal);
-  if (alive.length === 0) return { container: containerLabel(c), endedOnTerm: true, term, remaining: [] };
+  if (alive.length === 0) return { id: c.id, container: containerLabel(c), endedOnTerm: true, term, remaining: [] };
   const kill = await send(vm, c, alive, SIGNALS.SIGKILL, opts);
   alive = await waitGone(vm, alive, opts.waitMs ?? 10_000, opts.signal);
-  return { container: containerLabel(c), endedOnTerm: false, term, kill, remaining: alive.map((p) => p.pid) };
+  return { id: c.id, container: containerLabel(c), endedOnTerm: false, term, kill, remaining: alive.map((p) => p.pid) };
 }

@@ -17,10 +17,13 @@ import { cgroupPathUnder, parseCgroupMounts, type CgroupMounts } from './mounts'
 import { signalProcesses } from './signal';
 import { containerLabel, findContainer, snapshot } from './snapshot';
 import { SIGNALS } from './signals';
+import { eachContainer, type BatchOutcome } from './batch';
 
 export type PauseMethod = { kind: 'cgroup2'; dir: string } | { kind: 'freezer'; dir: string } | { kind: 'signals' };
 
 export interface PauseResult {
+  /** the container's id, as the listing has it */
+  id: string;
   container: string;
   method: PauseMethod['kind'];
   /** The cgroup directory written, in the guest's root mount namespace. */
@@ -101,29 +104,55 @@ async function setFrozen(vm: Vm, helper: InjectionSession, list: ContainerList, 
   return r.signalled;
 }
 
-async function pauseOrResume(vm: Vm, spec: string, freeze: boolean, opts: HelperOptions): Promise<PauseResult> {
-  const list = await snapshot(vm, opts.signal);
-  const c = findContainer(list, spec);
+/** Freezes or thaws `c`, whose state is `state` (the listing's, or what this batch made it). */
+async function pauseFound(vm: Vm, list: ContainerList, c: Container, state: Container['state'], freeze: boolean, opts: HelperOptions): Promise<PauseResult> {
   const label = containerLabel(c);
-  if (freeze && c.state === 'paused') throw new ContainerStateError(`container ${JSON.stringify(label)} is already paused`);
-  if (!freeze && c.state !== 'paused') throw new ContainerStateError(`container ${JSON.stringify(label)} is not paused`);
+  if (freeze && state === 'paused') throw new ContainerStateError(`container ${JSON.stringify(label)} is already paused`);
+  if (!freeze && state !== 'paused') throw new ContainerStateError(`container ${JSON.stringify(label)} is not paused`);
   const helper = await openRootHelper(vm, list, opts);
   try {
     const mounts = parseCgroupMounts(await helper.readFile('/proc/self/mountinfo', 1 << 20).then((b) => b.toString('utf8')));
     const method = pauseMethod(list, c, mounts);
     const pids = await setFrozen(vm, helper, list, c, method, freeze, opts.signal);
-    return { container: label, method: method.kind, directory: 'dir' in method ? method.dir : undefined, pids, via: helper.target.tgid };
+    return { id: c.id, container: label, method: method.kind, directory: 'dir' in method ? method.dir : undefined, pids, via: helper.target.tgid };
   } finally {
     await helper.end();
   }
 }
 
+/**
+ * Pauses (or thaws) each container `specs` name, in one listing (batch.ts). A container named
+ * twice is paused once: the second finds it in the state the first left it in.
+ */
+function pauseEach(vm: Vm, specs: readonly string[], freeze: boolean, opts: HelperOptions): Promise<BatchOutcome<PauseResult>[]> {
+  const done = new Map<string, Container['state']>();
+  return eachContainer(vm, specs, opts.signal, async (c, list) => {
+    const r = await pauseFound(vm, list, c, done.get(c.id) ?? c.state, freeze, opts);
+    done.set(c.id, freeze ? 'paused' : 'running');
+    return r;
+  });
+}
+
 /** Freezes the container (see the file comment for how). */
-export function pauseContainer(vm: Vm, spec: string, opts: HelperOptions = {}): Promise<PauseResult> {
-  return pauseOrResume(vm, spec, true, opts);
+export async function pauseContainer(vm: Vm, spec: string, opts: HelperOptions = {}): Promise<PauseResult> {
+  const list = await snapshot(vm, opts.signal);
+  const c = findContainer(list, spec);
+  return pauseFound(vm, list, c, c.state, true, opts);
 }
 
 /** Thaws a container paused by pauseContainer (or by its runtime). */
-export function unpauseContainer(vm: Vm, spec: string, opts: HelperOptions = {}): Promise<PauseResult> {
-  return pauseOrResume(vm, spec, false, opts);
+export async function unpauseContainer(vm: Vm, spec: string, opts: HelperOptions = {}): Promise<PauseResult> {
+  const list = await snapshot(vm, opts.signal);
+  const c = findContainer(list, spec);
+  return pauseFound(vm, list, c, c.state, false, opts);
+}
+
+/** pauseContainer for each container `specs` name. */
+export function pauseContainers(vm: Vm, specs: readonly string[], opts: HelperOptions = {}): Promise<BatchOutcome<PauseResult>[]> {
+  return pauseEach(vm, specs, true, opts);
+}
+
+/** unpauseContainer for each container `specs` name. */
+export function unpauseContainers(vm: Vm, specs: readonly string[], opts: HelperOptions = {}): Promise<BatchOutcome<PauseResult>[]> {
+  return pauseEach(vm, specs, false, opts);
 }

@@ -1,5 +1,7 @@
 import t from 'tap';
-import { renderPs, renderTop, renderInspect, jsonText } from '../../cli/render/containers';
+import { renderPs, renderTop } from '../../cli/render/containers';
+import { renderInspect } from '../../cli/render/inspect';
+import { jsonText } from '../../cli/render/json';
 import { groupContainers } from '../../lib/containers/group';
 import type { Container, Namespaces, ProcessInfo } from '../../lib/containers/model';
 
@@ -162,17 +164,20 @@ t.test('top text: PID NSPID PPID UID STATE CMD; [comm] when there is no command 
   t.ok(cut.endsWith('…'));
 });
 
-t.test('inspect: everything, bigints as strings (addresses hex, start times decimal)', async (t) => {
+t.test('inspect: the public model (ps fields, processes listed), start times decimal, no kernel addresses', async (t) => {
   const web = byHostname(model().containers, 'web');
   const out = renderInspect(web);
   t.match(out, /^\{\n {2}"id": /, 'pretty-printed');
+  t.notMatch(out, /0xffff/, 'no kernel address anywhere');
   const parsed = JSON.parse(out) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
   t.equal(parsed.id, WEB_ID);
-  t.equal(parsed.processes[0].address, '0xffff888003b98000');
+  t.same(Object.keys(parsed.processes[0]).sort(), ['cmdline', 'comm', 'egid', 'euid', 'exe', 'gid', 'nspid', 'nspids', 'pid', 'ppid', 'startTime', 'state', 'threads', 'tids', 'uid']);
   t.equal(parsed.processes[0].startTime, '190000000000');
-  t.equal(parsed.processes[0].threads[1].address, '0xffff888003b9a000');
-  t.equal(parsed.processes[0].threads[1].pid, 191);
-  t.equal(parsed.processes[0].threads[1].startTime, '190000000000');
+  t.same(parsed.processes[0].tids, [190, 191]);
+  t.equal(parsed.processes[0].threads, 2);
+  t.notOk('warnings' in parsed.processes[0], 'internal warnings are not printed');
+  const withAddresses = JSON.parse(renderInspect(web, { kernelAddresses: true })) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  t.same(withAddresses.processes[0].taskStructs, ['0xffff888003b98000', '0xffff888003b9a000'], '--kernel-addresses: each task_struct, in the order of tids');
   t.same(parsed.namespaces, { pid: 4001, mnt: 4002, uts: 4003, net: 4004, ipc: 4005, cgroup: 4006, user: ROOT.user, time: ROOT.time });
   t.same(parsed.pids, [190, 195]);
   t.ok(Array.isArray(JSON.parse(renderInspect([web]))), 'a list gives an array');

@@ -3,7 +3,8 @@
 // shows them escaped; the JSON output parses back to exactly what the guest wrote.
 import t from 'tap';
 import { listContainers } from '../../lib/containers/list';
-import { renderInspect, renderPs, renderTop } from '../../cli/render/containers';
+import { renderPs, renderTop } from '../../cli/render/containers';
+import { renderInspect } from '../../cli/render/inspect';
 import { escapeForTerminal } from '../../lib/util/escape';
 import { SyntheticGuest } from '../helpers/synthetic-kernel';
 

@@ -158,7 +158,7 @@ t.test('the distro VM: exec, cp, pause, kill and stop against the engines\' own 
 
     const p = await vmictl(env, ['pause', ...OP_TIMEOUT, '--json', id]);
     t.equal(p.code, 0, `vmictl pause ${name} exits 0${p.code ? ` (${p.stderr.trim()})` : ''}`);
-    const r = JSON.parse(p.stdout || '{}') as { method?: string; directory?: string };
+    const r = (JSON.parse(p.stdout || '[{}]') as unknown[])[0] as { method?: string; directory?: string };
     t.same({ method: r.method, directory: r.directory }, { method: 'cgroup2', directory: dir }, `through cgroup.freeze of ${dir}`);
     t.equal(await frozen(), '1 | frozen 1', 'the kernel says the cgroup is frozen: cgroup.freeze 1, cgroup.events frozen 1');
     const during = await waits();
@@ -204,7 +204,7 @@ t.test('the distro VM: exec, cp, pause, kill and stop against the engines\' own 
 
     const k = await vmictl(env, ['kill', ...OP_TIMEOUT, '--json', id]);
     t.equal(k.code, 0, `vmictl kill exits 0${k.code ? ` (${k.stderr.trim()})` : ''}`);
-    const r = JSON.parse(k.stdout || '{}') as { signal?: { name?: string }; outcome?: { signalled?: number[] }; remaining?: number[] };
+    const r = (JSON.parse(k.stdout || '[{}]') as unknown[])[0] as { signal?: { name?: string }; outcome?: { signalled?: number[] }; remaining?: number[] };
     t.equal(r.signal?.name, 'SIGKILL', 'SIGKILL, the default');
     t.ok(r.outcome?.signalled?.includes(pid), `sent to its init, pid ${pid}`);
     t.same(r.remaining, [], 'no process of it remains, as vmictl sees it');
@@ -229,13 +229,13 @@ t.test('the distro VM: exec, cp, pause, kill and stop against the engines\' own 
 
     const term = await vmictl(env, ['stop', ...OP_TIMEOUT, '--json', '-t', '60', termId]);
     t.equal(term.code, 0, `vmictl stop ${trapping} exits 0${term.code ? ` (${term.stderr.trim()})` : ''}`);
-    const r1 = JSON.parse(term.stdout || '{}') as { endedOnTerm?: boolean; kill?: unknown; remaining?: number[] };
+    const r1 = (JSON.parse(term.stdout || '[{}]') as unknown[])[0] as { endedOnTerm?: boolean; kill?: unknown; remaining?: number[] };
     t.same({ endedOnTerm: r1.endedOnTerm, kill: r1.kill, remaining: r1.remaining }, { endedOnTerm: true, kill: undefined, remaining: [] }, 'it ended on SIGTERM, within the grace period, with no SIGKILL');
     t.equal((await guest(t, `timeout 300 docker wait ${termId}`, 420_000)).trim(), '3', 'docker wait: exit status 3, its trap\'s');
 
     const kill = await vmictl(env, ['stop', ...OP_TIMEOUT, '--json', '-t', '3', killId]);
     t.equal(kill.code, 0, `vmictl stop ${deaf} exits 0${kill.code ? ` (${kill.stderr.trim()})` : ''}`);
-    const r2 = JSON.parse(kill.stdout || '{}') as { endedOnTerm?: boolean; kill?: { signalled?: number[] }; remaining?: number[] };
+    const r2 = (JSON.parse(kill.stdout || '[{}]') as unknown[])[0] as { endedOnTerm?: boolean; kill?: { signalled?: number[] }; remaining?: number[] };
     t.equal(r2.endedOnTerm, false, 'SIGTERM did not end it');
     t.ok((r2.kill?.signalled ?? []).length > 0, `SIGKILL after 3 s, to pids ${r2.kill?.signalled?.join(', ')}`);
     t.same(r2.remaining, [], 'no process of it remains');

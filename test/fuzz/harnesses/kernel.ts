@@ -14,7 +14,8 @@ import { VmiError } from '../../../lib/errors';
 import { Kernel } from '../../../lib/kernel/kernel';
 import type { PhysicalMemory, PhysicalRange } from '../../../lib/memory/physical';
 import { tasksOf } from '../../../lib/containers/model';
-import { renderInspect, renderPs, renderTop } from '../../../cli/render/containers';
+import { renderPs, renderTop } from '../../../cli/render/containers';
+import { renderInspect } from '../../../cli/render/inspect';
 import { SyntheticGuest, UNMAPPED_KERNEL } from '../../helpers/synthetic-kernel';
 import type { SparseMemory } from '../../helpers/sparse-memory';
 import { INTERESTING_64, type Harness } from '../engine';
@@ -246,7 +247,7 @@ export const kernelWalkers: Harness = {
     if (base.runs % 4 !== 1) return;
     const texts = [renderPs(all, { all: true, host: true, width: 120 }), ...all.slice(0, 4).map((c) => renderTop(c, { width: 120 }))];
     for (const text of texts) if (RAW_CONTROL.test(text.replace(/\n/g, ''))) throw new Error(`raw control character in rendered output: ${JSON.stringify(text.slice(0, 300))}`);
-    for (const json of [renderPs(all, { json: true, all: true, host: true }), renderInspect(all), ...all.slice(0, 4).map((c) => renderTop(c, { json: true }))]) {
+    for (const json of [renderPs(all, { json: true, all: true, host: true }), renderInspect(all, { kernelAddresses: true }), ...all.slice(0, 4).map((c) => renderTop(c, { json: true }))]) {
       if (RAW_CONTROL.test(json.replace(/\n/g, ''))) throw new Error('raw control character in JSON output');
       JSON.parse(json);
     }
