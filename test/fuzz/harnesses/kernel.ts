@@ -15,6 +15,7 @@ import { Kernel } from '../../../lib/kernel/kernel';
 import type { PhysicalMemory, PhysicalRange } from '../../../lib/memory/physical';
 import { tasksOf } from '../../../lib/containers/model';
 import { renderInspect, renderPs, renderTop } from '../../../cli/render/containers';
+import { loadDisplayWidth } from '../../../cli/render/width';
 import { SyntheticGuest, UNMAPPED_KERNEL } from '../../helpers/synthetic-kernel';
 import type { SparseMemory } from '../../helpers/sparse-memory';
 import { INTERESTING_64, type Harness } from '../engine';
@@ -207,6 +208,7 @@ export const kernelWalkers: Harness = {
     return out;
   },
   async run(input) {
+    await loadDisplayWidth();
     base ??= build();
     const mem = base.mem;
     mem.reset();
