@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { commands } from './commands';
 import { EXIT_CODES_HELP } from './exit-codes';
 import { reportError } from './render/errors';
+import { loadDisplayWidth } from './render/width';
 import { throwUsageErrors } from './usage';
 
 /** The version in the project's package.json, found upwards from here (works from cli/ and dist/cli/). */
@@ -34,6 +35,7 @@ export async function main(argv: string[]): Promise<number> {
   let ran: Command | undefined;
   program.hook('preAction', (_program, action) => { ran = action; });
   try {
+    await loadDisplayWidth();
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {

@@ -7,6 +7,7 @@ import { findingToJson } from '../../lib/integrity/finding';
 import { printJson } from '../render/json';
 import { checkJson } from '../render/check';
 import { EXIT, setExitStatuses } from '../exit-codes';
+import { progressBar } from '../render/progress';
 
 interface CheckFlags extends ConnectionFlags {
   json?: boolean;
@@ -28,14 +29,16 @@ export function registerCheck(program: Command): void {
     .option('--no-text', 'compare only the watched functions, not all of .text')
     .action(async (flags: CheckFlags) => {
       await withVm(flags, async (vm, signal) => {
+        const bar = progressBar({ label: 'checking', unit: 'steps', flags });
         const report = await checkKernel(vm, {
           signal,
+          onProgress: bar.update,
           vmlinux: flags.vmlinux,
           baseline: flags.baseline,
           record: flags.record,
           wholeText: flags.text,
           syscalls: flags.syscalls?.split(',').map((s) => s.trim()).filter(Boolean),
-        });
+        }).finally(bar.finish);
         if (report.findings.length > 0) process.exitCode = EXIT.checkFindings;
         if (flags.json) {
           printJson(checkJson(report), { indent: 2 });

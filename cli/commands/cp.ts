@@ -6,6 +6,7 @@ import { escapeForTerminal } from '../../lib/util/escape';
 import { copyFromContainer, copyToContainer, parseCopyOperand, type CopyReport } from '../../lib/ops';
 import { printJson } from '../render/json';
 import { cpJson } from '../render/copy';
+import { progressBar } from '../render/progress';
 
 interface CpFlags extends ConnectionFlags {
   recursive?: boolean;
@@ -14,30 +15,6 @@ interface CpFlags extends ConnectionFlags {
   progress: boolean;
   timeout: number;
   maxBytes?: string;
-}
-
-/** A progress line on stderr, redrawn in place, only when stderr is a terminal. */
-function progressBar(enabled: boolean): { update: (bytes: number, total?: number) => void; done: () => void } {
-  if (!enabled || !process.stderr.isTTY) return { update: () => undefined, done: () => undefined };
-  let last = 0;
-  let drawn = false;
-  return {
-    update(bytes, total) {
-      const now = Date.now();
-      if (now - last < 100 && bytes !== total) return;
-      last = now;
-      drawn = true;
-      const mib = (n: number) => (n / 1048576).toFixed(1);
-      if (total) {
-        const width = 30;
-        const filled = Math.min(width, Math.round((bytes / total) * width));
-        process.stderr.write(`\r[${'#'.repeat(filled)}${' '.repeat(width - filled)}] ${mib(bytes)}/${mib(total)} MiB`);
-      } else process.stderr.write(`\r${mib(bytes)} MiB`);
-    },
-    done() {
-      if (drawn) process.stderr.write('\n');
-    },
-  };
 }
 
 /** Writes to stdout, waiting until each chunk is taken (a closed pipe fails the copy, cleanly). */
@@ -79,7 +56,7 @@ export function registerCp(program: Command): void {
       const from = parseCopyOperand(source);
       const to = parseCopyOperand(destination);
       if ((from === null) === (to === null)) throw new VmiError('EUSAGE', 'exactly one of source and destination must be CONTAINER:PATH');
-      const bar = progressBar(flags.progress && !(to === null && destination === '-'));
+      const bar = progressBar({ label: 'copying', unit: 'bytes', flags, hidden: to === null && destination === '-' });
       const maxBytes = flags.maxBytes === undefined ? undefined : Number(flags.maxBytes);
       if (maxBytes !== undefined && !(Number.isSafeInteger(maxBytes) && maxBytes >= 0)) throw new VmiError('EUSAGE', `--max-bytes must be a number of bytes, not ${JSON.stringify(flags.maxBytes)}`);
       const opts = { recursive: flags.recursive, force: flags.force, timeout: flags.timeout, onProgress: bar.update, maxBytes };
@@ -89,7 +66,7 @@ export function registerCp(program: Command): void {
           ? copyFromContainer(vm, from.container, from.path, destination, { ...opts, signal }, stdoutSink)
           : copyToContainer(vm, source, to!.container, to!.path, { ...opts, signal }, process.stdin)));
       } finally {
-        bar.done();
+        bar.finish();
       }
       if (flags.json) printJson(cpJson(report), { stream: destination === "-" ? process.stderr : process.stdout });
       else process.stderr.write(summary(report));

@@ -8,6 +8,7 @@ import { withVm } from '../session';
 import { escapeForTerminal } from '../../lib/util/escape';
 import { printJson } from '../render/json';
 import type { ProfileInfoJson, ProfileTypeJson } from '../render/profile';
+import { progressBar } from '../render/progress';
 
 interface BuildFlags extends ConnectionFlags {
   vmlinux?: string;
@@ -31,29 +32,6 @@ function peakRss(): number {
   return Math.max(process.resourceUsage().maxRSS * 1024, process.memoryUsage().rss);
 }
 
-/** A one-line progress bar on stderr, redrawn at most 10 times a second; nothing when not a TTY. */
-function progressBar(label: string): { update(done: number, total: number): void; end(): void } {
-  const tty = process.stderr.isTTY === true;
-  let last = 0;
-  let drawn = false;
-  return {
-    update(done, total) {
-      if (!tty) return;
-      const now = Date.now();
-      if (now - last < 100 && done < total) return;
-      last = now;
-      const width = 30;
-      const frac = total > 0 ? Math.min(1, done / total) : 1;
-      const fill = Math.round(frac * width);
-      process.stderr.write(`\r${label} [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${(frac * 100).toFixed(0).padStart(3)}% ${mib(done)}/${mib(total)}`);
-      drawn = true;
-    },
-    end() {
-      if (drawn) process.stderr.write('\r\x1b[K');
-    },
-  };
-}
-
 /** `vmictl profile build|info`: make a profile from a debug vmlinux, or describe one. */
 export function registerProfile(program: Command): void {
   const profile = program.command('profile').description('kernel profiles (struct layouts and symbols, Volatility ISF JSON)');
@@ -74,7 +52,13 @@ export function registerProfile(program: Command): void {
         if (flags.vmlinux) throw new VmiError('EUSAGE', '--from-vm and --vmlinux exclude each other');
         await withVm(flags, async (vm, signal) => {
           const memory = await vm.memory();
-          const built = await buildProfileFromMemory(memory.backend, await vm.ram(), { signal });
+          const bar = progressBar({ label: 'profile from guest memory', unit: 'steps' });
+          let built;
+          try {
+            built = await buildProfileFromMemory(memory.backend, await vm.ram(), { signal, onProgress: bar.update });
+          } finally {
+            bar.finish();
+          }
           const bytes = writeProfile(built.doc, flags.output);
           const s = built.stats;
           process.stderr.write(`banner: ${escapeForTerminal(s.banner)}\n`);
@@ -88,7 +72,7 @@ export function registerProfile(program: Command): void {
       }
       if (!flags.vmlinux) throw new VmiError('EUSAGE', 'give --vmlinux FILE, or --from-vm with a VM');
       if (!fs.existsSync(flags.vmlinux)) throw new VmiError('ENOENT', `no such file: ${flags.vmlinux}`);
-      const bar = progressBar('reading .debug_info');
+      const bar = progressBar({ label: 'reading .debug_info', unit: 'bytes' });
       let peak = peakRss();
       let result;
       try {
@@ -102,7 +86,7 @@ export function registerProfile(program: Command): void {
           },
         });
       } finally {
-        bar.end();
+        bar.finish();
       }
       const started = Date.now();
       const bytes = writeProfile(result.doc, flags.output);

@@ -22,6 +22,8 @@ export interface InspectProcessJson extends TopJson {
   tids: number[];
   /** with --kernel-addresses: each task's struct task_struct, in the order of tids */
   taskStructs?: string[];
+  /** what of it could not be read whole (a command line cut at --max-cmdline, an unreadable exe): the data above is partial */
+  warnings?: string[];
 }
 
 /** ps's fields (the same names and values: scripts join on `id`), with the processes listed rather than counted. */
@@ -50,6 +52,7 @@ function processJson(p: ProcessInfo, opts: InspectOptions): InspectProcessJson {
     ...(p.root !== undefined ? { root: p.root } : {}),
     tids: tasks.map((t) => t.pid),
     ...(opts.kernelAddresses ? { taskStructs: tasks.map((t) => hex(t.address)) } : {}),
+    ...(p.warnings?.length ? { warnings: p.warnings } : {}),
   };
 }
 

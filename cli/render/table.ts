@@ -5,6 +5,7 @@
  * column to what is left of the terminal's width); into a pipe or file every cell is kept whole.
  */
 import { escapeForTerminal } from '../../lib/util/escape';
+import { displayWidth, truncateToWidth } from './width';
 
 export interface Column {
   header: string;
@@ -24,63 +25,6 @@ const GAP = '   ';
 /** The narrowest a column is cut to. */
 const MIN_CUT = 4;
 
-function isZeroWidth(cp: number): boolean {
-  return (
-    (cp >= 0x0300 && cp <= 0x036f) ||
-    (cp >= 0x200b && cp <= 0x200f) ||
-    (cp >= 0xfe00 && cp <= 0xfe0f) ||
-    cp === 0xfeff ||
-    (cp >= 0xe0100 && cp <= 0xe01ef)
-  );
-}
-
-function isWide(cp: number): boolean {
-  return (
-    (cp >= 0x1100 && cp <= 0x115f) ||
-    (cp >= 0x2e80 && cp <= 0x303e) ||
-    (cp >= 0x3041 && cp <= 0x33ff) ||
-    (cp >= 0x3400 && cp <= 0x4dbf) ||
-    (cp >= 0x4e00 && cp <= 0x9fff) ||
-    (cp >= 0xa000 && cp <= 0xa4cf) ||
-    (cp >= 0xac00 && cp <= 0xd7a3) ||
-    (cp >= 0xf900 && cp <= 0xfaff) ||
-    (cp >= 0xfe30 && cp <= 0xfe4f) ||
-    (cp >= 0xff00 && cp <= 0xff60) ||
-    (cp >= 0xffe0 && cp <= 0xffe6) ||
-    (cp >= 0x1f300 && cp <= 0x1f64f) ||
-    (cp >= 0x1f900 && cp <= 0x1f9ff) ||
-    (cp >= 0x20000 && cp <= 0x3fffd)
-  );
-}
-
-function charWidth(ch: string): number {
-  const cp = ch.codePointAt(0)!;
-  if (isZeroWidth(cp) || /\p{M}/u.test(ch)) return 0;
-  return isWide(cp) ? 2 : 1;
-}
-
-/** Columns a string takes on a terminal (approximate: combining marks 0, East Asian wide 2). */
-export function displayWidth(s: string): number {
-  let w = 0;
-  for (const ch of s) w += charWidth(ch);
-  return w;
-}
-
-/** Cuts s to at most `max` columns, ending in '…' when anything was cut. */
-export function truncateCell(s: string, max: number): string {
-  if (displayWidth(s) <= max) return s;
-  if (max <= 0) return '';
-  let out = '';
-  let w = 0;
-  for (const ch of s) {
-    const cw = charWidth(ch);
-    if (w + cw > max - 1) break;
-    out += ch;
-    w += cw;
-  }
-  return out + '…';
-}
-
 function pad(s: string, width: number, align: 'left' | 'right'): string {
   const fill = ' '.repeat(Math.max(0, width - displayWidth(s)));
   return align === 'right' ? fill + s : s + fill;
@@ -98,7 +42,7 @@ export function renderTable(columns: Column[], rows: string[][], opts: TableOpti
     cells = cells.map((r) =>
       r.map((cell, i) => {
         const max = columns[i]!.maxWidth;
-        return max === undefined ? cell : truncateCell(cell, Math.max(max, MIN_CUT));
+        return max === undefined ? cell : truncateToWidth(cell, Math.max(max, MIN_CUT));
       }),
     );
   }
@@ -108,7 +52,7 @@ export function renderTable(columns: Column[], rows: string[][], opts: TableOpti
     const before = widths.slice(0, n - 1).reduce((a, w) => a + w + GAP.length, 0);
     const room = Math.max(termWidth - before, displayWidth(headers[n - 1]!), MIN_CUT);
     if (widths[n - 1]! > room) {
-      cells = cells.map((r) => r.map((cell, i) => (i === n - 1 ? truncateCell(cell, room) : cell)));
+      cells = cells.map((r) => r.map((cell, i) => (i === n - 1 ? truncateToWidth(cell, room) : cell)));
       widths[n - 1] = room;
     }
   }

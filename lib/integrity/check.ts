@@ -13,6 +13,7 @@ import type { Finding } from './finding';
 import { VmiError } from '../errors';
 import { checkIdtFromSymbols, checkTablesFromSymbols, hookToFinding, scanSyscallPaths, syscallTableEntries } from './kallsyms-checks';
 import { SymbolMap } from './symbol-map';
+import { stepper, type StepProgress } from '../util/steps';
 
 /** What a check without a vmlinux cannot do, said in one line. */
 export const NOT_CHECKED_WITHOUT_VMLINUX = 'without a vmlinux: no byte-for-byte comparison of .text (changes that stay inside core kernel text, functions outside the syscall paths), no boot-time patch-site check, no recorded baseline';
@@ -29,6 +30,8 @@ export interface CheckOptions extends CallOptions {
   /** A recorded baseline: compared with when the file exists, recorded when it does not (or with `record`). */
   baseline?: string;
   record?: boolean;
+  /** Told as each part of the check starts. */
+  onProgress?: StepProgress;
 }
 
 export interface CheckReport {
@@ -52,16 +55,23 @@ export async function checkKernel(vm: Vm, opts: CheckOptions = {}): Promise<Chec
   const kernel = await vm.kernel();
   base.assertMatches(kernel.kaslr.banner);
   const regions = base.regionsFor(opts.syscalls ?? INJECTED_SYSCALLS);
-  const findings: Finding[] = [];
-  findings.push(...(await checkSyscallTable(kernel, base, opts)));
   const wholeText = opts.wholeText ?? true;
+  const next = stepper(['sys_call_table', wholeText ? '.text' : 'watched functions', 'IDT', 'hidden processes', 'hidden modules', ...(opts.baseline ? ['recorded baseline'] : [])], opts.onProgress);
+  const findings: Finding[] = [];
+  next();
+  findings.push(...(await checkSyscallTable(kernel, base, opts)));
+  next();
   if (wholeText) findings.push(...(await checkText(kernel, base, regions, opts)));
   else findings.push(...(await checkRegions(kernel, base, regions, opts)));
+  next();
   findings.push(...(await checkIdt(kernel, base, opts)));
+  next();
   findings.push(...(await hiddenProcesses(kernel, opts)));
+  next();
   findings.push(...(await hiddenModules(kernel, opts)));
   let recorded: string | undefined;
   if (opts.baseline) {
+    next();
     if (opts.record || !existsSync(opts.baseline)) {
       await recordBaseline(opts.baseline, kernel, base, regions, opts);
       recorded = opts.baseline;
@@ -88,13 +98,19 @@ async function checkWithoutVmlinux(vm: Vm, opts: CheckOptions, t0: number): Prom
   await vm.pause();
   const kernel = await vm.kernel();
   const symbols = SymbolMap.of(kernel);
+  const next = stepper(['syscall tables', 'syscall paths', 'IDT', 'hidden processes', 'hidden modules'], opts.onProgress);
   const findings: Finding[] = [];
+  next();
   const tables = await checkTablesFromSymbols(kernel, opts);
   findings.push(...tables.map(({ good: _good, ...f }) => f));
+  next();
   const scan = await scanSyscallPaths(kernel, opts.syscalls ?? INJECTED_SYSCALLS, { ...opts, otherAbis: true });
   findings.push(...scan.hooks.map((h) => hookToFinding(symbols, kernel.layout, h)));
+  next();
   findings.push(...(await checkIdtFromSymbols(kernel, opts)));
+  next();
   findings.push(...(await hiddenProcesses(kernel, opts)));
+  next();
   findings.push(...(await hiddenModules(kernel, opts)));
   return {
     findings,

@@ -2,8 +2,11 @@ import t from 'tap';
 import { renderPs, renderTop } from '../../cli/render/containers';
 import { renderInspect } from '../../cli/render/inspect';
 import { jsonText } from '../../cli/render/json';
+import { loadDisplayWidth } from '../../cli/render/width';
 import { groupContainers } from '../../lib/containers/group';
 import type { Container, Namespaces, ProcessInfo } from '../../lib/containers/model';
+
+t.before(loadDisplayWidth);
 
 const ROOT: Namespaces = { pid: 4026531836, mnt: 4026531841, uts: 4026531838, net: 4026531840, ipc: 4026531839, cgroup: 4026531835, user: 4026531837, time: 4026531834 };
 const WEB_ID = '99b23bdc2fce889f8749b6b1ece276dedd3ad4d0a33ac8c48208c709c5febbca';

@@ -5,8 +5,11 @@ import t from 'tap';
 import { listContainers } from '../../lib/containers/list';
 import { renderPs, renderTop } from '../../cli/render/containers';
 import { renderInspect } from '../../cli/render/inspect';
+import { loadDisplayWidth } from '../../cli/render/width';
 import { escapeForTerminal } from '../../lib/util/escape';
 import { SyntheticGuest } from '../helpers/synthetic-kernel';
+
+t.before(loadDisplayWidth);
 
 const OSC = '\x1b]0;pwned\x07';
 const EVIL_COMM = `x${OSC}\r\n`; // 14 bytes: fits comm[16]

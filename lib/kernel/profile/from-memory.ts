@@ -14,6 +14,7 @@ import { START_KERNEL_MAP } from '../kaslr';
 import { modelToIsf, producerVersion } from './build';
 import { ISF_FORMAT, dict, type IsfDocument, type IsfSymbol } from './isf';
 import { normalizeBanner } from './profile';
+import { stepper, type StepProgress } from '../../util/steps';
 
 /** Larger than any vmlinux BTF (6.x: about 5 MiB). */
 const MAX_BTF = 64 * 1024 * 1024;
@@ -50,8 +51,10 @@ export function linkTime(ks: GuestKallsyms, address: bigint): bigint {
 }
 
 /** Builds the profile of the kernel running in `phys`; see the file comment. */
-export async function buildProfileFromMemory(phys: PhysicalMemory, ram: readonly PhysicalRange[], opts: CallOptions = {}): Promise<MemoryProfile> {
+export async function buildProfileFromMemory(phys: PhysicalMemory, ram: readonly PhysicalRange[], opts: CallOptions & { onProgress?: StepProgress } = {}): Promise<MemoryProfile> {
+  const next = stepper(['finding kallsyms', 'reading BTF', 'symbols and linux_banner'], opts.onProgress);
   const t0 = process.hrtime.bigint();
+  next();
   const ks = await findKallsyms(phys, ram, opts);
   const t1 = process.hrtime.bigint();
   const text = ks.byName.get('_text')!.address;
@@ -61,11 +64,13 @@ export async function buildProfileFromMemory(phys: PhysicalMemory, ram: readonly
   const stop = ks.byName.get('__stop_BTF')?.address;
   if (start === undefined || stop === undefined) throw new NoBtfError('the kernel has no BTF (__start_BTF/__stop_BTF not in kallsyms; CONFIG_DEBUG_INFO_BTF is off)');
   if (stop <= start || stop - start > BigInt(MAX_BTF)) throw new NoBtfError(`implausible BTF bounds 0x${start.toString(16)}..0x${stop.toString(16)}`);
+  next();
   const blob = await phys.read(physOf(start), Number(stop - start), opts);
   const btf = parseBtf(blob);
   const model = btfToModel(btf);
   const { base_types, user_types, enums } = modelToIsf(model);
   const t2 = process.hrtime.bigint();
+  next();
 
   const symbols = dict<IsfSymbol>();
   for (const [name, e] of ks.byName) {

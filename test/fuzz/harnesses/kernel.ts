@@ -16,6 +16,7 @@ import type { PhysicalMemory, PhysicalRange } from '../../../lib/memory/physical
 import { tasksOf } from '../../../lib/containers/model';
 import { renderPs, renderTop } from '../../../cli/render/containers';
 import { renderInspect } from '../../../cli/render/inspect';
+import { loadDisplayWidth } from '../../../cli/render/width';
 import { SyntheticGuest, UNMAPPED_KERNEL } from '../../helpers/synthetic-kernel';
 import type { SparseMemory } from '../../helpers/sparse-memory';
 import { INTERESTING_64, type Harness } from '../engine';
@@ -208,6 +209,7 @@ export const kernelWalkers: Harness = {
     return out;
   },
   async run(input) {
+    await loadDisplayWidth();
     base ??= build();
     const mem = base.mem;
     mem.reset();
