@@ -6,7 +6,9 @@ import { escapeForTerminal } from '../../lib/util/escape';
 import { copyFromContainer, copyToContainer, parseCopyOperand, type CopyReport } from '../../lib/ops';
 
 interface CpFlags extends ConnectionFlags {
-  recursive?: boolean;
+  archive?: boolean;
+  followLink?: boolean;
+  raw?: boolean;
   force?: boolean;
   json?: boolean;
   progress: boolean;
@@ -57,17 +59,20 @@ function summary(r: CopyReport): string {
   return s;
 }
 
-/** `vmictl cp [-r] [--force] SRC DST`, one of them CONTAINER:PATH. */
+/** `vmictl cp [-aL] [--force] SRC DST`, one of them CONTAINER:PATH; - is a tar stream, as docker's. */
 export function registerCp(program: Command): void {
   connectionOptions(
     program
       .command('cp')
-      .description('copy files between a container and the host (CONTAINER:PATH; - is stdin or stdout for one file)')
-      .argument('<source>', 'CONTAINER:PATH, a local path, or - (stdin)')
-      .argument('<destination>', 'CONTAINER:PATH, a local path, or - (stdout)'),
+      .description('copy files and directories between a container and the host (CONTAINER:PATH; - is a tar stream on stdin or stdout)')
+      .argument('<source>', 'CONTAINER:PATH, a local path, or - (a tar stream on stdin)')
+      .argument('<destination>', 'CONTAINER:PATH, a local path, or - (a tar stream on stdout)'),
     { dump: false, injects: true },
   )
-    .option('-r, --recursive', 'copy directories')
+    .option('-a, --archive', 'keep uid/gid (into a container: as far as its process may chown; out of one: when vmictl runs as root)')
+    .option('-L, --follow-link', 'follow a symlink given as the source (only that one)')
+    .option('--raw', 'with -: the bytes of one file rather than a tar stream')
+    .option('-r, --recursive', 'no effect: directories are always copied whole (kept for old scripts)')
     .option('-f, --force', 'replace existing local files when copying out of a container (files in a container are always replaced)')
     .option('--no-progress', 'no progress bar (it is only drawn when stderr is a terminal)')
     .option('--json', 'print the report as JSON')
@@ -80,7 +85,8 @@ export function registerCp(program: Command): void {
       const bar = progressBar(flags.progress && !(to === null && destination === '-'));
       const maxBytes = flags.maxBytes === undefined ? undefined : Number(flags.maxBytes);
       if (maxBytes !== undefined && !(Number.isSafeInteger(maxBytes) && maxBytes >= 0)) throw new VmiError('EUSAGE', `--max-bytes must be a number of bytes, not ${JSON.stringify(flags.maxBytes)}`);
-      const opts = { recursive: flags.recursive, force: flags.force, timeout: flags.timeout, onProgress: bar.update, maxBytes };
+      if (flags.raw && source !== '-' && destination !== '-') throw new VmiError('EUSAGE', '--raw applies to - only');
+      const opts = { archive: flags.archive, followLink: flags.followLink, raw: flags.raw, force: flags.force, timeout: flags.timeout, onProgress: bar.update, maxBytes };
       let report: CopyReport;
       try {
         report = await withVm(flags, (vm, signal) => (from

@@ -324,8 +324,10 @@ export class TarReader {
       const linkname = pax.get('linkpath') ?? longLink ?? Buffer.from(cString(block.subarray(157, 257)));
       if (path.length > MAX_PATH_BYTES || linkname.length > MAX_PATH_BYTES) throw new TarError(`a path longer than ${MAX_PATH_BYTES} bytes`, path.subarray(0, 200));
       const kind = kindOf(typeflag);
+      let end = path.length;
+      while (kind === 'directory' && end > 1 && path[end - 1] === 0x2f) end--;
       const header: TarHeader = {
-        path: Buffer.from(path),
+        path: Buffer.from(path.subarray(0, end)),
         kind,
         mode: number(block.subarray(100, 108), 'mode', path) & 0o7777,
         uid: pax.has('uid') ? decimal(pax.get('uid')!, 'uid', path) : number(block.subarray(108, 116), 'uid', path),
