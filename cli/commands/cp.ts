@@ -9,7 +9,9 @@ import { cpJson } from '../render/copy';
 import { progressBar } from '../render/progress';
 
 interface CpFlags extends ConnectionFlags {
-  recursive?: boolean;
+  archive?: boolean;
+  followLink?: boolean;
+  raw?: boolean;
   force?: boolean;
   json?: boolean;
   progress: boolean;
@@ -36,20 +38,23 @@ function summary(r: CopyReport): string {
   return s;
 }
 
-/** `vmictl cp [-r] [--force] SRC DST`, one of them CONTAINER:PATH. */
+/** `vmictl cp [-aL] [--force] SRC DST`, one of them CONTAINER:PATH; - is a tar stream, as docker's. */
 export function registerCp(program: Command): void {
   connectionOptions(
     program
       .command('cp')
-      .description('copy files between a container and the host (CONTAINER:PATH; - is stdin or stdout for one file)')
-      .argument('<source>', 'CONTAINER:PATH, a local path, or - (stdin)')
-      .argument('<destination>', 'CONTAINER:PATH, a local path, or - (stdout)'),
+      .description('copy files and directories between a container and the host (CONTAINER:PATH; - is a tar stream on stdin or stdout)')
+      .argument('<source>', 'CONTAINER:PATH, a local path, or - (a tar stream on stdin)')
+      .argument('<destination>', 'CONTAINER:PATH, a local path, or - (a tar stream on stdout)'),
     { dump: false, injects: true },
   )
-    .option('-r, --recursive', 'copy directories')
+    .option('-a, --archive', 'keep uid/gid (into a container: as far as its process may chown; out of one: when vmictl runs as root)')
+    .option('-L, --follow-link', 'follow a symlink given as the source (only that one)')
+    .option('--raw', 'with -: the bytes of one file rather than a tar stream')
+    .option('-r, --recursive', 'no effect: directories are always copied whole (kept for old scripts)')
     .option('-f, --force', 'replace existing local files when copying out of a container (files in a container are always replaced)')
     .option('--no-progress', 'no progress bar (it is only drawn when stderr is a terminal)')
-    .option('--json', 'print the report as JSON')
+    .option('--json', 'print the report as JSON (on stderr when stdout is the copy)')
     .addOption(millisecondsOption('--timeout <ms>', 'how long to wait for a thread of the container', 20000))
     .option('--max-bytes <bytes>', 'out of a container: stop once this many bytes were copied (each file is bounded by its size anyway)')
     .action(async (source: string, destination: string, flags: CpFlags) => {
@@ -59,7 +64,8 @@ export function registerCp(program: Command): void {
       const bar = progressBar({ label: 'copying', unit: 'bytes', flags, hidden: to === null && destination === '-' });
       const maxBytes = flags.maxBytes === undefined ? undefined : Number(flags.maxBytes);
       if (maxBytes !== undefined && !(Number.isSafeInteger(maxBytes) && maxBytes >= 0)) throw new VmiError('EUSAGE', `--max-bytes must be a number of bytes, not ${JSON.stringify(flags.maxBytes)}`);
-      const opts = { recursive: flags.recursive, force: flags.force, timeout: flags.timeout, onProgress: bar.update, maxBytes };
+      if (flags.raw && source !== '-' && destination !== '-') throw new VmiError('EUSAGE', '--raw applies to - only');
+      const opts = { archive: flags.archive, followLink: flags.followLink, raw: flags.raw, force: flags.force, timeout: flags.timeout, onProgress: bar.update, maxBytes };
       let report: CopyReport;
       try {
         report = await withVm(flags, (vm, signal) => (from

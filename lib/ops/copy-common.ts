@@ -11,9 +11,9 @@ import { containerLabel, findContainer, snapshot } from './snapshot';
 
 /** Bytes per injected read or write (through the session's scratch mapping). */
 export const CHUNK = 1 << 20;
-/** Deepest directory nesting copied with -r. */
+/** Deepest directory nesting copied. */
 export const MAX_DEPTH = 128;
-/** Most entries copied with -r in all. */
+/** Most entries of a tree copied in all. */
 export const MAX_ENTRIES = 1_000_000;
 /** Most skipped and failed entries a report lists each; the others are counted in `dropped`. */
 export const MAX_REPORTED = 1000;
@@ -21,7 +21,12 @@ export const MAX_REPORTED = 1000;
 export const UNSIZED_FILE_MAX = 16 * 1024 * 1024;
 
 export interface CopyOptions {
-  recursive?: boolean;
+  /** Keep uid/gid (docker's -a): into a container as far as its process may chown, out of one when vmictl is root. */
+  archive?: boolean;
+  /** Follow a symlink named as the source (docker's -L); else it is copied as a symlink. */
+  followLink?: boolean;
+  /** With `-`: the bytes of one file rather than a tar stream. */
+  raw?: boolean;
   /** Out of a container: replace existing local files. */
   force?: boolean;
   /** Called after each chunk with the bytes copied so far (and the total when known). */

@@ -1,27 +1,41 @@
 /**
- * `cp LOCAL CONTAINER:PATH`: a file, stdin, or (with -r) a tree into a container, written by a
- * process of the container (its mount namespace, root and credentials) under an fd of its root.
- * Each file is written to a temporary name in the target directory, given its mode, synced and
- * only then renamed to its name (replacing an existing file, as docker cp does): a reader never
- * sees half a file, and on failure the temporary file is removed. Directories are merged into
- * existing ones; symlinks are recreated as symlinks; other local file types are reported.
+ * `cp LOCAL CONTAINER:PATH`: a file, a symlink, a tree or a tar stream on stdin into a container,
+ * written by a process of the container (its mount namespace, root and credentials) under an fd
+ * of its root. Each file is written to a temporary name in the target directory, given its mode,
+ * synced and only then renamed to its name (replacing an existing file, as docker cp does): a
+ * reader never sees half a file, and on failure the temporary file is removed (guest-write.ts).
+ * Directories are merged into existing ones; symlinks are recreated as symlinks; other local file
+ * types are reported. Files belong to the container process's user unless -a keeps the local owner.
  */
 import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import type { Vm } from '../vm';
 import { VmiError } from '../errors';
 import { CHUNK, emptyReport, inContainer, isPerEntry, MAX_DEPTH, MAX_ENTRIES, noteEntry, type CopyOptions, type CopyReport } from './copy-common';
-import { OperationError } from './errors';
-import { GuestFs, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_PATH, O_RDONLY, O_WRONLY } from './guest-fs';
+import { GuestFs, O_DIRECTORY, O_PATH } from './guest-fs';
+import { guestDirectory, writeGuestFile, type EntryMeta, type Source } from './guest-write';
+import { extractTar } from './cp-in-tar';
 import { lastComponent, printableName, unsafeComponent } from './names';
 
-const EEXIST = 17;
+export type { Source } from './guest-write';
+
 const ENOENT = 2;
 const ENOTDIR = 20;
 
-/** Reads a local source in chunks of up to CHUNK bytes. */
-export type Source = AsyncIterable<Buffer>;
+/** With -a, the local owner a guest entry keeps. */
+function metaOf(st: { uid: number | bigint; gid: number | bigint }, opts: CopyOptions): EntryMeta {
+  return opts.archive ? { owner: { uid: Number(st.uid), gid: Number(st.gid) } } : {};
+}
+
+/** A local symlink as a symlink in the guest, replacing what has its name. */
+async function guestSymlink(fs: GuestFs, dirfd: number, name: Buffer, local: string | Buffer, opts: CopyOptions): Promise<void> {
+  await fs.unlinkAt(dirfd, name);
+  await fs.symlinkAt(readlinkSync(local, { encoding: 'buffer' }), dirfd, name);
+  if (opts.archive) {
+    const st = lstatSync(local);
+    await fs.chown(dirfd, name, st.uid, st.gid);
+  }
+}
 
 /** A local file as chunks (read with the fd held, so the file cannot be swapped half-way). */
 async function* fileChunks(path: string | Buffer): AsyncGenerator<Buffer> {
@@ -56,62 +70,11 @@ export async function* rechunk(source: AsyncIterable<Buffer | string>): AsyncGen
   if (size > 0) yield Buffer.concat(parts);
 }
 
-/**
- * Writes `chunks` to `name` in the guest directory `dirfd`, all or nothing: temporary file,
- * fchmod, fsync, rename. Returns the bytes written.
- */
-async function writeGuestFile(fs: GuestFs, dirfd: number, name: Buffer, chunks: Source, mode: number, report: CopyReport, opts: CopyOptions, total?: number): Promise<void> {
-  const tmp = Buffer.from(`.vmictl-cp-${randomBytes(6).toString('hex')}.tmp`);
-  const fd = await fs.openAt(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
-  let written = 0;
-  try {
-    // the next chunk may be slow to come (a pipe): the VM runs meanwhile
-    const it = chunks[Symbol.asyncIterator]();
-    for (;;) {
-      const next = await fs.s.awaitHost(it.next());
-      if (next.done) break;
-      const chunk = next.value;
-      await fs.writeAll(fd, chunk);
-      written += chunk.length;
-      report.bytes += chunk.length;
-      opts.onProgress?.(report.bytes, total);
-    }
-    await fs.fchmod(fd, mode);
-    await fs.fsync(fd);
-    await fs.close(fd);
-    await fs.renameAt(dirfd, tmp, name);
-    report.files++;
-  } catch (err) {
-    if (fs.closed) {
-      throw new OperationError(`copying to ${printableName(name)} failed: ${(err as Error).message}`, {
-        done: [`${written} bytes written to the temporary file ${printableName(tmp)} in the target directory`],
-        notDone: ['the temporary file could not be removed (the injection ended): remove it by hand'],
-      }, { cause: err });
-    }
-    await fs.close(fd).catch(() => undefined);
-    const e = await fs.unlinkAt(dirfd, tmp).catch(() => -1);
-    if (e && e !== ENOENT) {
-      throw new OperationError(`copying to ${printableName(name)} failed: ${(err as Error).message}`, { notDone: [`removing the temporary file ${printableName(tmp)} (errno ${e})`] }, { cause: err });
-    }
-    throw err;
-  }
-}
-
 interface Walk {
   fs: GuestFs;
   report: CopyReport;
   opts: CopyOptions;
   entries: number;
-}
-
-/** Makes (or opens an existing) directory `name` in `dirfd`; returns an fd of it. */
-async function guestDirectory(fs: GuestFs, dirfd: number, name: Buffer, mode: number): Promise<number> {
-  const e = await fs.mkdirAt(dirfd, name, mode | 0o700);
-  if (e && e !== EEXIST) throw new VmiError('ESYSCALL', `mkdirat ${printableName(name)}: errno ${e}`);
-  // O_NOFOLLOW: an existing symlink in its place is refused, not followed
-  const fd = await fs.openAt(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-  if (!e) await fs.fchmod(fd, mode);
-  return fd;
 }
 
 async function walkLocal(w: Walk, local: string, dirfd: number, depth: number): Promise<void> {
@@ -128,15 +91,14 @@ async function walkLocal(w: Walk, local: string, dirfd: number, depth: number): 
     try {
       const st = lstatSync(path);
       if (st.isSymbolicLink()) {
-        await w.fs.unlinkAt(dirfd, name);
-        await w.fs.symlinkAt(readlinkSync(path, { encoding: 'buffer' }), dirfd, name);
+        await guestSymlink(w.fs, dirfd, name, path, w.opts);
         w.report.symlinks++;
       } else if (st.isDirectory()) {
         if (depth + 1 > MAX_DEPTH) {
           noteEntry(w.report, 'skipped', shown, `deeper than ${MAX_DEPTH} levels`);
           continue;
         }
-        const sub = await guestDirectory(w.fs, dirfd, name, st.mode & 0o7777);
+        const sub = await guestDirectory(w.fs, dirfd, name, st.mode & 0o7777, metaOf(st, w.opts));
         try {
           w.report.directories++;
           await walkLocal(w, path.toString(), sub, depth + 1);
@@ -144,7 +106,7 @@ async function walkLocal(w: Walk, local: string, dirfd: number, depth: number): 
           await w.fs.close(sub);
         }
       } else if (st.isFile()) {
-        await writeGuestFile(w.fs, dirfd, name, fileChunks(path), st.mode & 0o7777, w.report, w.opts);
+        await writeGuestFile(w.fs, dirfd, name, fileChunks(path), st.mode & 0o7777, w.report, w.opts, undefined, metaOf(st, w.opts));
       } else {
         noteEntry(w.report, 'skipped', shown, 'not a file, directory or symlink: not copied');
       }
@@ -156,21 +118,37 @@ async function walkLocal(w: Walk, local: string, dirfd: number, depth: number): 
 }
 
 /**
- * Copies `local` (a file, `-` with `stdin` for a stream, or with `recursive` a directory) to `path`
- * in the container: into `path` when it is a directory there, else as `path`.
+ * Copies `local` to `path` in the container: into `path` when it is a directory there, else as
+ * `path`. `local` is a file, a directory (copied whole), a symlink (copied as one unless
+ * `followLink`), or `-` with `stdin`: a tar stream extracted into the directory `path`, or with
+ * `raw` the bytes of one file.
  */
 export async function copyToContainer(vm: Vm, local: string, container: string, path: string, opts: CopyOptions = {}, stdin?: Source): Promise<CopyReport> {
   let st: ReturnType<typeof statSync> | undefined;
   if (local === '-') {
     if (!stdin) throw new VmiError('EUSAGE', 'copying from - needs a stream to read');
   } else {
-    st = statSync(local);
-    if (st.isDirectory() && !opts.recursive) throw new VmiError('EUSAGE', `${local} is a directory (use -r)`);
-    if (!st.isDirectory() && !st.isFile()) throw new VmiError('EUSAGE', `${local} is neither a file nor a directory`);
+    st = lstatSync(local);
+    if (st.isSymbolicLink() && opts.followLink) st = statSync(local);
+    if (!st.isDirectory() && !st.isFile() && !st.isSymbolicLink()) throw new VmiError('EUSAGE', `${local} is neither a file, a directory nor a symlink`);
   }
   const report = emptyReport();
   return inContainer(vm, container, opts, async (fs, s) => {
     report.via = s.target.tgid;
+    if (local === '-' && !opts.raw) {
+      // docker's `cp - C:DIR`: DIR must exist and be a directory
+      let dirfd: number;
+      try {
+        dirfd = await fs.resolve(path, O_PATH | O_DIRECTORY);
+      } catch (err) {
+        const errno = (err as { errno?: number }).errno;
+        if (errno === ENOENT || errno === ENOTDIR) throw new VmiError('EUSAGE', `${JSON.stringify(path)} must be an existing directory to extract a tar stream into`, { cause: err });
+        throw err;
+      }
+      report.resolvedInRoot = fs.inRootResolution;
+      await extractTar(fs, dirfd, stdin!, report, opts);
+      return report;
+    }
     // PATH an existing directory: the copy goes in it, under the source's name
     let dirfd: number | undefined;
     let name: string | null = null;
@@ -192,10 +170,13 @@ export async function copyToContainer(vm: Vm, local: string, container: string, 
     if (unsafe) throw new VmiError('EUSAGE', `cannot copy to ${JSON.stringify(name)}: ${unsafe}`);
     if (local === '-') {
       await writeGuestFile(fs, dirfd, nameBytes, rechunk(stdin!), 0o644, report, opts);
+    } else if (st!.isSymbolicLink()) {
+      await guestSymlink(fs, dirfd, nameBytes, local, opts);
+      report.symlinks++;
     } else if (st!.isFile()) {
-      await writeGuestFile(fs, dirfd, nameBytes, fileChunks(local), Number(st!.mode) & 0o7777, report, opts, Number(st!.size));
+      await writeGuestFile(fs, dirfd, nameBytes, fileChunks(local), Number(st!.mode) & 0o7777, report, opts, Number(st!.size), metaOf(st!, opts));
     } else {
-      const sub = await guestDirectory(fs, dirfd, nameBytes, Number(st!.mode) & 0o7777);
+      const sub = await guestDirectory(fs, dirfd, nameBytes, Number(st!.mode) & 0o7777, metaOf(st!, opts));
       report.directories++;
       await walkLocal({ fs, report, opts, entries: 0 }, local, sub, 0);
     }

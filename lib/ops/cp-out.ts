@@ -1,5 +1,5 @@
 /**
- * `cp CONTAINER:PATH LOCAL`: a file or (with -r) a tree out of a container, read by a process of
+ * `cp CONTAINER:PATH LOCAL`: a file, a symlink or a tree out of a container, read by a process of
  * the container (its mount namespace and root) under an fd of its root (guest-fs.ts), and written
  * on the host only below the destination the user named (names.ts, local-writer.ts): each guest
  * name must be one safe component, directories are entered by fd with O_NOFOLLOW, symlinks are
@@ -13,17 +13,19 @@ import type { Vm } from '../vm';
 import { LimitExceededError, VmiError } from '../errors';
 import { CHUNK, emptyReport, inContainer, isPerEntry, MAX_DEPTH, MAX_ENTRIES, noteEntry, UNSIZED_FILE_MAX, type CopyOptions, type CopyReport } from './copy-common';
 import { FileGrewError } from './errors';
-import { fileKind, GuestFs, type GuestStat, O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK, O_RDONLY, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './guest-fs';
-import { createLocalDirectory, createLocalFile, createLocalSymlink, finishLocalDirectory } from './local-writer';
+import { direntKind, fileKind, GuestFs, type GuestStat, O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK, O_PATH, O_RDONLY, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './guest-fs';
+import { createLocalDirectory, createLocalFile, createLocalSymlink, finishLocalDirectory, type Owner } from './local-writer';
+import { tarOut } from './cp-out-tar';
 import { joinInside, lastComponent, printableName, unsafeComponent } from './names';
 
-/** DT_* of getdents64. */
-const DT_DIR = 4;
-const DT_REG = 8;
-const DT_LNK = 10;
-const DT_UNKNOWN = 0;
+const ELOOP = 40;
 
-/** Where bytes out of a single file go when the destination is `-`. */
+/** The guest owner a host copy gets: with -a, and only when vmictl can give any (root). */
+function ownerFor(st: GuestStat, opts: CopyOptions): Owner | undefined {
+  return opts.archive && process.getuid?.() === 0 ? { uid: st.uid, gid: st.gid } : undefined;
+}
+
+/** Where the tar stream (or with `raw`, the bytes of a single file) goes when the destination is `-`. */
 export type Sink = (chunk: Buffer) => Promise<void>;
 
 /** Whether the user's destination is a directory (a symlink the user named is the user's own choice: followed). */
@@ -65,7 +67,7 @@ async function copyFileOut(fs: GuestFs, fd: number, st: GuestStat, shown: string
     f.abort();
     throw err;
   }
-  f.commit(st.mode);
+  f.commit(st.mode, ownerFor(st, opts));
   report.files++;
 }
 
@@ -90,15 +92,12 @@ async function walk(w: Walk, dirfd: number, local: Buffer, shown: string, depth:
     }
     const target = joinInside(local, [e.name]);
     try {
-      let type = e.type;
-      if (type === DT_UNKNOWN) {
-        const st = await fs.lstatAt(dirfd, e.name);
-        type = (st.mode & S_IFMT) === S_IFDIR ? DT_DIR : (st.mode & S_IFMT) === S_IFREG ? DT_REG : (st.mode & S_IFMT) === S_IFLNK ? DT_LNK : -1;
-      }
-      if (type === DT_LNK) {
-        createLocalSymlink(target, await fs.readlinkAt(dirfd, e.name), w.opts.force ?? false);
+      const type = await direntKind(fs, dirfd, e);
+      if (type === 'symlink') {
+        const owner = w.opts.archive ? ownerFor(await fs.lstatAt(dirfd, e.name), w.opts) : undefined;
+        createLocalSymlink(target, await fs.readlinkAt(dirfd, e.name), w.opts.force ?? false, owner);
         report.symlinks++;
-      } else if (type === DT_DIR) {
+      } else if (type === 'directory') {
         if (depth + 1 > MAX_DEPTH) {
           noteEntry(report, 'skipped', path, `deeper than ${MAX_DEPTH} levels`);
           continue;
@@ -110,11 +109,11 @@ async function walk(w: Walk, dirfd: number, local: Buffer, shown: string, depth:
           const made = createLocalDirectory(target, w.opts.force ?? false);
           report.directories++;
           await walk(w, sub, target, path, depth + 1);
-          if (made) finishLocalDirectory(target, st.mode);
+          if (made) finishLocalDirectory(target, st.mode, ownerFor(st, w.opts));
         } finally {
           await fs.close(sub);
         }
-      } else if (type === DT_REG) {
+      } else if (type === 'file') {
         const fd = await fs.openAt(dirfd, e.name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
         try {
           const st = await fs.fstat(fd);
@@ -136,8 +135,9 @@ async function walk(w: Walk, dirfd: number, local: Buffer, shown: string, depth:
 
 /**
  * Copies `path` of the container to `local` (a file or directory of the host; `-` with `sink` for
- * the content of a single file). A directory needs `recursive`; it lands in `local` when that does
- * not exist yet, else in `local/<its name>`.
+ * a tar stream, or with `raw` the content of a single file). A directory is copied whole; it lands
+ * in `local` when that does not exist yet, else in `local/<its name>`. A symlink named as `path`
+ * is copied as a symlink unless `followLink`.
  */
 export async function copyFromContainer(vm: Vm, container: string, path: string, local: string, opts: CopyOptions = {}, sink?: Sink): Promise<CopyReport> {
   if (local === '-' && !sink) throw new VmiError('EUSAGE', 'copying to - needs somewhere to write');
@@ -148,40 +148,64 @@ export async function copyFromContainer(vm: Vm, container: string, path: string,
   });
 }
 
+/** `local`, or `local/<path's last component>` when `local` is an existing directory. */
+function destination(path: string, local: string, shown: string): Buffer {
+  if (!isDirectory(local)) return Buffer.from(local);
+  const name = lastComponent(path);
+  if (!name) throw new VmiError('EUSAGE', `${shown} has no name to copy to in ${local}: name a destination that does not exist yet`);
+  return joinInside(local, [Buffer.from(name)]);
+}
+
+/**
+ * Opens the source: followed through a final symlink with `followLink`, else with O_NOFOLLOW
+ * (ELOOP: it is a symlink, given as its target's bytes).
+ */
+async function openSource(fs: GuestFs, path: string, opts: CopyOptions): Promise<{ fd: number } | { link: Buffer; st: GuestStat }> {
+  if (opts.followLink) return { fd: await fs.resolve(path, O_RDONLY | O_NONBLOCK) };
+  try {
+    return { fd: await fs.resolve(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW) };
+  } catch (err) {
+    if ((err as { errno?: number }).errno !== ELOOP) throw err;
+  }
+  const l = await fs.resolve(path, O_PATH | O_NOFOLLOW);
+  const st = await fs.fstat(l);
+  if ((st.mode & S_IFMT) !== S_IFLNK) throw new VmiError('EUSAGE', `${JSON.stringify(path)} cannot be opened (ELOOP) and is not a symlink`);
+  return { link: await fs.readlinkAt(l, Buffer.alloc(0)), st };
+}
+
 /** The copy itself, with the container's GuestFs (see copyFromContainer). */
 export async function copyOut(fs: GuestFs, path: string, local: string, report: CopyReport, opts: CopyOptions, sink?: Sink): Promise<CopyReport> {
-  const fd = await fs.resolve(path, O_RDONLY | O_NONBLOCK);
+  const src = await openSource(fs, path, opts);
   report.resolvedInRoot = fs.inRootResolution;
+  const shown = JSON.stringify(path);
+  if (local === '-' && !opts.raw) {
+    await tarOut(fs, src, lastComponent(path) ?? '.', report, opts, sink!);
+    return report;
+  }
+  if ('link' in src) {
+    if (local === '-') throw new VmiError('EUSAGE', `${shown} is a symlink: --raw copies a file (use -L to follow it)`);
+    createLocalSymlink(destination(path, local, shown), src.link, opts.force ?? false, ownerFor(src.st, opts));
+    report.symlinks++;
+    return report;
+  }
+  const { fd } = src;
   const st = await fs.fstat(fd);
   const kind = st.mode & S_IFMT;
-  const shown = JSON.stringify(path);
   if (kind === S_IFREG) {
     if (local === '-') {
       await pump(fs, fd, st.size, shown, sink!, report, opts);
       report.files++;
       return report;
     }
-    let dest: Buffer = Buffer.from(local);
-    if (isDirectory(local)) {
-      const name = lastComponent(path);
-      if (!name) throw new VmiError('EUSAGE', `${shown} has no file name to copy to`);
-      dest = joinInside(local, [Buffer.from(name)]);
-    }
-    await copyFileOut(fs, fd, st, shown, dest, report, opts);
+    await copyFileOut(fs, fd, st, shown, destination(path, local, shown), report, opts);
     return report;
   }
-  if (kind !== S_IFDIR) throw new VmiError('EUSAGE', `${shown} is a ${fileKind(st.mode)}: only files and directories are copied`);
-  if (!opts.recursive) throw new VmiError('EUSAGE', `${shown} is a directory (use -r)`);
-  if (local === '-') throw new VmiError('EUSAGE', 'a directory cannot be copied to -');
-  let dest: Buffer = Buffer.from(local);
-  if (isDirectory(local)) {
-    const name = lastComponent(path);
-    if (!name) throw new VmiError('EUSAGE', `copying the container's / needs a destination that does not exist yet`);
-    dest = joinInside(local, [Buffer.from(name)]);
-  }
+  if (kind !== S_IFDIR) throw new VmiError('EUSAGE', `${shown} is a ${fileKind(st.mode)}: only files, directories and symlinks are copied`);
+  if (local === '-') throw new VmiError('EUSAGE', `${shown} is a directory: --raw copies a file (without it, - is a tar stream)`);
+  const dest = destination(path, local, shown);
   const made = createLocalDirectory(dest, opts.force ?? false);
   report.directories++;
   await walk({ fs, report, opts, entries: 0 }, fd, dest, path.replace(/\/+$/, ''), 0);
-  if (made) finishLocalDirectory(dest, st.mode);
+  if (made) finishLocalDirectory(dest, st.mode, ownerFor(st, opts));
   return report;
 }

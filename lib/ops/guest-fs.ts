@@ -10,7 +10,7 @@
 import { AbortError, VmiError } from '../errors';
 import { errnoOf, SyscallError, type InjectionSession } from '../inject';
 import { DIRENT64_NAME_OFFSET } from '../inject/structs';
-import { NAME_MAX } from './names';
+import { NAME_MAX, printableName } from './names';
 
 export const O_RDONLY = 0;
 export const O_WRONLY = 0o1;
@@ -42,10 +42,12 @@ export interface GuestStat {
   uid: number;
   gid: number;
   size: bigint;
+  /** st_mtime, seconds. */
+  mtime: number;
 }
 
 export function parseStat(b: Buffer): GuestStat {
-  return { mode: b.readUInt32LE(24), uid: b.readUInt32LE(28), gid: b.readUInt32LE(32), size: b.readBigInt64LE(48) };
+  return { mode: b.readUInt32LE(24), uid: b.readUInt32LE(28), gid: b.readUInt32LE(32), size: b.readBigInt64LE(48), mtime: Number(b.readBigInt64LE(88)) };
 }
 
 export function fileKind(mode: number): string {
@@ -85,6 +87,19 @@ export function parseRawDirents(buf: Buffer): RawDirent[] {
     pos += reclen;
   }
   return out;
+}
+
+/** DT_* of getdents64. */
+const DT_DIR = 4;
+const DT_REG = 8;
+const DT_LNK = 10;
+const DT_UNKNOWN = 0;
+
+/** What a directory entry is: from its d_type, or by lstat where the filesystem does not say. */
+export async function direntKind(fs: GuestFs, dirfd: number, e: RawDirent): Promise<'file' | 'directory' | 'symlink' | 'other'> {
+  let mode = e.type === DT_DIR ? S_IFDIR : e.type === DT_REG ? S_IFREG : e.type === DT_LNK ? S_IFLNK : -1;
+  if (e.type === DT_UNKNOWN) mode = (await fs.lstatAt(dirfd, e.name)).mode & S_IFMT;
+  return mode === S_IFDIR ? 'directory' : mode === S_IFREG ? 'file' : mode === S_IFLNK ? 'symlink' : 'other';
 }
 
 function cBytes(path: string | Buffer): Buffer {
@@ -200,6 +215,7 @@ export class GuestFs {
     return parseStat(r.out[0]);
   }
 
+  /** readlinkat; an empty `name` reads the symlink `dirfd` itself (opened O_PATH | O_NOFOLLOW). */
   async readlinkAt(dirfd: number, name: Buffer): Promise<Buffer> {
     const r = await this.s.syscallWith('readlinkat', [BigInt(dirfd), { in: cBytes(name) }, { out: 4096 }, 4096n]);
     const n = Number(await this.#result('readlinkat', r.result));
@@ -240,6 +256,31 @@ export class GuestFs {
 
   async fchmod(fd: number, mode: number): Promise<void> {
     await this.#result('fchmod', await this.s.syscall('fchmod', BigInt(fd), BigInt(mode & 0o7777)));
+  }
+
+  /** fchownat(dirfd, name, AT_SYMLINK_NOFOLLOW), or fchown of `dirfd` itself when `name` is null. */
+  async chown(dirfd: number, name: Buffer | null, uid: number, gid: number): Promise<void> {
+    if (name === null) {
+      await this.#result('fchown', await this.s.syscall('fchown', BigInt(dirfd), BigInt(uid), BigInt(gid)));
+      return;
+    }
+    const r = await this.s.syscallWith('fchownat', [BigInt(dirfd), { in: cBytes(name) }, BigInt(uid), BigInt(gid), BigInt(AT_SYMLINK_NOFOLLOW)]);
+    await this.#result('fchownat', r.result, printableName(name));
+  }
+
+  /** Sets the access and modification times of the open `fd` (utimensat with a NULL path). */
+  async futimens(fd: number, seconds: number): Promise<void> {
+    const t = Buffer.alloc(32);
+    t.writeBigInt64LE(BigInt(seconds), 0);
+    t.writeBigInt64LE(BigInt(seconds), 16);
+    const r = await this.s.syscallWith('utimensat', [BigInt(fd), 0n, { in: t }, 0n]);
+    await this.#result('utimensat', r.result);
+  }
+
+  /** linkat(olddirfd, oldname, newdirfd, newname, 0): a hard link, never following a symlink. */
+  async linkAt(oldDirfd: number, oldName: Buffer, newDirfd: number, newName: Buffer): Promise<void> {
+    const r = await this.s.syscallWith('linkat', [BigInt(oldDirfd), { in: cBytes(oldName) }, BigInt(newDirfd), { in: cBytes(newName) }, 0n]);
+    await this.#result('linkat', r.result, printableName(newName));
   }
 
   async fsync(fd: number): Promise<void> {

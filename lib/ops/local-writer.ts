@@ -5,7 +5,7 @@
  * overwritten (it fails if the name exists, atomically), rename() with --force (which replaces a
  * symlink itself, never what it points to). On failure the temporary file is removed.
  */
-import { chmodSync, closeSync, fchmodSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, renameSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
+import { chmodSync, closeSync, fchmodSync, fchownSync, lchownSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, renameSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname } from 'node:path';
 import { writeFully } from '../util/host-file';
@@ -40,10 +40,16 @@ function display(p: Buffer): string {
   return p.toString('utf8');
 }
 
+/** A guest file's owner, given to its host copy (only asked for as root, with -a). */
+export interface Owner {
+  uid: number;
+  gid: number;
+}
+
 export interface LocalFile {
   write(data: Buffer): void;
-  /** Gives the file its final name with the guest's `mode`, through hostMode(). */
-  commit(mode: number): void;
+  /** Gives the file its final name with the guest's `mode`, through hostMode(), and `owner` if given. */
+  commit(mode: number, owner?: Owner): void;
   /** Removes the temporary file (after a failure). */
   abort(): void;
 }
@@ -64,8 +70,10 @@ export function createLocalFile(final: Buffer, force: boolean): LocalFile {
     write(data: Buffer) {
       writeFully(fd, data);
     },
-    commit(mode: number) {
+    commit(mode: number, owner?: Owner) {
       try {
+        // chown first: it clears set-id bits, which hostMode() never gives anyway
+        if (owner) fchownSync(fd, owner.uid, owner.gid);
         fchmodSync(fd, hostMode(mode));
         fsyncSync(fd);
         closeFd();
@@ -95,7 +103,7 @@ export function createLocalFile(final: Buffer, force: boolean): LocalFile {
 }
 
 /** A symlink `final` → `target` (bytes as they were); never follows anything. */
-export function createLocalSymlink(final: Buffer, target: Buffer, force: boolean): void {
+export function createLocalSymlink(final: Buffer, target: Buffer, force: boolean, owner?: Owner): void {
   if (!force) {
     try {
       symlinkSync(target, final);
@@ -103,11 +111,13 @@ export function createLocalSymlink(final: Buffer, target: Buffer, force: boolean
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new WouldOverwriteError(display(final));
       throw err;
     }
+    if (owner) lchownSync(final, owner.uid, owner.gid);
     return;
   }
   const tmp = tempBeside(final);
   symlinkSync(target, tmp);
   try {
+    if (owner) lchownSync(tmp, owner.uid, owner.gid);
     renameSync(tmp, final);
   } catch (err) {
     rmSync(tmp, { force: true });
@@ -115,8 +125,10 @@ export function createLocalSymlink(final: Buffer, target: Buffer, force: boolean
   }
 }
 
-/** Gives a directory made by createLocalDirectory() the guest's `mode`, through hostMode(). */
-export function finishLocalDirectory(path: Buffer, guestMode: number): void {
+/** Gives a directory made by createLocalDirectory() the guest's `mode`, through hostMode(), and `owner` if given. */
+export function finishLocalDirectory(path: Buffer, guestMode: number, owner?: Owner): void {
+  // lchown: the name was made a real directory by createLocalDirectory(), and is never followed
+  if (owner) lchownSync(path, owner.uid, owner.gid);
   chmodSync(path, hostMode(guestMode));
 }
 

@@ -147,12 +147,12 @@ if (!existsSync(VMLINUX)) {
     t.match(cat.stderr, guarded, 'the guard said what it restored for the operation');
     const ls = await vmictl('exec', 'tree', '--', '/bin/ls', '/tmp');
     t.match(ls.stdout, /secret\.txt/, 'exec ls lists the hidden file');
-    const one = await vmictl('cp', 'tree:/tmp/secret.txt', '-');
+    const one = await vmictl('cp', '--raw', 'tree:/tmp/secret.txt', '-');
     t.equal(one.stdout, 'top\n', `cp of the hidden file to stdout: ${one.stderr.trim()}`);
     const out = join(tmp, 'tree-tmp');
-    const tree = await vmictl('cp', '-r', 'tree:/tmp', out);
-    t.equal(tree.code, 0, `cp -r of the directory: ${tree.stderr.trim()}`);
-    t.ok(existsSync(join(out, 'secret.txt')) && existsSync(join(out, 'denied.txt')), 'cp -r copies the hidden file and the denied one');
+    const tree = await vmictl('cp', 'tree:/tmp', out);
+    t.equal(tree.code, 0, `cp of the directory: ${tree.stderr.trim()}`);
+    t.ok(existsSync(join(out, 'secret.txt')) && existsSync(join(out, 'denied.txt')), 'cp copies the hidden file and the denied one');
     const kill = await vmictl('kill', 'tree');
     t.equal(kill.code, 0, `vmictl kill tree: ${kill.stderr.trim()}`);
     const gone = await guestRun(env, "sleep 1; test -d /proc/" + victim + " && echo alive || echo gone; runc list | awk '$4 == \"/containers/tree\" { print $3 }'");

@@ -49,7 +49,7 @@ t.test('a file whose fstat size is 0 is read up to UNSIZED_FILE_MAX', async (t) 
 t.test('--max-bytes bounds the whole copy', async (t) => {
   const fake = new FakeGuestFsSession(tree({ d: { ...tree({ a: file('0123456789'), b: file('0123456789') }), dirents: [listing([['a', DT_REG], ['b', DT_REG]])] } }));
   const report = emptyReport();
-  await t.rejects(copyOut(new GuestFs(fake.session), '/d', join(dir, 'max'), report, { recursive: true, maxBytes: 15 }), LimitExceededError);
+  await t.rejects(copyOut(new GuestFs(fake.session), '/d', join(dir, 'max'), report, { maxBytes: 15 }), LimitExceededError);
   t.equal(report.bytes, 10, 'the first file only');
 });
 
@@ -57,7 +57,7 @@ t.test('a directory that returns . and .. forever ends with an error', async (t)
   const dots = Buffer.concat(Array.from({ length: 2000 }, (_, i) => direntRecord(Buffer.from(i % 2 ? '..' : '.'), DT_DIR)));
   const fake = new FakeGuestFsSession(tree({ loop: { mode: S_IFDIR | 0o755, dirents: [dots], repeat: true } }));
   fake.maxCalls = 1000;
-  await t.rejects(copyOut(new GuestFs(fake.session), '/loop', join(dir, 'loop'), emptyReport(), { recursive: true }), { code: 'ETOOBIG' });
+  await t.rejects(copyOut(new GuestFs(fake.session), '/loop', join(dir, 'loop'), emptyReport(), {}), { code: 'ETOOBIG' });
   t.ok(fake.calls.filter((c) => c === 'getdents64').length < 100, 'after a bounded number of calls');
 });
 
@@ -67,7 +67,7 @@ t.test('names of 64 KiB are cut to NAME_MAX + 1 bytes when read, and refused', a
   t.equal(parsed[0].name.length, NAME_MAX + 1, 'the name is not kept whole');
   const fake = new FakeGuestFsSession(tree({ d: { mode: S_IFDIR | 0o755, dirents: [listing([[long, DT_REG]])] } }));
   const report = emptyReport();
-  await copyOut(new GuestFs(fake.session), '/d', join(dir, 'long'), report, { recursive: true });
+  await copyOut(new GuestFs(fake.session), '/d', join(dir, 'long'), report, {});
   t.equal(report.skipped.length, 1, 'skipped');
   t.ok(report.skipped[0].path.length < 2 * (NAME_MAX + 10), 'and reported with a bounded name');
 });
@@ -76,7 +76,7 @@ t.test('skipped entries past MAX_REPORTED are counted, not listed', async (t) =>
   const names: [string, number][] = Array.from({ length: MAX_REPORTED + 500 }, (_, i) => [`x/${i}`, DT_REG]);
   const fake = new FakeGuestFsSession(tree({ d: { mode: S_IFDIR | 0o755, dirents: [listing(names.slice(0, 1000)), listing(names.slice(1000))] } }));
   const report = emptyReport();
-  await copyOut(new GuestFs(fake.session), '/d', join(dir, 'many'), report, { recursive: true });
+  await copyOut(new GuestFs(fake.session), '/d', join(dir, 'many'), report, {});
   t.equal(report.skipped.length, MAX_REPORTED, `${MAX_REPORTED} listed`);
   t.equal(report.dropped.skipped, 500, 'the rest counted');
 });
@@ -86,7 +86,7 @@ t.test('an abort stops the copy before its next call and every fd is still close
   const ac = new AbortController();
   const fs = new GuestFs(fake.session, { signal: ac.signal });
   const report = emptyReport();
-  const copy = copyOut(fs, '/d', join(dir, 'aborted'), report, { recursive: true, onProgress: () => ac.abort(new Error('Ctrl-C')) });
+  const copy = copyOut(fs, '/d', join(dir, 'aborted'), report, { onProgress: () => ac.abort(new Error('Ctrl-C')) });
   await t.rejects(copy, AbortError, 'the abort ends the copy');
   t.equal(report.files, 0, 'the file being copied when the abort came is not finished');
   t.same(readdirSync(join(dir, 'aborted')), [], 'and its partial copy is removed');

@@ -1,5 +1,6 @@
 /**
- * While vmictl waits on the host (a slow stdin for `cp -`, a slow consumer of `cp C:F -` or of
+ * While vmictl waits on the host (a slow tar stream on stdin for `cp - C:DIR`, a slow consumer of
+ * the tar stream of `cp C:F -`, or of
  * exec's output), the VM runs: the ticker container's counter moves on during the wait (the
  * copies go through the web container, exec through a root-namespace helper), checked from inside the guest. With the VM held stopped the
  * shell cannot answer and the reads below time out.
@@ -10,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Vm } from '../../lib/vm';
 import { copyFromContainer, copyToContainer, execInContainer } from '../../lib/ops';
+import { TarReader, tarEnd, tarHeader, tarPadding } from '../../lib/ops/tar';
 import { guestRun, testVm, type VmEnv } from '../helpers/vm';
 
 const journal = mkdtempSync(join(tmpdir(), 'vmictl-hostwait-journal-'));
@@ -53,27 +55,33 @@ t.test('the VM runs while vmictl waits on the host', async (t) => {
   const pid = await pidOf('ticker');
   const web = await pidOf('web');
 
-  await t.test('cp - with a slow stdin', async (t) => {
+  await t.test('cp - C:DIR with a slow tar stream on stdin', async (t) => {
     let seen: [number, number] = [0, 0];
     async function* slowStdin(): AsyncGenerator<Buffer> {
+      yield tarHeader({ path: Buffer.from('hostwait-in'), kind: 'file', mode: 0o644, uid: 0, gid: 0, size: 13, mtime: 0 });
       yield Buffer.from('first\n');
       seen = await watchTicker(env!, pid);
-      yield Buffer.from('second\n');
+      yield Buffer.concat([Buffer.from('second\n'), tarPadding(13), tarEnd()]);
     }
-    await copyToContainer(vm, '-', 'web', '/www/hostwait-in', opts, slowStdin());
+    await copyToContainer(vm, '-', 'web', '/www', opts, slowStdin());
     t.ok(seen[1] > seen[0], `the ticker counted while stdin was waited for (${seen[0]} → ${seen[1]})`);
     t.equal(await sh(env, `cat /proc/${web}/root/www/hostwait-in`), 'first\nsecond\n', 'the file has what came in');
   });
 
-  await t.test('cp C:F - with a slow consumer', async (t) => {
+  await t.test('cp C:F - with a slow consumer of the tar stream', async (t) => {
     let seen: [number, number] | undefined;
-    let got = '';
+    const got: Buffer[] = [];
     await copyFromContainer(vm, 'web', '/etc/hostname', '-', opts, async (b) => {
-      got += b.toString();
+      got.push(b);
       seen ??= await watchTicker(env!, pid);
     });
     t.ok(seen && seen[1] > seen[0], `the ticker counted while the consumer was slow (${seen?.[0]} → ${seen?.[1]})`);
-    t.equal(got, 'web\n');
+    const tar = new TarReader([Buffer.concat(got)]);
+    const e = await tar.next();
+    const data: Buffer[] = [];
+    for await (const b of tar.body()) data.push(b);
+    t.equal(e?.path.toString(), 'hostname', 'one entry, named as the file');
+    t.equal(Buffer.concat(data).toString(), 'web\n');
   });
 
   await t.test('exec with a slow consumer of its output', async (t) => {

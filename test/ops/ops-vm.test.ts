@@ -98,7 +98,7 @@ t.test('container operations against the test VM', async (t) => {
     const listed = (await snapshot(vm)).containers.find((c) => c.name === 'ticker');
     t.equal(listed?.state, 'paused', 'the container list shows it paused');
     await t.rejects(pauseContainer(vm, 'ticker', opts), { code: 'ESTATE' }, 'pausing twice is refused');
-    await t.rejects(copyFromContainer(vm, 'ticker', '/etc/hostname', '-', opts, async () => undefined), { code: 'ESTATE' }, 'cp into a paused container is refused (it would have to thaw it)');
+    await t.rejects(copyFromContainer(vm, 'ticker', '/etc/hostname', '-', { ...opts, raw: true }, async () => undefined), { code: 'ESTATE' }, 'cp into a paused container is refused (it would have to thaw it)');
     t.match(await sh(env, 'cat /sys/fs/cgroup/ticker/cgroup.freeze'), /^1/, 'still frozen');
     await unpauseContainer(vm, 'ticker', opts);
     t.match(await sh(env, 'cat /sys/fs/cgroup/ticker/cgroup.freeze'), /^0/);
@@ -145,15 +145,15 @@ t.test('container operations against the test VM', async (t) => {
     await sh(env, `rm /proc/${pid}/root/tmp/r10`);
   });
 
-  await t.test('cp from stdin, and cp -r of a local tree into the container', async (t) => {
+  await t.test('cp --raw from stdin, and cp of a local tree into the container', async (t) => {
     const piece = randomBytes(200_000);
-    await copyToContainer(vm, '-', 'ticker', '/tmp/from-stdin', opts, Readable.from([piece.subarray(0, 1000), piece.subarray(1000)]));
+    await copyToContainer(vm, '-', 'ticker', '/tmp/from-stdin', { ...opts, raw: true }, Readable.from([piece.subarray(0, 1000), piece.subarray(1000)]));
     t.match(await sh(env, `sha256sum /proc/${pid}/root/tmp/from-stdin`), new RegExp(`^${sha256(piece)} `), 'stdin arrives intact');
     const tree = mkdtempSync(join(local, 'in-'));
     mkdirSync(join(tree, 'a', 'b'), { recursive: true });
     writeFileSync(join(tree, 'a', 'b', 'f'), 'deep\n', { mode: 0o600 });
     symlinkSync('/etc/passwd', join(tree, 'a', 'pw'));
-    await copyToContainer(vm, tree, 'ticker', '/tmp/intree', { ...opts, recursive: true });
+    await copyToContainer(vm, tree, 'ticker', '/tmp/intree', opts);
     const R = `/proc/${pid}/root/tmp/intree`;
     const seen = await sh(env, `cat ${R}/a/b/f; stat -c %a ${R}/a/b/f; readlink ${R}/a/pw; ls -A ${R}/a/b`);
     t.equal(seen, 'deep\n600\n/etc/passwd\nf\n', 'tree, mode and symlink as they were, no temporary file');
@@ -166,7 +166,7 @@ t.test('container operations against the test VM', async (t) => {
     t.teardown(() => sh(env, `rm -f /ops-secret /ops-written /proc/${pid}/root/tmp/abs-link /proc/${pid}/root/tmp/rel-link /proc/${pid}/root/tmp/rootdir /proc/${pid}/root/tmp/updir /proc/${pid}/root/ops-written`));
     for (const path of ['../../ops-secret', '/../../../ops-secret', '/tmp/abs-link', '/tmp/rel-link', '/tmp/rootdir/ops-secret', '/tmp/updir/ops-secret', '/proc/self/root/../ops-secret']) {
       const chunks: Buffer[] = [];
-      const got = await copyFromContainer(vm, 'ticker', path, '-', opts, async (b) => { chunks.push(b); }).then(() => 'copied', (e: Error & { code?: string; errnoName?: string }) => e.errnoName ?? e.code);
+      const got = await copyFromContainer(vm, 'ticker', path, '-', { ...opts, raw: true, followLink: true }, async (b) => { chunks.push(b); }).then(() => 'copied', (e: Error & { code?: string; errnoName?: string }) => e.errnoName ?? e.code);
       t.notMatch(Buffer.concat(chunks).toString(), secret, `${path}: the guest root's file is not reached (${got})`);
     }
     const shadowish = join(local, 'x');
@@ -182,7 +182,7 @@ t.test('container operations against the test VM', async (t) => {
     t.teardown(() => sh(env, `rm -rf ${R}`));
     const top = mkdtempSync(join(local, 'tree-'));
     const dest = join(top, 'dest');
-    const r = await copyFromContainer(vm, 'ticker', '/tmp/hostile', dest, { ...opts, recursive: true });
+    const r = await copyFromContainer(vm, 'ticker', '/tmp/hostile', dest, opts);
     t.same(readdirSync(top), ['dest'], 'nothing next to the destination');
     const walk = (dir: string): string[] => readdirSync(dir).flatMap((n) => {
       const p = join(dir, n);
@@ -214,14 +214,14 @@ t.test('container operations against the test VM', async (t) => {
     for (let i = 0; done < rounds; i++) {
       const k = i % 5;
       if (k === 0) via.add((await copyToContainer(vm, small, 'ticker', `/tmp/small${i % 3}`, opts)).via!);
-      else if (k === 1) via.add((await copyFromContainer(vm, 'ticker', `/tmp/small${(i - 1) % 3}`, '-', opts, async () => undefined)).via!);
+      else if (k === 1) via.add((await copyFromContainer(vm, 'ticker', `/tmp/small${(i - 1) % 3}`, '-', { ...opts, raw: true }, async () => undefined)).via!);
       else if (k === 2) {
         via.add((await pauseContainer(vm, 'ticker', opts)).via);
         via.add((await unpauseContainer(vm, 'ticker', opts)).via);
         done++;
       } else if (k === 3) {
         // a failing copy (no such file) must clean up as well as a good one
-        await copyFromContainer(vm, 'ticker', '/no/such/file', '-', opts, async () => undefined).catch(() => { failures++; });
+        await copyFromContainer(vm, 'ticker', '/no/such/file', '-', { ...opts, raw: true }, async () => undefined).catch(() => { failures++; });
       } else via.add((await killContainer(vm, 'ticker', { ...opts, signalName: 'SIGCONT', all: true })).outcome.via!);
       done++;
     }
