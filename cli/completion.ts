@@ -5,27 +5,11 @@
  * options. The current path is found by walking the typed words and keeping those that extend a
  * known path, which skips option values and arguments without knowing which options take one.
  */
-import type { Command, Option } from 'commander';
+import type { Command } from 'commander';
+import { commandNodes, visibleCommands as visible, visibleOptions as optionsOf, type CommandNode as Node } from './command-tree';
 
 export const COMPLETION_SHELLS = ['bash', 'zsh', 'fish'] as const;
 export type CompletionShell = (typeof COMPLETION_SHELLS)[number];
-
-interface Node {
-  path: string;
-  command: Command;
-}
-
-function visible(cmd: Command): Command[] {
-  return cmd.commands.filter((c) => !(c as Command & { _hidden?: boolean })._hidden);
-}
-
-function nodes(cmd: Command, path = ''): Node[] {
-  return [{ path, command: cmd }, ...visible(cmd).flatMap((c) => nodes(c, path ? `${path} ${c.name()}` : c.name()))];
-}
-
-function optionsOf(cmd: Command): Option[] {
-  return cmd.options.filter((o) => !o.hidden);
-}
 
 /** Every flag spelling of a command: its options', and --help, which commander adds on its own. */
 function flagsOf(cmd: Command): string[] {
@@ -143,7 +127,7 @@ function fishScript(name: string, all: Node[]): string {
 
 /** The completion script for `shell`, covering `program` and every command below it. */
 export function completionScript(program: Command, shell: CompletionShell): string {
-  const all = nodes(program);
+  const all = commandNodes(program);
   const name = program.name();
   if (shell === 'bash') return bashScript(name, all);
   if (shell === 'zsh') return zshScript(name, all);

@@ -17,18 +17,23 @@ export const EXIT = {
   execNotFound: 127,
 } as const;
 
-/** The table `--help` ends with; docs/commands.md has the same. */
+/** Every status and what it means: `--help` ends with this table, the man page has it, docs/commands.md the same. */
+export const EXIT_STATUS_TABLE: ReadonlyArray<readonly [status: string, meaning: string]> = [
+  ['0', 'done (check: nothing found)'],
+  ['1', 'failed (check: something found)'],
+  ['2', 'wrong command line: unknown option, missing argument, bad value'],
+  ['3', 'check could not check'],
+  ['125', 'exec: vmictl failed, or its command line was wrong'],
+  ['126', 'exec: the command was found but cannot run (permission, not an executable)'],
+  ['127', 'exec: the command was not found'],
+  ['128+n', 'stopped by signal n (130: Ctrl-C, 143: SIGTERM, 129: SIGHUP)'],
+];
+export const EXIT_STATUS_NOTE = "exec otherwise exits with the command's own status.";
+
 export const EXIT_CODES_HELP = `
 Exit codes:
-  0        done (check: nothing found)
-  1        failed (check: something found)
-  2        wrong command line: unknown option, missing argument, bad value
-  3        check could not check
-  125      exec: vmictl failed, or its command line was wrong
-  126      exec: the command was found but cannot run (permission, not an executable)
-  127      exec: the command was not found
-  128+n    stopped by signal n (130: Ctrl-C, 143: SIGTERM, 129: SIGHUP)
-  exec otherwise exits with the command's own status.`;
+${EXIT_STATUS_TABLE.map(([status, meaning]) => `  ${status.padEnd(9)}${meaning}`).join('\n')}
+  ${EXIT_STATUS_NOTE}`;
 
 /** What a command exits with when its command line is wrong, or when it fails. */
 export interface CommandStatuses {

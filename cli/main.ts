@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { Command } from 'commander';
 import { commands } from './commands';
 import { EXIT_CODES_HELP } from './exit-codes';
+import { addGlobalOptions } from './global-options';
 import { reportError } from './render/errors';
 import { loadDisplayWidth } from './render/width';
 import { throwUsageErrors } from './usage';
@@ -22,8 +23,8 @@ export function buildProgram(): Command {
     .description('Manage the containers inside a QEMU VM from the hypervisor, with nothing installed in the guest')
     .version(packageVersion())
     // the program's options end at the verb, so that exec and syscall can leave theirs to the command
-    .enablePositionalOptions()
-    .addHelpText('after', EXIT_CODES_HELP);
+    .enablePositionalOptions();
+  addGlobalOptions(program).addHelpText('after', EXIT_CODES_HELP);
   for (const register of commands) register(program);
   throwUsageErrors(program);
   return program;

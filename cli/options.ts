@@ -18,6 +18,8 @@ export interface ConnectionFlags {
   repair?: boolean;
   /** --allow-hooked: without a vmlinux, go on through a hook the guard cannot undo. */
   allowHooked?: boolean;
+  /** --vm: the config file's VM the other options default to (cli/global-options.ts applies it). */
+  vm?: string;
 }
 
 /** A flag's value as a positive number, or a usage error naming the flag. */
@@ -49,12 +51,36 @@ function qmpOption(): Option {
   return new Option('--qmp <addr>', 'QMP socket (unix:/path or tcp:127.0.0.1:PORT)').env('VMICTL_QMP');
 }
 
+function gdbOption(): Option {
+  return new Option('--gdb <addr>', 'gdbstub socket; default: started through QMP').env('VMICTL_GDB');
+}
+
+function profileOption(): Option {
+  return new Option('--profile <file>', 'kernel profile (ISF JSON); default: the one matching the banner');
+}
+
+function vmlinuxOption(): Option {
+  return new Option('--vmlinux <file>', "the guest kernel's vmlinux: the code injected syscalls go through is checked against it first, and restored for the operation where tampered").env('VMICTL_VMLINUX');
+}
+
+function vmOption(): Option {
+  return new Option('--vm <name>', 'a VM named in the config file ($XDG_CONFIG_HOME/vmictl/config.json): its qmp, gdb, vmlinux and profile').env('VMICTL_VM');
+}
+
+/**
+ * The options that say which VM, and which kernel, a command works on: the ones the program also
+ * takes before the verb (cli/global-options.ts) and the config file can give. Keyed by the
+ * config file's field; `vm` is the name of the config file's entry.
+ */
+export const VM_OPTIONS = { vm: vmOption, qmp: qmpOption, gdb: gdbOption, profile: profileOption, vmlinux: vmlinuxOption } as const;
+
 /**
  * --qmp, for a command that works on a live VM only. Without it the command stops before doing
  * anything, with a message that offers no --dump, which it does not take.
  */
 export function liveVmOption(cmd: Command): Command {
   return cmd
+    .addOption(vmOption())
     .addOption(qmpOption())
     .hook('preAction', (self) => {
       if (!self.opts<ConnectionFlags>().qmp) throw new VmiError('EUSAGE', 'no VM given: pass --qmp ADDR (or set VMICTL_QMP)');
@@ -67,16 +93,16 @@ export function liveVmOption(cmd: Command): Command {
  */
 export function connectionOptions(cmd: Command, opts: { dump?: boolean; injects?: boolean; profile?: boolean } = {}): Command {
   if (opts.dump === false) liveVmOption(cmd);
-  else cmd.addOption(qmpOption());
-  cmd.addOption(new Option('--gdb <addr>', 'gdbstub socket; default: started through QMP').env('VMICTL_GDB'));
-  if (opts.profile !== false) cmd.addOption(new Option('--profile <file>', 'kernel profile (ISF JSON); default: the one matching the banner'));
+  else cmd.addOption(vmOption()).addOption(qmpOption());
+  cmd.addOption(gdbOption());
+  if (opts.profile !== false) cmd.addOption(profileOption());
   cmd
     .addOption(new Option('--memory <backend>', 'guest memory access').choices(['auto', 'gdbstub', 'procmem']).default('auto'))
     .addOption(new Option('--max-read <MiB>', 'most guest memory one command reads, in MiB (a hostile guest can make walks endless)').default('8192'))
     .addOption(new Option('--time-limit <seconds>', 'longest one command may take, in seconds').default('600'));
   if (opts.injects) {
     cmd
-      .addOption(new Option('--vmlinux <file>', "the guest kernel's vmlinux: the code injected syscalls go through is checked against it first, and restored for the operation where tampered").env('VMICTL_VMLINUX'))
+      .addOption(vmlinuxOption())
       .option('--repair', 'keep the repair of tampered kernel code after the operation (default: put the guest\'s bytes back)')
       .option('--allow-hooked', 'without --vmlinux: go on although a hook on the path of injected syscalls cannot be undone (default: refuse)');
   }

@@ -11,6 +11,7 @@ import { registerStop } from './stop';
 import { registerCp } from './cp';
 import { registerCheck } from './check';
 import { registerCompletion } from './completion';
+import { registerMan } from './man';
 
 /** Every command vmictl offers; each module registers one topic on the program. */
-export const commands: Array<(program: Command) => void> = [registerStatus, registerKernel, registerContainers, registerProfile, registerSyscall, registerExec, registerPause, registerKill, registerStop, registerCp, registerCheck, registerCompletion];
+export const commands: Array<(program: Command) => void> = [registerStatus, registerKernel, registerContainers, registerProfile, registerSyscall, registerExec, registerPause, registerKill, registerStop, registerCp, registerCheck, registerCompletion, registerMan];

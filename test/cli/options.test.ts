@@ -7,12 +7,13 @@ import { allCommands, captureMain } from '../helpers/run-cli';
 
 const vmictl = (...args: string[]) => captureMain(main, args);
 
-// a VM named by the environment would hide the missing --qmp
-for (const name of ['VMICTL_QMP', 'VMICTL_GDB']) {
+// a VM named by the environment or the user's config file would hide the missing --qmp
+for (const name of ['VMICTL_QMP', 'VMICTL_GDB', 'VMICTL_VM', 'XDG_CONFIG_HOME']) {
   const saved = process.env[name];
   delete process.env[name];
   t.teardown(() => { if (saved !== undefined) process.env[name] = saved; });
 }
+process.env.XDG_CONFIG_HOME = '/nonexistent/vmictl-test-config';
 
 t.test('no VM given: a live-VM command asks for --qmp only, before anything else', async (t) => {
   const live: string[][] = [['exec', 'c1', 'ls'], ['syscall', 'c1', 'getpid'], ['recover'], ['kill', 'c1'], ['stop', 'c1'], ['pause', 'c1'], ['unpause', 'c1'], ['cp', 'c1:/etc/hostname', '-'], ['status']];
@@ -38,8 +39,8 @@ async function listed(...command: string[]): Promise<string[]> {
   return [...r.stdout.matchAll(/^ {2}(?:-\w, )?(--[\w-]+)/gm)].map((m) => m[1]!);
 }
 
-t.test('status lists only what it uses: QMP', async (t) => {
-  t.same(await listed('status'), ['--qmp', '--json', '--help']);
+t.test('status lists only what it uses: QMP (or the config file\'s VM)', async (t) => {
+  t.same(await listed('status'), ['--vm', '--qmp', '--json', '--help']);
   const r = await vmictl('status', '--qmp', 'unix:/q', '--max-read', '10');
   t.equal(r.code, EXIT.usage);
   t.match(r.stderr, /^vmictl: unknown option '--max-read'\n/);

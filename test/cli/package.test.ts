@@ -58,9 +58,9 @@ function pack(): Promise<{ dir: string; report: PackReport }> {
   return packed;
 }
 
-t.test('the tarball holds the program, the library, the docs, and no sources or tests', { skip }, async (t) => {
+t.test('the tarball holds the program, the library, the man page, the docs, and no sources or tests', { skip }, async (t) => {
   const paths = (await pack()).report.files.map((f) => f.path);
-  for (const p of ['bin/vmictl', 'dist/cli/main.js', 'dist/lib/index.js', 'dist/lib/index.d.ts', 'README.md', 'LICENSE', 'CHANGELOG.md', 'package.json']) {
+  for (const p of ['bin/vmictl', 'dist/cli/main.js', 'dist/lib/index.js', 'dist/lib/index.d.ts', 'dist/man/vmictl.1', 'README.md', 'LICENSE', 'CHANGELOG.md', 'package.json']) {
     t.ok(paths.includes(p), p);
   }
   t.same(paths.filter((p) => /^(test|test-vms|dist\/test|dist\/test-vms|dist\/bench|bench|profiles)\//.test(p)), [], 'no tests, test VMs, benchmarks or profiles');
@@ -85,4 +85,8 @@ t.test('the packed tarball installs, and its vmictl runs', { skip }, async (t) =
   t.equal(v.stdout, `${version}\n`, 'the version of package.json');
   const help = await run(vmictl, ['--help']);
   t.match(help.stdout, /^Usage: vmictl /, '--help exits 0 with the usage');
+  // npm links the "man" field's pages into the prefix's man directory
+  const page = await readFile(join(prefix, 'share', 'man', 'man1', 'vmictl.1'), 'utf8');
+  t.equal(page, (await run(vmictl, ['man'])).stdout, 'the man page installed is the one the program prints');
+  t.match(page, new RegExp(`^\\.TH VMICTL 1 "" "vmictl ${version.replace(/\./g, '\\.')}"`), 'of this version');
 });
