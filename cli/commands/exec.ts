@@ -5,12 +5,14 @@ import { VmiError } from '../../lib/errors';
 import { execInContainer } from '../../lib/ops/exec';
 import { escapeForTerminal } from '../../lib/util/escape';
 import { EXIT, execExitStatus, setExitStatuses } from '../exit-codes';
+import { hostWindowSize, withRawMode } from '../terminal';
 
 interface ExecFlags extends ConnectionFlags {
   env: string[];
   workdir?: string;
   user?: string;
   interactive?: boolean;
+  tty?: boolean;
   privileged?: boolean;
   verbose?: boolean;
   timeout: number;
@@ -65,26 +67,36 @@ export function registerExec(program: Command): void {
     .option('-u, --user <uid[:gid]>', 'run as this user id (and group id): needs a process of the container that may take it')
     .option('--privileged', 'run from the VM\'s root instead: every capability, no seccomp, no LSM label (as docker exec --privileged, and more)')
     .option('-v, --verbose', 'say on stderr which process the command is started from')
-    .option('-i, --interactive', 'not supported yet: the command\'s stdin is /dev/null')
+    .option('-i, --interactive', 'relay vmictl\'s stdin to the command (its end closes the command\'s stdin); without it the command\'s stdin is /dev/null')
+    .option('-t, --tty', 'run the command on a pseudo-terminal of the container; with -i, vmictl\'s stdin must be a terminal, put in raw mode while the command runs')
     .addOption(millisecondsOption('--timeout <ms>', 'how long to wait for a root process of the VM to come back from a syscall', 20000))
     .action(async (container: string, words: string[], flags: ExecFlags) => {
       const command = commandWords(words);
-      if (flags.interactive) throw new VmiError('EUSAGE', '-i is not supported: the command\'s stdin is /dev/null');
+      // as docker: an interactive terminal needs one on this side
+      if (flags.tty && flags.interactive && !process.stdin.isTTY) throw new VmiError('EUSAGE', 'the input device is not a TTY');
       const user = flags.user === undefined ? undefined : parseUser(flags.user);
       if (flags.privileged) process.stderr.write('vmictl: --privileged: the command runs with the privileges of the VM\'s root (every capability, no seccomp filter, no LSM confinement), not those of the container\'s processes\n');
-      const r = await withVm(flags, (vm, stopSignal) => execInContainer(vm, {
-        container,
-        command,
-        env: flags.env,
-        cwd: flags.workdir,
-        user,
-        privileged: flags.privileged === true,
-        onSource: flags.verbose ? (src) => process.stderr.write(`vmictl: started from ${src.privileged ? 'the root-namespace helper' : src.init ? 'the container\'s init' : 'container process'} pid ${src.pid} (${escapeForTerminal(src.comm)})\n`) : undefined,
-        stdout: sink(process.stdout),
-        stderr: sink(process.stderr),
-        signal: stopSignal,
-        timeout: flags.timeout,
-      }));
+      const r = await withVm(flags, (vm, stopSignal) => {
+        const run = () => execInContainer(vm, {
+          container,
+          command,
+          env: flags.env,
+          cwd: flags.workdir,
+          user,
+          privileged: flags.privileged === true,
+          onSource: flags.verbose ? (src) => process.stderr.write(`vmictl: started from ${src.privileged ? 'the root-namespace helper' : src.init ? 'the container\'s init' : 'container process'} pid ${src.pid} (${escapeForTerminal(src.comm)})\n`) : undefined,
+          stdout: sink(process.stdout),
+          stderr: sink(process.stderr),
+          stdin: flags.interactive ? process.stdin : undefined,
+          tty: flags.tty ? { windowSize: () => hostWindowSize([process.stdout, process.stderr]) } : undefined,
+          signal: stopSignal,
+          timeout: flags.timeout,
+        });
+        return flags.tty && flags.interactive ? withRawMode(process.stdin, run) : run();
+      }).finally(() => {
+        // a read of stdin still waiting would keep vmictl from exiting once the command has
+        if (flags.interactive) process.stdin.destroy();
+      });
       process.exitCode = execExitStatus({ exitCode: r.exitCode });
     });
   // exec's status is its command's: vmictl's own, a wrong command line's included, stay out of that range

@@ -107,7 +107,7 @@ class ExecRun {
     // only the command holds the write ends now: EOF when it (and what it started) is done
     await this.#closeFd(outW);
     await this.#closeFd(errW);
-    const counts = await relay(s, outR, errR, pid, spec, 'the helper');
+    const counts = await relay(s, { out: outR, err: errR }, pid, spec, 'the helper');
     const status = await waitExit(s, pid, spec, () => this.unreaped.delete(pid));
     return { exitCode: exitStatus(status), status, pid, helperPid: s.target.pid, source: this.source, container: this.c.name ?? this.c.id, stdoutBytes: counts[0], stderrBytes: counts[1] };
   }
