@@ -19,7 +19,7 @@ export const INJECTED_SYSCALLS: readonly string[] = [
   'mmap', 'munmap', 'getpid', 'uname', 'fork', 'clone', 'setns', 'execve', 'exit', 'exit_group', 'wait4',
   'fchmod', 'fcntl', 'fsync', 'lseek', 'newfstatat', 'fstat', 'readlinkat', 'unlinkat', 'mkdirat', 'renameat',
   'symlinkat', 'chdir', 'fchdir', 'chroot', 'dup3', 'pipe2', 'poll', 'getrandom', 'rt_sigprocmask', 'rt_sigaction',
-  'setgroups', 'setresuid', 'setresgid',
+  'setgroups', 'setresuid', 'setresgid', 'setsid', 'ioctl', 'fchown', 'fchownat', 'utimensat', 'linkat',
 ];
 
 /** Code vmictl never wants followed into: thunks every function calls (covered by the .text check). */
