@@ -44,8 +44,6 @@ export class KeptAsleep {
   readonly #runner: BreakpointRunner;
   readonly #kept: Kept[];
   #unregister: (() => void) | undefined;
-  /** Threads sent to sleep, for the outcome's detail and the tests. */
-  sleeps = 0;
 
   private constructor(kernel: Kernel, runner: BreakpointRunner, kept: Kept[]) {
     this.#kernel = kernel;
@@ -60,6 +58,8 @@ export class KeptAsleep {
    */
   static async start(kernel: Kernel, runner: BreakpointRunner, journals: ReadonlyMap<string, JournalEntry>): Promise<{ kept: KeptAsleep } | { kept: null; reason: string }> {
     const kept: Kept[] = [];
+    // found on a vCPU now: sent to sleep once the breakpoints are in
+    const parkedNow: Array<{ k: Kept; at: Hit }> = [];
     for (const [journal, e] of journals) {
       const places = placesOf(e);
       // its children stand at R with the same stack pointer, in their own address spaces
@@ -70,7 +70,8 @@ export class KeptAsleep {
         if (!kernel.isKernelPointer(mm)) continue;
         const k: Kept = { journal, task, root: await mmRoot(kernel, mm), places };
         const parked = await findParkedAt(kernel, runner.gdb, task, places);
-        if (!parked) {
+        if (parked) parkedNow.push({ k, at: parked });
+        else {
           const regs = await userRegisters(kernel, task);
           if (!regs || !inInjectedCall(regs.u64('ip'), regs.u64('sp'), places)) continue;
         }
@@ -85,11 +86,8 @@ export class KeptAsleep {
       if (err instanceof GdbBreakpointError) return { kept: null, reason: `the breakpoints that keep ${kept.length} thread(s) asleep do not fit (${err.message})` };
       throw err;
     }
-    // those parked on a vCPU now go to sleep before anything runs
-    for (const k of kept) {
-      const parked = await findParkedAt(kernel, runner.gdb, k.task, k.places);
-      if (parked) await asleep.#sendToSleep(k, parked);
-    }
+    // before anything runs
+    for (const { k, at } of parkedNow) await asleep.#sendToSleep(k, at);
     asleep.#unregister = runner.intercept({ take: (h) => asleep.#take(h) });
     return { kept: asleep };
   }
@@ -110,7 +108,6 @@ export class KeptAsleep {
 
   async #sendToSleep(k: Kept, at: { thread: string }): Promise<void> {
     await this.#runner.gdb.writeRegisters(sleepRegisters(k.places), { thread: at.thread, timeout: 10_000 });
-    this.sleeps++;
   }
 
   /** `journal`'s turn has come: its threads are no longer kept (they are found asleep, inside a call). */
