@@ -50,9 +50,9 @@ export function registerCheck(program: Command): void {
           return `${o.kind.padEnd(15)} ${o.address}  ${escapeForTerminal(o.symbol)}\n${' '.repeat(16)}expected ${escapeForTerminal(o.expected)}\n${' '.repeat(16)}found    ${escapeForTerminal(o.found)}${o.detail ? `\n${' '.repeat(16)}${escapeForTerminal(o.detail)}` : ''}`;
         });
         if (report.mode === 'kallsyms') {
-          lines.push(`${report.findings.length} finding(s); checked from guest memory and kallsyms: ${c.syscallTableEntries} sys_call_table entries, ${c.functions} functions on the syscall paths (${c.textBytes} bytes of code decoded), ${c.idtGates} IDT gates, the pid IDR and the module tree, in ${report.ms} ms`);
+          lines.push(`${report.findings.length} finding(s); checked from guest memory and kallsyms: ${c.syscallTableEntries} sys_call_table entries, ${c.functions} functions on the syscall paths (${c.textBytes} bytes of code decoded, ${c.patchSites} ftrace sites against the kernel's records), ${c.idtGates} IDT gates, ${c.tracingAttachments} ftrace_ops and kprobes, the pid IDR and the module tree, in ${report.ms} ms`);
           lines.push(`not checked ${report.notChecked} (--vmlinux FILE does those)`);
-        } else lines.push(`${report.findings.length} finding(s); checked ${c.syscallTableEntries} sys_call_table entries, ${c.functions} watched functions, ${c.textBytes} bytes of code (${c.patchSites} patch sites), ${c.idtGates} IDT gates, the pid IDR and the module tree, in ${report.ms} ms`);
+        } else lines.push(`${report.findings.length} finding(s); checked ${c.syscallTableEntries} sys_call_table entries, ${c.functions} watched functions, ${c.textBytes} bytes of code (${c.patchSites} patch sites), ${c.idtGates} IDT gates, ${c.tracingAttachments} ftrace_ops and kprobes, the pid IDR and the module tree, in ${report.ms} ms`);
         if (report.recorded) lines.push(`baseline recorded in ${escapeForTerminal(report.recorded)}`);
         process.stdout.write(lines.join('\n') + '\n');
       });

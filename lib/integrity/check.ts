@@ -11,7 +11,8 @@ import { hiddenModules, hiddenProcesses } from './hidden';
 import { compareWithRecorded, recordBaseline } from './recorded';
 import type { Finding } from './finding';
 import { VmiError } from '../errors';
-import { checkIdtFromSymbols, checkTablesFromSymbols, hookToFinding, scanSyscallPaths, syscallTableEntries } from './kallsyms-checks';
+import { checkIdtFromSymbols, checkTablesFromSymbols, hookToFinding, offPathFinding, scanSyscallPaths, syscallTableEntries } from './kallsyms-checks';
+import { tracingAttachments } from './attachments';
 import { SymbolMap } from './symbol-map';
 import { stepper, type StepProgress } from '../util/steps';
 
@@ -37,7 +38,7 @@ export interface CheckOptions extends CallOptions {
 export interface CheckReport {
   findings: Finding[];
   /** What was compared, for the summary line. */
-  checked: { functions: number; syscallTableEntries: number; textBytes: number; patchSites: number; idtGates: number };
+  checked: { functions: number; syscallTableEntries: number; textBytes: number; patchSites: number; idtGates: number; tracingAttachments: number };
   /** Set when a recorded baseline was written by this run. */
   recorded?: string;
   /** 'vmlinux', or 'kallsyms' when no vmlinux was given (known-good from guest memory only). */
@@ -56,7 +57,7 @@ export async function checkKernel(vm: Vm, opts: CheckOptions = {}): Promise<Chec
   base.assertMatches(kernel.kaslr.banner);
   const regions = base.regionsFor(opts.syscalls ?? INJECTED_SYSCALLS);
   const wholeText = opts.wholeText ?? true;
-  const next = stepper(['sys_call_table', wholeText ? '.text' : 'watched functions', 'IDT', 'hidden processes', 'hidden modules', ...(opts.baseline ? ['recorded baseline'] : [])], opts.onProgress);
+  const next = stepper(['sys_call_table', wholeText ? '.text' : 'watched functions', 'IDT', 'ftrace_ops and kprobes', 'hidden processes', 'hidden modules', ...(opts.baseline ? ['recorded baseline'] : [])], opts.onProgress);
   const findings: Finding[] = [];
   next();
   findings.push(...(await checkSyscallTable(kernel, base, opts)));
@@ -65,6 +66,16 @@ export async function checkKernel(vm: Vm, opts: CheckOptions = {}): Promise<Chec
   else findings.push(...(await checkRegions(kernel, base, regions, opts)));
   next();
   findings.push(...(await checkIdt(kernel, base, opts)));
+  next();
+  const symbols = SymbolMap.of(kernel);
+  const tracing = await tracingAttachments(kernel, symbols, opts);
+  const slide = kernel.kaslr.virtualSlide;
+  const onPath = (ip: bigint) => regions.some((r) => ip >= r.address + slide && ip < r.address + slide + BigInt(r.size));
+  for (const a of tracing.attachments) {
+    const f = offPathFinding(symbols, a);
+    if (a.everyFunction || a.at.some(onPath)) findings.push({ ...f, expected: 'nothing attached on the path of injected syscalls' });
+    else if (a.owner !== 'core kernel') findings.push(f);
+  }
   next();
   findings.push(...(await hiddenProcesses(kernel, opts)));
   next();
@@ -85,6 +96,7 @@ export async function checkKernel(vm: Vm, opts: CheckOptions = {}): Promise<Chec
       textBytes: wholeText ? base.image.section('.text')!.size : regions.reduce((n, r) => n + r.size, 0),
       patchSites: base.index.size,
       idtGates: 256,
+      tracingAttachments: tracing.attachments.length,
     },
     recorded,
     mode: 'vmlinux',
@@ -106,6 +118,7 @@ async function checkWithoutVmlinux(vm: Vm, opts: CheckOptions, t0: number): Prom
   next();
   const scan = await scanSyscallPaths(kernel, opts.syscalls ?? INJECTED_SYSCALLS, { ...opts, otherAbis: true });
   findings.push(...scan.hooks.map((h) => hookToFinding(symbols, kernel.layout, h)));
+  findings.push(...scan.offPath.filter((a) => a.owner !== 'core kernel').map((a) => offPathFinding(symbols, a)));
   next();
   findings.push(...(await checkIdtFromSymbols(kernel, opts)));
   next();
@@ -118,8 +131,9 @@ async function checkWithoutVmlinux(vm: Vm, opts: CheckOptions, t0: number): Prom
       functions: scan.functions.length,
       syscallTableEntries: await syscallTableEntries(kernel, opts),
       textBytes: scan.bytes,
-      patchSites: 0,
+      patchSites: scan.recordedSites,
       idtGates: 256,
+      tracingAttachments: scan.tracing.attachments.length,
     },
     mode: 'kallsyms',
     notChecked: NOT_CHECKED_WITHOUT_VMLINUX,

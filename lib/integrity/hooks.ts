@@ -12,6 +12,7 @@
  */
 import { decodeAll, type Instruction } from './x86-decode';
 import type { SymbolMap } from './symbol-map';
+import { earlyExit } from './prologue';
 
 /** The 5-byte NOP ftrace writes over `call __fentry__` at boot (ftrace_nop_replace). */
 export const FTRACE_NOP = Buffer.from([0x0f, 0x1f, 0x44, 0x00, 0x00]);
@@ -40,6 +41,16 @@ export interface ScanContext {
   symbols: SymbolMap;
   /** Reads kernel virtual memory; null where unmapped. */
   read(address: bigint, length: number): Promise<Buffer | null>;
+  /** Whether an address lies in the trampoline of a registered ftrace_ops (ftrace builds those outside core text). */
+  isOpsTrampoline?(address: bigint): boolean;
+}
+
+/** What the kernel's ftrace record says of a function's site. */
+export interface FtraceSite {
+  /** Offset of the site in the function. */
+  offset: number;
+  /** FTRACE_FL_ENABLED: the site must call a trampoline; clear: it must be the NOP. */
+  enabled: boolean;
 }
 
 export interface FunctionScan {
@@ -63,10 +74,14 @@ function isIndirectThunk(code: Buffer | null): boolean {
   return code[i] === 0xcc;
 }
 
+/** Whether the 4 bytes at the start are ENDBR64, or the 4-byte NOP the kernel seals an unused one with. */
+function endbrAt(code: Buffer): boolean {
+  return code.length >= 4 && (code.subarray(0, 4).equals(ENDBR64) || (code[0] === 0x0f && code[1] === 0x1f && code[2] === 0x40));
+}
+
 /** Where the function's ftrace site is: after ENDBR64 (or the 4-byte NOP FineIBT puts there), else at 0. */
 function fentrySlot(code: Buffer): number {
-  if (code.length >= 9 && (code.subarray(0, 4).equals(ENDBR64) || (code[0] === 0x0f && code[1] === 0x1f && code[2] === 0x40))) return 4;
-  return 0;
+  return code.length >= 9 && endbrAt(code) ? 4 : 0;
 }
 
 /**
@@ -78,7 +93,7 @@ function fentrySlot(code: Buffer): number {
 function knownGood(code: Buffer, at: number, slot: number, ins: Instruction, traceable: boolean): Buffer | undefined {
   const tail = FTRACE_NOP.subarray(1);
   // 1f cannot start an instruction in 64-bit mode: bytes 5..8 equal to the NOP's tail are one
-  if (at === 0 && slot === 0 && ins.length === 5 && code.length >= 9 && code.subarray(5, 9).equals(tail)) return Buffer.concat([ENDBR64, FTRACE_NOP.subarray(0, 1)]);
+  if (at === 0 && slot <= 4 && ins.length === 5 && code.length >= 9 && code.subarray(5, 9).equals(tail)) return Buffer.concat([ENDBR64, FTRACE_NOP.subarray(0, 1)]);
   if (at === slot && code.length >= slot + 5 && code.subarray(slot + 1, slot + 5).equals(tail)) return FTRACE_NOP.subarray(0, 1);
   if (at === slot && ins.length === 5 && (ins.kind === 'call' || ins.kind === 'jmp') && traceable) return FTRACE_NOP;
   return undefined;
@@ -91,32 +106,67 @@ function hex(v: bigint): string {
 /**
  * Scans one function (`code`: its bytes at run-time address `address`). `traceable` says its
  * ftrace site is known to exist (SYSCALL_DEFINE wrappers are always traced), so that a 5-byte
- * CALL/JMP there can be put back as the ftrace NOP.
+ * CALL/JMP there can be put back as the ftrace NOP; `site` is the kernel's own record of that
+ * site, which says where it is and which state it must be in. A traceable function is a syscall
+ * handler, whose first instruction after the site must not return or leave at once (prologue.ts).
  */
-export async function scanFunction(code: Buffer, address: bigint, ctx: ScanContext, opts: { traceable?: boolean } = {}): Promise<FunctionScan> {
+export async function scanFunction(code: Buffer, address: bigint, ctx: ScanContext, opts: { traceable?: boolean; site?: FtraceSite } = {}): Promise<FunctionScan> {
   const { symbols } = ctx;
   const { instructions, stoppedAt } = decodeAll(code, address);
   const hooks: Hook[] = [];
   const callees = new Set<bigint>();
-  const slot = fentrySlot(code);
+  const traceable = opts.traceable === true || opts.site !== undefined;
+  const slot = opts.site?.offset ?? fentrySlot(code);
   const bytesOf = (ins: Instruction, extra = 0) => Buffer.from(code.subarray(ins.offset, ins.offset + ins.length + extra));
   const add = (ins: Instruction, how: string, target?: bigint, extra = 0) => {
-    const good = knownGood(code, ins.offset, slot, ins, opts.traceable === true);
+    const good = knownGood(code, ins.offset, slot, ins, traceable);
     hooks.push({ address: address + BigInt(ins.offset), bytes: bytesOf(ins, extra), target, how, good, fentry: ins.offset === slot || (ins.offset === 0 && good !== undefined) });
   };
   const outside = (t: bigint) => !symbols.inCoreText(t);
+  const isTrampoline = (t: bigint) => symbols.namesAt(t).some((n) => FTRACE_TRAMPOLINE.test(n)) || ctx.isOpsTrampoline?.(t) === true;
+  /** What the state of the ftrace site must be, in words. */
+  const siteState = opts.site === undefined ? 'the ftrace NOP or a call to an ftrace trampoline' : opts.site.enabled ? 'a call to an ftrace trampoline (its record: enabled)' : 'the ftrace NOP (its record: not enabled)';
+  let prologueAt = -1;
+  let prologue: Hook | undefined;
   for (let i = 0; i < instructions.length; i++) {
     const ins = instructions[i];
     const next = instructions[i + 1];
     const atEntry = ins.offset <= slot;
-    if (ins.offset === slot && ins.length === 5 && (ins.kind === 'call' || ins.kind === 'jmp') && ins.value !== undefined && symbols.inCoreText(ins.value)) {
-      // the ftrace site of a traced function: the NOP, or a call to the kernel's own trampolines
-      const trampoline = ins.kind === 'call' && symbols.namesAt(ins.value).some((n) => FTRACE_TRAMPOLINE.test(n));
-      if (trampoline) continue;
-      const inside = ins.value >= address && ins.value < address + BigInt(code.length);
-      if (opts.traceable && !inside) {
-        add(ins, `ftrace site ${ins.kind === 'call' ? 'calls' : 'jumps to'} ${symbols.describe(ins.value)}, not an ftrace trampoline`, ins.value);
+    if (traceable && ins.offset < slot) {
+      // before the site only ENDBR64 (or its sealed NOP) belongs; an instruction there that is
+      // something else, or that runs into the site, was written over them
+      if ((ins.offset === 0 && !endbrAt(code)) || ins.offset + ins.length > slot) {
+        const exit = earlyExit(code, instructions, i, symbols);
+        const target = ins.kind === 'jmp' || ins.kind === 'call' ? ins.value : undefined;
+        add(ins, target !== undefined && outside(target) ? `${ins.kind} to ${hex(target)} over the entry` : `the entry before the ftrace site holds ${bytesOf(ins).toString('hex')}${exit ? `: ${exit}` : ''}`, target);
+        break;
+      }
+      continue;
+    }
+    if (traceable && ins.offset === slot && ins.kind !== 'int3') {
+      const nop = code.length >= slot + 5 && code.subarray(slot, slot + 5).equals(FTRACE_NOP);
+      const call = ins.kind === 'call' && ins.length === 5 && ins.value !== undefined && isTrampoline(ins.value);
+      const ok = opts.site === undefined ? nop || call : opts.site.enabled ? call : nop;
+      if (ok) {
+        prologueAt = i + 1;
         continue;
+      }
+      const inside = ins.value !== undefined && ins.value >= address && ins.value < address + BigInt(code.length);
+      if ((ins.kind === 'call' || ins.kind === 'jmp') && ins.length === 5 && ins.value !== undefined && !inside) {
+        if (outside(ins.value)) add(ins, `${ins.kind} to ${hex(ins.value)}${call ? `, where the ftrace site must be ${siteState}` : ''}`, ins.value);
+        else add(ins, `ftrace site ${ins.kind === 'call' ? 'calls' : 'jumps to'} ${symbols.describe(ins.value)}, not an ftrace trampoline`, ins.value);
+        continue;
+      }
+      const exit = earlyExit(code, instructions, i, symbols);
+      add(ins, `the ftrace site holds ${bytesOf(ins).toString('hex')} where it must be ${siteState}${exit ? `: ${exit}` : ''}`, ins.kind === 'jmp' ? ins.value : undefined);
+      continue;
+    }
+    if (traceable && i === prologueAt) {
+      // reported after the other rules, which say more of a jump that leaves core text
+      const exit = earlyExit(code, instructions, i, symbols);
+      if (exit) {
+        const extra = next && (next.kind === 'ret' || next.kind === 'jmp') && !(ins.kind === 'jmp' || ins.kind === 'ret' || ins.kind === 'jmp-indirect') ? next.length : 0;
+        prologue = { address: address + BigInt(ins.offset), bytes: bytesOf(ins, extra), target: ins.kind === 'jmp' ? ins.value : undefined, how: `the handler ${exit}`, fentry: false };
       }
     }
     if (ins.kind === 'int3' && atEntry) {
@@ -156,5 +206,6 @@ export async function scanFunction(code: Buffer, address: bigint, ctx: ScanConte
       if (target !== undefined && outside(target) && !isIndirectThunk(await ctx.read(target, 4))) add(ins, `${ins.kind === 'jmp-indirect' ? 'jmp' : 'call'} *${hex(ins.memory)} (= ${hex(target)})`, target);
     }
   }
+  if (prologue && !hooks.some((x) => x.address === prologue.address)) hooks.push(prologue);
   return { hooks, callees: [...callees], decoded: stoppedAt ?? code.length };
 }

@@ -6,12 +6,16 @@
  *     vmictl has no name for must still start a `__x64_sys_*`/ni symbol in core kernel text. The
  *     ia32 (and x32) tables, when present, must point at their ABI's handlers.
  *   The functions injected syscalls go through (entry_SYSCALL_64, do_syscall_64, x64_sys_call, the
- *     handlers and the functions they call directly) must not leave core kernel text (hooks.ts).
+ *     handlers and the functions they call directly) must not leave core kernel text (hooks.ts);
+ *     each handler's ftrace site must be in the state the kernel's own ftrace record gives it, and
+ *     its first instruction after the site must not return or leave at once (prologue.ts).
+ *   No ftrace_ops or kprobe may be attached to those functions (attachments.ts).
  *   Every present IDT gate must enter core kernel text at an interrupt entry point.
- * What this cannot see: a change that stays inside core text (a handler's body rewritten in
- * place, a branch bent to other kernel code), functions outside the watched set, a table entry
- * swapped for another handler of an unnamed (newer) number, and anything done through data
- * (ftrace_ops, kprobes through ftrace, notifier chains). `check --vmlinux` sees those.
+ * What this cannot see: a change that stays inside core text past a handler's first instruction
+ * (a body rewritten in place, a branch bent to other kernel code), functions outside the watched
+ * set, a table entry swapped for another handler of an unnamed (newer) number, and data hooks
+ * other than ftrace_ops and kprobes (notifier chains, LSM hook lists). `check --vmlinux` sees the
+ * code changes.
  */
 import type { CallOptions } from '../util/deadline';
 import type { Kernel } from '../kernel/kernel';
@@ -19,8 +23,10 @@ import type { KernelLayout } from '../kernel/layout';
 import { SYSCALLS_X86_64, syscallName } from '../inject/syscalls';
 import { VmiError } from '../errors';
 import { SymbolMap } from './symbol-map';
-import { scanFunction, type Hook, type ScanContext } from './hooks';
-import type { Finding } from './finding';
+import { scanFunction, type FtraceSite, type Hook, type ScanContext } from './hooks';
+import type { Finding, FindingKind } from './finding';
+import { ftraceRecordsIn } from '../kernel/helpers/ftrace';
+import { attachedWhere, handlerWords, tracingAttachments, type Attachment, type AttachmentReport } from './attachments';
 
 const hex = (v: bigint) => `0x${v.toString(16)}`;
 /** syscall_64.tbl entry points that are not `sys_<name>` (64-bit and common ABIs). */
@@ -153,6 +159,8 @@ export interface WatchedFunction {
 
 export interface FunctionHook extends Hook {
   function: WatchedFunction;
+  /** A hook made through data (an ftrace_ops or kprobe on the function), not in its code. */
+  kind?: Extract<FindingKind, 'ftrace-ops' | 'kprobe'>;
 }
 
 export interface ScanReport {
@@ -160,6 +168,12 @@ export interface ScanReport {
   functions: WatchedFunction[];
   /** Bytes of code decoded. */
   bytes: number;
+  /** Handlers whose ftrace site the kernel's own records told (where it is, and its state). */
+  recordedSites: number;
+  /** Every registered ftrace_ops and kprobe; those on a watched function are in `hooks` too. */
+  tracing: AttachmentReport;
+  /** The attachments on none of the watched functions. */
+  offPath: Attachment[];
 }
 
 /**
@@ -185,12 +199,23 @@ export async function scanSyscallPaths(kernel: Kernel, syscalls: readonly string
   }
   const hooks: FunctionHook[] = [];
   let bytes = 0;
+  // the kernel's own ftrace records say where each handler's site is and which state it must be in
+  const handlers = [...watched.values()].filter((f) => f.role === 'handler');
+  const records = await ftraceRecordsIn(kernel, handlers.map((f) => ({ start: f.address, end: f.address + 16n })), opts);
+  const sites = new Map<bigint, FtraceSite>();
+  for (const f of handlers) {
+    const r = records?.records.filter((x) => x.ip >= f.address && x.ip < f.address + 16n) ?? [];
+    if (r.length === 1) sites.set(f.address, { offset: Number(r[0].ip - f.address), enabled: r[0].enabled });
+  }
+  const tracing = await tracingAttachments(kernel, symbols, opts);
+  const trampolines = tracing.trampolines;
+  ctx.isOpsTrampoline = (a) => trampolines.some((t) => a >= t.start && a < t.end);
   const scan = async (fns: WatchedFunction[]): Promise<bigint[]> => {
     const codes = await kernel.space.readMany(fns.map((f) => ({ address: f.address, length: symbols.extentFrom(f.address) })), opts);
     const callees: bigint[] = [];
     for (let i = 0; i < fns.length; i++) {
       const f = fns[i];
-      const r = await scanFunction(codes[i], f.address, ctx, { traceable: f.role === 'handler' });
+      const r = await scanFunction(codes[i], f.address, ctx, { traceable: f.role === 'handler', site: sites.get(f.address) });
       bytes += r.decoded;
       for (const h of r.hooks) hooks.push({ ...h, function: f });
       if (f.role === 'handler') callees.push(...r.callees);
@@ -207,7 +232,33 @@ export async function scanSyscallPaths(kernel: Kernel, syscalls: readonly string
     second.push(f);
   }
   await scan(second);
-  return { hooks, functions: [...watched.values()], bytes };
+  // a data hook on a watched function is a hook on the path, refused like code nobody can put back
+  const offPath: Attachment[] = [];
+  for (const a of tracing.attachments) {
+    const words = (at: string) => `${a.kind === 'kprobe' ? 'a kprobe' : 'an ftrace_ops'} at ${hex(a.object)} attached to ${at}, running ${handlerWords(symbols, a)}`;
+    if (a.everyFunction) {
+      hooks.push({ address: a.object, bytes: Buffer.alloc(0), how: words('every traceable function'), fentry: false, function: { name: 'every traceable function', address: a.object, role: 'callee' }, kind: a.kind });
+      continue;
+    }
+    const on = [...watched.values()].filter((f) => a.at.some((ip) => ip >= f.address && ip < f.address + BigInt(symbols.extentFrom(f.address))));
+    if (on.length === 0) { offPath.push(a); continue; }
+    for (const f of on) {
+      const ip = a.at.find((x) => x >= f.address && x < f.address + BigInt(symbols.extentFrom(f.address))) ?? f.address;
+      hooks.push({ address: ip, bytes: Buffer.alloc(0), how: words(symbols.describe(ip)), fentry: false, function: f, kind: a.kind });
+    }
+  }
+  return { hooks, functions: [...watched.values()], bytes, recordedSites: sites.size, tracing, offPath };
+}
+
+/** A finding for an attachment on none of the watched functions, when its code is not the core kernel's. */
+export function offPathFinding(symbols: SymbolMap, a: Attachment): Finding {
+  return {
+    kind: a.kind,
+    address: a.object,
+    symbol: `${a.kind === 'kprobe' ? 'kprobe' : 'ftrace_ops'} on ${attachedWhere(symbols, a)}`,
+    expected: 'function tracing run by core kernel code only',
+    found: `handler ${handlerWords(symbols, a)}`,
+  };
 }
 
 /** What restorable bytes are, in words. */
@@ -218,6 +269,7 @@ function goodBytes(good: Buffer): string {
 }
 
 export function hookToFinding(symbols: SymbolMap, layout: KernelLayout, h: FunctionHook): Finding {
+  if (h.kind) return { kind: h.kind, address: h.address, symbol: h.function.name === 'every traceable function' ? h.function.name : symbols.describe(h.address), expected: 'nothing attached on the path of injected syscalls', found: h.how };
   return {
     kind: 'inline-hook',
     address: h.address,

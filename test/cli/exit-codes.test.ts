@@ -107,7 +107,7 @@ const { main: mocked } = t.mockRequire<{ main: Main }>('../../cli/main', {
 const withFakes = (verb: string, ...rest: string[]) => captureMain(mocked, [verb, '--qmp', 'unix:/nonexistent/qmp.sock', ...rest]);
 
 function report(findings: CheckReport['findings']): CheckReport {
-  return { findings, checked: { functions: 10, syscallTableEntries: 400, textBytes: 1000, patchSites: 5, idtGates: 256 }, mode: 'vmlinux', ms: 3 };
+  return { findings, checked: { functions: 10, syscallTableEntries: 400, textBytes: 1000, patchSites: 5, idtGates: 256, tracingAttachments: 0 }, mode: 'vmlinux', ms: 3 };
 }
 
 t.test('check: 0 clean, 1 findings, 3 when it could not check', async (t) => {

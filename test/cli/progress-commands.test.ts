@@ -28,7 +28,7 @@ const { main } = t.mockRequire<{ main: Main }>('../../cli/main', {
       await new Promise((r) => setImmediate(r));
       opts.onProgress?.(1, 2, 'IDT');
       if (checkFails) throw new errors.VmiError('EIO', 'the guest went away');
-      return { findings: [], checked: { functions: 1, syscallTableEntries: 2, textBytes: 3, patchSites: 4, idtGates: 256 }, mode: 'vmlinux', ms: 1 };
+      return { findings: [], checked: { functions: 1, syscallTableEntries: 2, textBytes: 3, patchSites: 4, idtGates: 256, tracingAttachments: 0 }, mode: 'vmlinux', ms: 1 };
     },
   }),
 });

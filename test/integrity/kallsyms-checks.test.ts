@@ -159,6 +159,56 @@ t.test('the hook detector', async (t) => {
   t.end();
 });
 
+t.test('the ftrace site as its record says, and a handler that returns or leaves at once', async (t) => {
+  const symbols = symbolMap();
+  const tramp = 0xffffffffc0800000n;
+  const ctx: ScanContext = { ...context(symbols), isOpsTrampoline: (a) => a >= tramp && a < tramp + 0x1000n };
+  const site = (offset: number, enabled: boolean) => ({ site: { offset, enabled } });
+  const scan = (hexCode: string, opts: Parameters<typeof scanFunction>[3] = { traceable: true }) => scanFunction(h(hexCode), FN, ctx, opts);
+  // the entries of Debian's 6.1 __x64_sys_kill and 7.x __x64_sys_getpid, as objdump shows them
+  const kill61 = `0f1f440000 4154 b905000000 be01000000 ${body(FN + 15n)}`;
+  t.same((await scan(kill61, site(0, false))).hooks, [], 'a clean 6.1 handler: the NOP its record says, then its prologue');
+  t.same((await scan(`f30f1efa 0f1f440000 31d2 be01000000 ${body(FN + 16n)}`, site(4, false))).hooks, [], 'a clean IBT handler: ENDBR64, the site at +4');
+
+  let r = await scan(`48c7c0ffffffff c3 ${body(FN + 8n)}`, site(0, false));
+  t.equal(r.hooks.length, 1, '"mov $-1, %rax; ret" over the entry (the acceptance check): one hook');
+  t.match(r.hooks[0], { address: FN, fentry: true, how: /the ftrace site holds 48c7c0ffffffff where it must be the ftrace NOP \(its record: not enabled\): returns -1 \(an errno\) at once/ });
+  t.equal(r.hooks[0].good, undefined, 'the bytes after the site are gone too: nothing to put back');
+  r = await scan(`48c7c0ffffffff c3 ${body(FN + 8n)}`);
+  t.match(r.hooks, [{ address: FN, how: /must be the ftrace NOP or a call to an ftrace trampoline: returns -1/ }], 'found from the bytes alone too, where the kernel keeps no record');
+  r = await scan(`48c7c0ffffffff c3 0f1f440000 ${body(FN + 13n)}`, site(4, false));
+  t.match(r.hooks, [{ address: FN, how: /the entry before the ftrace site holds 48c7c0ffffffff: returns -1/ }], 'over ENDBR64 and into the site of an IBT kernel');
+  r = await scan(`c3 90 90 90 0f1f440000 ${body(FN + 9n)}`, site(4, false));
+  t.match(r.hooks, [{ address: FN, how: /the entry before the ftrace site holds c3: returns at once/ }], 'a RET over ENDBR64');
+
+  r = await scan(`0f1f440000 c3 ${body(FN + 6n)}`, site(0, false));
+  t.match(r.hooks, [{ address: FN + 5n, fentry: false, how: 'the handler returns at once, before any of its work' }], 'a RET right after the site');
+  t.equal(r.hooks[0].good, undefined);
+  r = await scan(`0f1f440000 31c0 e9 ${rel32(FN + 7n, 5, TEXT + 0x400n)} ${body(FN + 12n)}`, site(0, false));
+  t.match(r.hooks, [{ address: FN + 5n, how: 'the handler returns 0 at once, before any of its work' }], 'xor %eax,%eax then the return thunk');
+  t.equal(r.hooks[0].bytes.length, 7, 'the hook\'s bytes are both instructions');
+  r = await scan(`0f1f440000 b8f3ffffff c3 ${body(FN + 11n)}`, site(0, false));
+  t.match(r.hooks, [{ how: /returns -13 \(an errno\) at once/ }], 'an errno (-EACCES) in %eax, then RET');
+  r = await scan(`0f1f440000 e9 ${rel32(FN + 5n, 5, TEXT + 0x300n)} ${body(FN + 10n)}`, site(0, false));
+  t.match(r.hooks, [{ address: FN + 5n, target: TEXT + 0x300n, how: 'the handler jumps away at once, to helper' }], 'a JMP within core text, right after the site');
+  r = await scan(`0f1f440000 e9 ${rel32(FN + 5n, 5, MODULE)} ${body(FN + 10n)}`, site(0, false));
+  t.match(r.hooks, [{ address: FN + 5n, how: /^jmp to 0xffffffffc0400000$/ }], 'a JMP out of core text is said as such, once');
+  t.equal(r.hooks.length, 1);
+
+  r = await scan(`e8 ${rel32(FN, 5, TEXT + 0x100n)} ${body(FN + 5n)}`, site(0, true));
+  t.same(r.hooks, [], 'an enabled site calling ftrace_caller');
+  r = await scan(`e8 ${rel32(FN, 5, tramp + 0x40n)} ${body(FN + 5n)}`, site(0, true));
+  t.same(r.hooks, [], 'an enabled site calling the trampoline of a registered ftrace_ops (outside core text)');
+  r = await scan(`e8 ${rel32(FN, 5, tramp + 0x40n)} ${body(FN + 5n)}`, site(0, false));
+  t.match(r.hooks, [{ address: FN, how: /^call to 0xffffffffc0800040, where the ftrace site must be the ftrace NOP \(its record: not enabled\)$/ }], 'the same call where the record says the NOP');
+  t.same(r.hooks[0].good, FTRACE_NOP, 'and the NOP is put back');
+  r = await scan(`0f1f440000 ${body(FN + 5n)}`, site(0, true));
+  t.match(r.hooks, [{ address: FN, how: /holds 0f1f440000 where it must be a call to an ftrace trampoline \(its record: enabled\)/ }], 'the NOP where the record says the site is enabled');
+  r = await scan(`e8 ${rel32(FN, 5, MODULE)} ${body(FN + 5n)}`, site(0, true));
+  t.match(r.hooks, [{ address: FN, how: /^call to 0xffffffffc0400000$/ }], 'an enabled site calling module code that is no trampoline');
+  t.end();
+});
+
 t.test('syscall tables', (t) => {
   const kill = TEXT + 0x2000n, getpid = TEXT + 0x2100n, uname = TEXT + 0x2200n, olduname = TEXT + 0x2280n, ni = TEXT + 0x2300n, x32ish = TEXT + 0x2400n;
   const symbols = symbolMap([
