@@ -113,7 +113,7 @@ const { main } = t.mockRequire<{ main: Main }>('../../cli/main', {
     unpauseContainers: (_vm: unknown, specs: string[]) => batch(specs, (c): ops.PauseResult => ({ id: c.id, container: ops.containerLabel(c), method: 'signals', pids: [c.initPid], via: 1 })),
     copyFromContainer: async (): Promise<ops.CopyReport> => ({ files: 1, directories: 1, symlinks: 0, bytes: 5, skipped: [{ path: `d/${EVIL}`, reason: 'a fifo' }], errors: [], dropped: { skipped: 0, errors: 0 }, resolvedInRoot: true, via: 200 }),
   },
-  '../../lib/integrity/check': { checkKernel: async () => ({ findings: [{ kind: 'inline-hook', address: 0xffffffff81000000n, symbol: `__x64_sys_kill${EVIL}`, expected: '0f1f44', found: 'e9aabb', detail: 'jumps to 0xffffffffc0000000' }], checked: { functions: 3, syscallTableEntries: 400, textBytes: 100, patchSites: 1, idtGates: 256 }, mode: 'vmlinux', ms: 4 }) },
+  '../../lib/integrity/check': { checkKernel: async () => ({ findings: [{ kind: 'inline-hook', address: 0xffffffff81000000n, symbol: `__x64_sys_kill${EVIL}`, expected: '0f1f44', found: 'e9aabb', detail: 'jumps to 0xffffffffc0000000' }], checked: { functions: 3, syscallTableEntries: 400, textBytes: 100, patchSites: 1, idtGates: 256, tracingAttachments: 0 }, mode: 'vmlinux', ms: 4 }) },
 });
 const mocked = (...args: string[]) => captureMain(main, [...args, '--qmp', 'unix:/nonexistent/qmp.sock']);
 

@@ -45,7 +45,8 @@ export const BANNER = 'Linux version 6.1.0-synthetic (vmictl@test) (gcc-12 (Debi
 /** Link-time addresses of the symbols in the image. */
 const TEXT = 0xffffffff81000000n;
 const LINK: Record<'_text' | 'linux_banner' | 'init_top_pgt' | 'phys_base' | 'init_task' | 'init_pid_ns'
-  | 'page_offset_base' | 'vmalloc_base' | 'vmemmap_base' | '__pgtable_l5_enabled', bigint> = {
+  | 'page_offset_base' | 'vmalloc_base' | 'vmemmap_base' | '__pgtable_l5_enabled'
+  | 'ftrace_pages_start' | 'ftrace_ops_list' | 'ftrace_list_end' | 'kprobe_table' | 'aggr_pre_handler' | 'pre_handler_kretprobe', bigint> = {
   _text: TEXT,
   linux_banner: TEXT + 0x400100n,
   init_top_pgt: TEXT + 0x600000n,
@@ -56,6 +57,12 @@ const LINK: Record<'_text' | 'linux_banner' | 'init_top_pgt' | 'phys_base' | 'in
   __pgtable_l5_enabled: TEXT + 0x700038n,
   init_task: TEXT + 0x740000n,
   init_pid_ns: TEXT + 0x750000n,
+  aggr_pre_handler: TEXT + 0x10000n,
+  pre_handler_kretprobe: TEXT + 0x10100n,
+  ftrace_pages_start: TEXT + 0x760000n,
+  ftrace_ops_list: TEXT + 0x760008n,
+  ftrace_list_end: TEXT + 0x760040n,
+  kprobe_table: TEXT + 0x761000n,
 };
 const IMAGE_SIZE = 0x800000n;
 
@@ -182,6 +189,29 @@ function profileDocument(layoutVariables: boolean): Record<string, unknown> {
     }, 'union'),
     unnamed_synthetic_qstr_s: userType(8, { hash: [0, base('unsigned int')], len: [4, base('unsigned int')] }),
     vfsmount: userType(32, { mnt_root: [0, ptr(struct('dentry'))] }),
+    // function tracing and kprobes, offsets as in Debian's 6.1 kernel
+    ftrace_page: userType(24, { next: [0, ptr(struct('ftrace_page'))], records: [8, ptr(struct('dyn_ftrace'))], index: [16, base('int')], order: [20, base('int')] }),
+    dyn_ftrace: userType(16, { ip: [0, base('long unsigned int')], flags: [8, base('long unsigned int')] }),
+    ftrace_ops: userType(184, {
+      func: [0, ptr(base('void'))],
+      next: [8, ptr(struct('ftrace_ops'))],
+      flags: [16, base('long unsigned int')],
+      func_hash: [88, ptr(struct('ftrace_ops_hash'))],
+      trampoline: [144, base('long unsigned int')],
+      trampoline_size: [152, base('long unsigned int')],
+    }),
+    ftrace_ops_hash: userType(48, { notrace_hash: [0, ptr(struct('ftrace_hash'))], filter_hash: [8, ptr(struct('ftrace_hash'))] }),
+    ftrace_hash: userType(48, { size_bits: [0, base('long unsigned int')], buckets: [8, ptr(struct('hlist_head'))], count: [16, base('long unsigned int')], flags: [24, base('long unsigned int')] }),
+    ftrace_func_entry: userType(32, { hlist: [0, struct('hlist_node')], ip: [16, base('long unsigned int')], direct: [24, base('long unsigned int')] }),
+    kprobe: userType(128, {
+      hlist: [0, struct('hlist_node')],
+      list: [16, listHead],
+      addr: [40, ptr(base('void'))],
+      pre_handler: [64, ptr(base('void'))],
+      post_handler: [72, ptr(base('void'))],
+      flags: [120, base('unsigned int')],
+    }),
+    kretprobe: userType(168, { kp: [0, struct('kprobe')], handler: [128, ptr(base('void'))], entry_handler: [136, ptr(base('void'))] }),
     mount: userType(320, {
       mnt_parent: [16, ptr(struct('mount'))],
       mnt_mountpoint: [24, ptr(struct('dentry'))],
@@ -199,6 +229,8 @@ function profileDocument(layoutVariables: boolean): Record<string, unknown> {
     user_types: userTypes,
     enums: {
       cgroup_flags: { size: 4, base: 'unsigned int', constants: { CGRP_NOTIFY_ON_RELEASE: 0, CGRP_CPUSET_CLONE_CHILDREN: 1, CGRP_FREEZE: 2, CGRP_FROZEN: 3 } },
+      unnamed_ftrace_fl: { size: 4, base: 'unsigned int', constants: { FTRACE_FL_ENABLED: 2147483648, FTRACE_FL_REGS: 1073741824 } },
+      unnamed_ftrace_ops_fl: { size: 4, base: 'unsigned int', constants: { FTRACE_OPS_FL_ENABLED: 1, FTRACE_OPS_FL_DYNAMIC: 2 } },
     },
     symbols: {
       _text: symbol(LINK._text, base('void')),
@@ -215,6 +247,12 @@ function profileDocument(layoutVariables: boolean): Record<string, unknown> {
       init_top_pgt: symbol(LINK.init_top_pgt, array(512, struct('pgd_t'))),
       init_task: symbol(LINK.init_task, struct('task_struct')),
       init_pid_ns: symbol(LINK.init_pid_ns, struct('pid_namespace')),
+      ftrace_pages_start: symbol(LINK.ftrace_pages_start, ptr(struct('ftrace_page'))),
+      ftrace_ops_list: symbol(LINK.ftrace_ops_list, ptr(struct('ftrace_ops'))),
+      ftrace_list_end: symbol(LINK.ftrace_list_end, struct('ftrace_ops')),
+      kprobe_table: symbol(LINK.kprobe_table, array(64, struct('hlist_head'))),
+      aggr_pre_handler: symbol(LINK.aggr_pre_handler, base('void')),
+      pre_handler_kretprobe: symbol(LINK.pre_handler_kretprobe, base('void')),
     },
   };
 }
