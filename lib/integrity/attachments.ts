@@ -79,7 +79,8 @@ export async function tracingAttachments(kernel: Kernel, symbols: SymbolMap, opt
   }
   const table = symbols.address('kprobe_table');
   const typed = kernel.profile.symbolType('kprobe_table');
-  const buckets = typed?.kind === 'array' && typeof typed.count === 'number' ? typed.count : table === undefined ? 0 : Math.floor(symbols.extentFrom(table) / 8);
+  const next = table === undefined ? undefined : symbols.nextAfter(table);
+  const buckets = typed?.kind === 'array' && typeof typed.count === 'number' ? typed.count : table === undefined || next === undefined ? 0 : Number((next - table) / 8n);
   const probes = await forEachKprobe(kernel, buckets, opts);
   if (probes) {
     complete &&= probes.complete;

@@ -71,6 +71,76 @@ t.test('a clean guest: no finding, without vmlinux or profile file', async (t: T
   t.notMatch(pid.stderr, /tampering/, 'the guard found nothing to restore');
 });
 
+t.test('hooks a rootkit writes cheaply, and a kprobe and a tracer on a watched handler', async (t: Test) => {
+  const env = process.env.VMICTL_QMP ? await testVm(t) : await bootVm(t, { env: { READY_TIMEOUT: '600' } });
+  if (!env) return;
+  const cache = mkdtempSync(join(tmp, 'cache-'));
+  const tracing = '/sys/kernel/tracing';
+  t.teardown(() => guestRun(env, `echo nop > ${tracing}/current_tracer; echo > ${tracing}/set_ftrace_filter; echo 0 > ${tracing}/events/kprobes/enable; echo > ${tracing}/kprobe_events`).then(() => undefined, () => undefined));
+  let kill = 0n, slot = 0, getpid = 0n;
+  await withVm(env, cache, async (vm) => {
+    await vm.pause();
+    const kernel = await vm.kernel();
+    const symbols = SymbolMap.of(kernel);
+    kill = symbols.address('__x64_sys_kill')!;
+    getpid = symbols.address('__x64_sys_getpid')!;
+    const head = await kernel.space.read(kill, 4);
+    slot = head.equals(Buffer.from('f30f1efa', 'hex')) ? 4 : 0;
+  });
+  const guarded = (what: string, at: RegExp) => async () => {
+    const r = await runCli('syscall', '--qmp', env.qmp, '--gdb', env.gdb, '--profile', builtProfile(cache), 'ticker', 'getpid');
+    t.not(r.code, 0, `${what}: an injected getpid is refused`);
+    t.match(r.stderr, at, `${what}: the error names the hook: ${r.stderr.trim()}`);
+  };
+  const findingOf = async (want: (f: Finding) => boolean): Promise<Finding[]> => withVm(env, cache, async (vm) => {
+    const r = await checkKernel(vm, {});
+    return r.findings.filter(want);
+  });
+  // written from outside, as the acceptance check did: each is found, refused by the guard, and put back
+  const rel = (from: bigint, to: bigint) => { const b = Buffer.alloc(4); b.writeInt32LE(Number(to - from)); return b.toString('hex'); };
+  const cases: Array<{ what: string; at: () => bigint; bytes: () => string; how: RegExp }> = [
+    { what: '"mov $-1, %rax; ret" over the entry', at: () => kill, bytes: () => '48c7c0ffffffffc3', how: /returns -1 \(an errno\) at once/ },
+    { what: 'an errno (-EACCES) returned right after the ftrace site', at: () => kill + BigInt(slot + 5), bytes: () => 'b8f3ffffffc3', how: /returns -13 \(an errno\) at once/ },
+    { what: 'a jump within core text right after the site', at: () => kill + BigInt(slot + 5), bytes: () => `e9${rel(kill + BigInt(slot + 10), getpid)}`, how: /jumps away at once, to __x64_sys_getpid/ },
+  ];
+  for (const c of cases) {
+    let old: Buffer | undefined;
+    await withVm(env, cache, async (vm) => { old = await poke(vm, c.at(), Buffer.from(c.bytes(), 'hex')); });
+    try {
+      const found = await findingOf((f) => f.kind === 'inline-hook' && f.symbol.startsWith('__x64_sys_kill'));
+      t.ok(found.some((f) => c.how.test(f.detail ?? '')), `${c.what}: reported (${found.map((f) => `${f.symbol}: ${f.detail}`).join('; ')})`);
+      await guarded(c.what, /hooked on the path of injected syscalls .*__x64_sys_kill at 0x[0-9a-f]+/)();
+    } finally {
+      if (old) { const o = old; await withVm(env, cache, async (vm) => { await poke(vm, c.at(), o); }); }
+    }
+  }
+  t.same(summary(await findingOf(() => true)), '', 'put back: no finding');
+
+  // through the kernel's own data: a kprobe (kprobe_events) and the function tracer on __x64_sys_kill
+  const probe = await guestRun(env, `mountpoint -q ${tracing} || mount -t tracefs nodev ${tracing}; echo 'p:vmictl_probe __x64_sys_kill' >> ${tracing}/kprobe_events && echo 1 > ${tracing}/events/kprobes/vmictl_probe/enable && echo ok`);
+  if (!/ok/.test(probe.output)) {
+    skipWithReason(t, `this kernel has no kprobe events to test with: ${probe.output.trim()}`);
+    return;
+  }
+  const kprobes = await findingOf((f) => f.kind === 'kprobe');
+  t.ok(kprobes.some((f) => f.symbol.startsWith('__x64_sys_kill') && /a kprobe at 0x[0-9a-f]+ attached to __x64_sys_kill(\+0x0)?, running kprobe_dispatcher.*\(core kernel\)/.test(f.found)), `the kprobe is reported with its handler and owner: ${kprobes.map((f) => f.found).join('; ')}`);
+  t.notOk((await findingOf((f) => f.kind === 'inline-hook')).length, 'its ftrace site, enabled for it, is no inline hook (the record says so)');
+  await guarded('a kprobe on __x64_sys_kill', /a kprobe at 0x[0-9a-f]+ attached to __x64_sys_kill/)();
+  await guestRun(env, `echo 0 > ${tracing}/events/kprobes/vmictl_probe/enable; echo '-:vmictl_probe' >> ${tracing}/kprobe_events`);
+  t.same(summary(await findingOf(() => true)), '', 'the kprobe removed: no finding');
+
+  const tracer = await guestRun(env, `echo __x64_sys_kill > ${tracing}/set_ftrace_filter && echo function > ${tracing}/current_tracer && echo ok`);
+  if (!/ok/.test(tracer.output)) {
+    skipWithReason(t, `this kernel has no function tracer to test with: ${tracer.output.trim()}`);
+    return;
+  }
+  const ops = await findingOf((f) => f.kind === 'ftrace-ops');
+  t.ok(ops.some((f) => f.symbol.startsWith('__x64_sys_kill') && /an ftrace_ops at 0x[0-9a-f]+ attached to __x64_sys_kill(\+0x[04])?, running .*\(core kernel\)/.test(f.found)), `the function tracer's ftrace_ops is reported on its one function: ${ops.map((f) => f.found).join('; ')}`);
+  await guarded('the function tracer on __x64_sys_kill', /an ftrace_ops at 0x[0-9a-f]+ attached to __x64_sys_kill/)();
+  await guestRun(env, `echo nop > ${tracing}/current_tracer; echo > ${tracing}/set_ftrace_filter`);
+  t.same(summary(await findingOf(() => true)), '', 'the tracer off: no finding');
+});
+
 t.test('the test rootkit, without vmlinux or profile file', async (t: Test) => {
   // the image's build directory has the module when its initramfs does (build-image.sh copies it)
   const imageDir = process.env.IMAGE_DIR ?? join(TEST_VMS, 'build');

@@ -56,6 +56,8 @@ const MAX_PAGES = 100_000;
 /** Most records read in one walk (16 bytes each): 4 M records, far over any kernel's count. */
 const MAX_RECORDS = 4_000_000;
 const MAX_OPS = 10_000;
+/** Records read after a search's hit: more sites than this in one range are not a function's. */
+const WINDOW = 4;
 const MAX_HASH_ENTRIES = 1_000_000;
 const MAX_HASH_BITS = 24n;
 const MAX_KPROBES = 100_000;
@@ -100,26 +102,42 @@ export async function ftraceRecordsIn(kernel: Kernel, ranges: ReadonlyArray<{ st
     else if (index > 0) { pages.push({ records, count: index }); total += index; }
     pg = o.ptr('next');
   }
-  // each page's records are sorted by ip (ftrace_process_locs sorts them): its first and last
-  // records tell whether any range falls in it, so only those pages are read whole
-  const ends = await kernel.space.readMany(pages.flatMap((pg) => [{ address: pg.records + BigInt(ipAt), length: 8 }, { address: pg.records + BigInt((pg.count - 1) * recSize + ipAt), length: 8 }]), opts)
-    .catch((e: unknown) => { if (isFatalReadError(e)) throw e; return null; });
-  const wanted = pages.filter((pg, i) => {
-    if (!ends) return true;
-    const first = ends[2 * i].readBigUInt64LE(0), last = ends[2 * i + 1].readBigUInt64LE(0);
-    return ranges.some((r) => r.start <= last && r.end > first);
-  });
+  // each page's records are sorted by ip (ftrace_process_locs sorts them): a binary search per
+  // range, all ranges a round trip at a time, reads a few dozen records instead of whole pages
+  const readIps = async (at: bigint[]): Promise<Array<bigint | null>> => {
+    if (at.length === 0) return [];
+    const got = await kernel.space.readMany(at.map((a) => ({ address: a + BigInt(ipAt), length: 8 })), opts)
+      .catch((e: unknown) => { if (isFatalReadError(e)) throw e; return null; });
+    return at.map((_, i) => got?.[i]?.readBigUInt64LE(0) ?? null);
+  };
+  const searches = pages.flatMap((pg) => ranges.map((r) => ({ pg, r, lo: 0, hi: pg.count })));
+  for (let round = 0; round < 40 && searches.some((x) => x.lo < x.hi); round++) {
+    const active = searches.filter((x) => x.lo < x.hi);
+    const mids = active.map((x) => (x.lo + x.hi) >> 1);
+    const ips = await readIps(active.map((x, i) => x.pg.records + BigInt(mids[i] * recSize)));
+    active.forEach((x, i) => {
+      const ip = ips[i];
+      if (ip === null) { complete = false; x.lo = x.hi = x.pg.count; return; }
+      if (ip < x.r.start) x.lo = mids[i] + 1;
+      else x.hi = mids[i];
+    });
+  }
   const out: FtraceRecord[] = [];
-  for (const pg of wanted) {
-    const bytes = await readOrNull(kernel.space.read(pg.records, pg.count * recSize, opts));
-    if (!bytes) { complete = false; continue; }
-    for (let i = 0; i < pg.count; i++) {
-      const ip = bytes.readBigUInt64LE(i * recSize + ipAt);
-      if (!ranges.some((r) => ip >= r.start && ip < r.end)) continue;
-      const flags = bytes.readBigUInt64LE(i * recSize + flagsAt);
+  const seenIp = new Set<bigint>();
+  const hits = searches.filter((x) => x.lo < x.pg.count);
+  const windows = await kernel.space.readMany(hits.map((x) => ({ address: x.pg.records + BigInt(x.lo * recSize), length: Math.min(WINDOW, x.pg.count - x.lo) * recSize })), opts)
+    .catch((e: unknown) => { if (isFatalReadError(e)) throw e; complete = false; return [] as Buffer[]; });
+  windows.forEach((bytes, i) => {
+    const { r } = hits[i];
+    for (let o = 0; o + recSize <= bytes.length; o += recSize) {
+      const ip = bytes.readBigUInt64LE(o + ipAt);
+      if (ip < r.start || ip >= r.end) break;
+      if (seenIp.has(ip)) continue;
+      seenIp.add(ip);
+      const flags = bytes.readBigUInt64LE(o + flagsAt);
       out.push({ ip, flags, enabled: (flags & enabledBit) !== 0n });
     }
-  }
+  });
   return { records: out, pages: pages.length, complete };
 }
 
