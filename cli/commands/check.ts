@@ -16,6 +16,7 @@ interface CheckFlags extends ConnectionFlags {
   record?: boolean;
   syscalls?: string;
   text?: boolean;
+  containers?: boolean;
 }
 
 /** `vmictl check`: kernel integrity (hooks, inline patches, IDT, hidden processes and modules). */
@@ -27,6 +28,7 @@ export function registerCheck(program: Command): void {
     .option('--record', 'with --baseline: record it again now (a moment you trust)')
     .option('--syscalls <list>', 'comma-separated system calls whose code paths are watched (default: those vmictl injects)')
     .option('--no-text', 'compare only the watched functions, not all of .text')
+    .option('--containers', "only the containers' confinement: tasks in the host's namespaces or credentials, roots outside their mount namespace, helpers pointed into a container (plain check includes it)")
     .action(async (flags: CheckFlags) => {
       await withVm(flags, async (vm, signal) => {
         const bar = progressBar({ label: 'checking', unit: 'steps', flags });
@@ -38,6 +40,7 @@ export function registerCheck(program: Command): void {
           record: flags.record,
           wholeText: flags.text,
           syscalls: flags.syscalls?.split(',').map((s) => s.trim()).filter(Boolean),
+          containers: flags.containers ? 'only' : true,
         }).finally(bar.finish);
         if (report.findings.length > 0) process.exitCode = EXIT.checkFindings;
         if (flags.json) {
@@ -49,10 +52,15 @@ export function registerCheck(program: Command): void {
           const o = findingToJson(f);
           return `${o.kind.padEnd(15)} ${o.address}  ${escapeForTerminal(o.symbol)}\n${' '.repeat(16)}expected ${escapeForTerminal(o.expected)}\n${' '.repeat(16)}found    ${escapeForTerminal(o.found)}${o.detail ? `\n${' '.repeat(16)}${escapeForTerminal(o.detail)}` : ''}`;
         });
-        if (report.mode === 'kallsyms') {
-          lines.push(`${report.findings.length} finding(s); checked from guest memory and kallsyms: ${c.syscallTableEntries} sys_call_table entries, ${c.functions} functions on the syscall paths (${c.textBytes} bytes of code decoded, ${c.patchSites} ftrace sites against the kernel's records), ${c.idtGates} IDT gates, ${c.tracingAttachments} ftrace_ops and kprobes, the pid IDR and the module tree, in ${report.ms} ms`);
+        const ct = report.containers;
+        if (ct) for (const line of ct.configuration) lines.push(`configuration   ${escapeForTerminal(line)}`);
+        const containerWords = ct ? `, ${ct.checked} container(s) and their ${ct.tasks} tasks` : '';
+        if (report.mode === 'containers') {
+          lines.push(`${report.findings.length} finding(s); checked the confinement of ${ct?.checked ?? 0} container(s) and their ${ct?.tasks ?? 0} tasks, and the kernel's helper paths, in ${report.ms} ms`);
+        } else if (report.mode === 'kallsyms') {
+          lines.push(`${report.findings.length} finding(s); checked from guest memory and kallsyms: ${c.syscallTableEntries} sys_call_table entries, ${c.functions} functions on the syscall paths (${c.textBytes} bytes of code decoded, ${c.patchSites} ftrace sites against the kernel's records), ${c.idtGates} IDT gates, ${c.tracingAttachments} ftrace_ops and kprobes, the pid IDR and the module tree${containerWords}, in ${report.ms} ms`);
           lines.push(`not checked ${report.notChecked} (--vmlinux FILE does those)`);
-        } else lines.push(`${report.findings.length} finding(s); checked ${c.syscallTableEntries} sys_call_table entries, ${c.functions} watched functions, ${c.textBytes} bytes of code (${c.patchSites} patch sites), ${c.idtGates} IDT gates, ${c.tracingAttachments} ftrace_ops and kprobes, the pid IDR and the module tree, in ${report.ms} ms`);
+        } else lines.push(`${report.findings.length} finding(s); checked ${c.syscallTableEntries} sys_call_table entries, ${c.functions} watched functions, ${c.textBytes} bytes of code (${c.patchSites} patch sites), ${c.idtGates} IDT gates, ${c.tracingAttachments} ftrace_ops and kprobes, the pid IDR and the module tree${containerWords}, in ${report.ms} ms`);
         if (report.recorded) lines.push(`baseline recorded in ${escapeForTerminal(report.recorded)}`);
         process.stdout.write(lines.join('\n') + '\n');
       });

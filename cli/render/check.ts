@@ -17,6 +17,7 @@ export interface CheckJson {
   recorded?: string;
   mode: CheckReport['mode'];
   notChecked?: string;
+  containers?: { checked: number; tasks: number; configuration: string[] };
   ms: number;
 }
 
@@ -27,6 +28,7 @@ export function checkJson(r: CheckReport): CheckJson {
     ...(r.recorded !== undefined ? { recorded: r.recorded } : {}),
     mode: r.mode,
     ...(r.notChecked !== undefined ? { notChecked: r.notChecked } : {}),
+    ...(r.containers ? { containers: { checked: r.containers.checked, tasks: r.containers.tasks, configuration: [...r.containers.configuration] } } : {}),
     ms: r.ms,
   };
 }

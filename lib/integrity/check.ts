@@ -13,6 +13,9 @@ import type { Finding } from './finding';
 import { VmiError } from '../errors';
 import { checkIdtFromSymbols, checkTablesFromSymbols, hookToFinding, offPathFinding, scanSyscallPaths, syscallTableEntries } from './kallsyms-checks';
 import { tracingAttachments } from './attachments';
+import { checkContainerEscapes, type EscapeReport } from './escapes';
+import { listContainers } from '../containers/list';
+import type { Kernel } from '../kernel/kernel';
 import { SymbolMap } from './symbol-map';
 import { stepper, type StepProgress } from '../util/steps';
 
@@ -33,6 +36,8 @@ export interface CheckOptions extends CallOptions {
   record?: boolean;
   /** Told as each part of the check starts. */
   onProgress?: StepProgress;
+  /** 'only': the containers' confinement alone (`check --containers`); false: the kernel alone. Default: both. */
+  containers?: 'only' | boolean;
 }
 
 export interface CheckReport {
@@ -41,15 +46,32 @@ export interface CheckReport {
   checked: { functions: number; syscallTableEntries: number; textBytes: number; patchSites: number; idtGates: number; tracingAttachments: number };
   /** Set when a recorded baseline was written by this run. */
   recorded?: string;
-  /** 'vmlinux', or 'kallsyms' when no vmlinux was given (known-good from guest memory only). */
-  mode: 'vmlinux' | 'kallsyms';
+  /** 'vmlinux', or 'kallsyms' when no vmlinux was given (known-good from guest memory only); 'containers' for the containers alone. */
+  mode: 'vmlinux' | 'kallsyms' | 'containers';
+  /** The containers' confinement: how many containers and tasks were looked at, and what they were started with. */
+  containers?: { checked: number; tasks: number; configuration: string[] };
   /** What this mode could not check (kallsyms mode), for the summary line. */
   notChecked?: string;
   ms: number;
 }
 
+/** The containers' part of a check, findings added to `findings`. */
+async function containerPart(kernel: Kernel, findings: Finding[], opts: CheckOptions): Promise<CheckReport['containers']> {
+  const r: EscapeReport = await checkContainerEscapes(kernel, await listContainers(kernel, opts), opts);
+  findings.push(...r.findings);
+  return { checked: r.containers, tasks: r.tasks, configuration: r.configuration };
+}
+
 export async function checkKernel(vm: Vm, opts: CheckOptions = {}): Promise<CheckReport> {
   const t0 = Date.now();
+  if (opts.containers === 'only') {
+    await vm.pause();
+    const kernel = await vm.kernel();
+    const findings: Finding[] = [];
+    opts.onProgress?.(0, 1, 'containers');
+    const containers = await containerPart(kernel, findings, opts);
+    return { findings, checked: { functions: 0, syscallTableEntries: 0, textBytes: 0, patchSites: 0, idtGates: 0, tracingAttachments: 0 }, mode: 'containers', containers, ms: Date.now() - t0 };
+  }
   if (opts.withoutVmlinux || !(opts.vmlinux ?? process.env.VMICTL_VMLINUX ?? process.env.VMICTL_DBG_VMLINUX)) return checkWithoutVmlinux(vm, opts, t0);
   const base = KernelBaseline.load(vmlinuxPath(opts.vmlinux));
   await vm.pause();
@@ -57,7 +79,8 @@ export async function checkKernel(vm: Vm, opts: CheckOptions = {}): Promise<Chec
   base.assertMatches(kernel.kaslr.banner);
   const regions = base.regionsFor(opts.syscalls ?? INJECTED_SYSCALLS);
   const wholeText = opts.wholeText ?? true;
-  const next = stepper(['sys_call_table', wholeText ? '.text' : 'watched functions', 'IDT', 'ftrace_ops and kprobes', 'hidden processes', 'hidden modules', ...(opts.baseline ? ['recorded baseline'] : [])], opts.onProgress);
+  const withContainers = opts.containers !== false;
+  const next = stepper(['sys_call_table', wholeText ? '.text' : 'watched functions', 'IDT', 'ftrace_ops and kprobes', 'hidden processes', 'hidden modules', ...(withContainers ? ['containers'] : []), ...(opts.baseline ? ['recorded baseline'] : [])], opts.onProgress);
   const findings: Finding[] = [];
   next();
   findings.push(...(await checkSyscallTable(kernel, base, opts)));
@@ -80,6 +103,11 @@ export async function checkKernel(vm: Vm, opts: CheckOptions = {}): Promise<Chec
   findings.push(...(await hiddenProcesses(kernel, opts)));
   next();
   findings.push(...(await hiddenModules(kernel, opts)));
+  let containers: CheckReport['containers'];
+  if (withContainers) {
+    next();
+    containers = await containerPart(kernel, findings, opts);
+  }
   let recorded: string | undefined;
   if (opts.baseline) {
     next();
@@ -100,6 +128,7 @@ export async function checkKernel(vm: Vm, opts: CheckOptions = {}): Promise<Chec
     },
     recorded,
     mode: 'vmlinux',
+    ...(containers ? { containers } : {}),
     ms: Date.now() - t0,
   };
 }
@@ -110,7 +139,8 @@ async function checkWithoutVmlinux(vm: Vm, opts: CheckOptions, t0: number): Prom
   await vm.pause();
   const kernel = await vm.kernel();
   const symbols = SymbolMap.of(kernel);
-  const next = stepper(['syscall tables', 'syscall paths', 'IDT', 'hidden processes', 'hidden modules'], opts.onProgress);
+  const withContainers = opts.containers !== false;
+  const next = stepper(['syscall tables', 'syscall paths', 'IDT', 'hidden processes', 'hidden modules', ...(withContainers ? ['containers'] : [])], opts.onProgress);
   const findings: Finding[] = [];
   next();
   const tables = await checkTablesFromSymbols(kernel, opts);
@@ -125,6 +155,11 @@ async function checkWithoutVmlinux(vm: Vm, opts: CheckOptions, t0: number): Prom
   findings.push(...(await hiddenProcesses(kernel, opts)));
   next();
   findings.push(...(await hiddenModules(kernel, opts)));
+  let containers: CheckReport['containers'];
+  if (withContainers) {
+    next();
+    containers = await containerPart(kernel, findings, opts);
+  }
   return {
     findings,
     checked: {
@@ -136,6 +171,7 @@ async function checkWithoutVmlinux(vm: Vm, opts: CheckOptions, t0: number): Prom
       tracingAttachments: scan.tracing.attachments.length,
     },
     mode: 'kallsyms',
+    ...(containers ? { containers } : {}),
     notChecked: NOT_CHECKED_WITHOUT_VMLINUX,
     ms: Date.now() - t0,
   };

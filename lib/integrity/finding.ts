@@ -1,5 +1,5 @@
 /** One difference found between the guest kernel and what it should be. */
-export type FindingKind = 'syscall-table' | 'inline-hook' | 'text' | 'idt' | 'hidden-process' | 'hidden-module' | 'baseline' | 'ftrace-ops' | 'kprobe';
+export type FindingKind = 'syscall-table' | 'inline-hook' | 'text' | 'idt' | 'hidden-process' | 'hidden-module' | 'baseline' | 'ftrace-ops' | 'kprobe' | 'container-escape';
 
 export interface Finding {
   kind: FindingKind;
