@@ -90,7 +90,8 @@ TRIXIE_INJECT := test/inject/child-vm.test.ts
 # (its rootkit built by sid's gcc-16 and binutils, fetched for it). A vmlinux-mode check is not:
 # the 7.x -dbg vmlinux has no relocation sections to tell what KASLR changed.
 SID_TESTS := test/kernel/kaslr-vm.test.ts test/containers/containers-vm.test.ts \
-	test/vm/qmp-only-vm.test.ts test/ops/exec-vm.test.ts test/integrity/integrity-novmlinux-vm.test.ts
+	test/vm/qmp-only-vm.test.ts test/ops/exec-vm.test.ts test/integrity/integrity-novmlinux-vm.test.ts \
+	test/integrity/escapes-vm.test.ts
 SID_INJECT := test/inject/inject-vm.test.ts
 # and from-memory-vm once the DWARF profile of sid's -dbg package is built (into a temporary
 # directory, never profiles/, so that the other tests still find no profile file): the BTF layout

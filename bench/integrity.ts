@@ -6,6 +6,7 @@
  *   integrity.check.<b>       a full `vmictl check` (sys_call_table, all of .text, IDT, pid IDR, modules)
  *   integrity.protect-kallsyms.<b>, integrity.check-kallsyms.<b>   the same without a vmlinux (from
  *                             guest memory and kallsyms: the syscall paths decoded, tables, IDT, hidden)
+ *   integrity.check-containers.<b>   `check --containers` (every container task's escape facts), the kernel open
  * for each memory backend b (gdbstub, procmem: the local fast path).
  * Environment: VMICTL_BENCH_INTEGRITY_RUNS (protect runs per backend, default 10),
  * VMICTL_BENCH_CHECK_RUNS (full checks per backend, default 2).
@@ -75,6 +76,19 @@ export async function runIntegrityBench(opts: { qmp: string; gdb: string; vmlinu
       }
       log(`  check without vmlinux, ${backend}: median ${median(bareCheck).toFixed(0)} ms of ${checkRuns}, ${findings} findings`);
       figures.push({ name: `integrity.check-kallsyms.${backend}`, value: median(bareCheck), unit: 'ms' });
+      const escapes: number[] = [];
+      let looked = '';
+      for (let i = 0; i < runs; i++) {
+        await vm.kernel();
+        t0 = performance.now();
+        const r = await checkKernel(vm, { containers: 'only' });
+        escapes.push(performance.now() - t0);
+        findings = r.findings.length;
+        looked = `${r.containers?.checked} containers, ${r.containers?.tasks} tasks`;
+        await vm.resume();
+      }
+      log(`  check --containers (${looked}), ${backend}: median ${median(escapes).toFixed(0)} ms of ${runs}, ${findings} findings`);
+      figures.push({ name: `integrity.check-containers.${backend}`, value: median(escapes), unit: 'ms', goal: { text: '< 250 ms', met: median(escapes) < 250 } });
     } catch (err) {
       log(`  ${backend}: ${(err as Error).message}`);
       if (backend !== 'procmem') throw err;
