@@ -16,7 +16,7 @@ export interface ConnectionFlags {
   vmlinux?: string;
   /** --repair: keep the guard's repair of tampered kernel code after the operation. */
   repair?: boolean;
-  /** --allow-hooked: without a vmlinux, go on through a hook the guard cannot undo. */
+  /** --allow-hooked: go on through a hook the guard cannot undo. */
   allowHooked?: boolean;
   /** --vm: the config file's VM the other options default to (cli/global-options.ts applies it). */
   vm?: string;
@@ -104,7 +104,7 @@ export function connectionOptions(cmd: Command, opts: { dump?: boolean; injects?
     cmd
       .addOption(vmlinuxOption())
       .option('--repair', 'keep the repair of tampered kernel code after the operation (default: put the guest\'s bytes back)')
-      .option('--allow-hooked', 'without --vmlinux: go on although a hook on the path of injected syscalls cannot be undone (default: refuse)');
+      .option('--allow-hooked', 'go on although a hook on the path of injected syscalls cannot be undone (code changed without --vmlinux to restore it, an ftrace_ops or kprobe; default: refuse)');
   }
   if (opts.dump !== false) cmd.addOption(new Option('--dump <file>', 'read an ELF dump (dump-guest-memory) instead of a live VM'));
   return cmd;

@@ -17,7 +17,7 @@ export interface GuardOptions {
   vmlinux?: string;
   /** Keep the repair after the operation instead of putting the guest's bytes back. */
   repair?: boolean;
-  /** Without a vmlinux: go on through a hook whose original bytes cannot be told (default: refuse). */
+  /** Go on through a hook vmictl cannot undo (code whose bytes are unknown without a vmlinux, an ftrace_ops or kprobe on the path; default: refuse). */
   allowHooked?: boolean;
   onNotice?: (message: string) => void;
 }
@@ -47,7 +47,7 @@ export function operationGuard(opts: GuardOptions = {}): Guard {
       }
       return p;
     }
-    const p = await protectFor(vm, INJECTED_SYSCALLS, { vmlinux, repair: opts.repair });
+    const p = await protectFor(vm, INJECTED_SYSCALLS, { vmlinux, repair: opts.repair, allowHooked: opts.allowHooked });
     if (p.findings.length > 0) {
       const where = [...new Set(p.findings.map((f) => f.symbol))].slice(0, 6).join(', ');
       opts.onNotice?.(`kernel tampering on the path of injected syscalls (${p.findings.length}: ${where}): ${p.restoredBytes} bytes ${what}`);

@@ -13,15 +13,9 @@ import { checkTablesFromSymbols, hookToFinding, scanSyscallPaths, type FunctionH
 import { SymbolMap } from './symbol-map';
 import { stopped, writePatches, type Patch, type Protection, type ProtectOptions } from './protect';
 import type { Finding } from './finding';
+import { HookedKernelError } from './hooked-error';
 
-const hex = (v: bigint) => `0x${v.toString(16)}`;
-
-/** An inline hook on the path of an operation whose original bytes cannot be known without the vmlinux. */
-export class HookedKernelError extends VmiError {
-  constructor(readonly hooks: ReadonlyArray<{ function: string; address: bigint; how: string }>) {
-    super('EHOOKED', `the kernel is hooked on the path of injected syscalls and vmictl cannot undo it without the vmlinux (changed code) or at all (an ftrace_ops or kprobe): ${hooks.slice(0, 4).map((h) => `${h.function} at ${hex(h.address)} (${h.how})`).join('; ')}${hooks.length > 4 ? ` and ${hooks.length - 4} more` : ''}; give --vmlinux FILE to restore changed code, or --allow-hooked to go on through it`);
-  }
-}
+export { HookedKernelError };
 
 export interface KallsymsProtectOptions extends ProtectOptions {
   /** Go on when a hook cannot be undone (it stays in place for the operation). */

@@ -20,6 +20,9 @@ import { KernelBaseline, vmlinuxPath } from './baseline';
 import { checkSyscallTable, compareRegions, differenceToFinding, readRegions } from './code';
 import { moduleStaticCalls } from './static-calls';
 import type { Finding } from './finding';
+import { tracingAttachments, handlerWords } from './attachments';
+import { HookedKernelError } from './hooked-error';
+import { SymbolMap } from './symbol-map';
 
 /** The 5-byte NOP ftrace writes over `call __fentry__` at boot (ftrace_nop_replace). */
 const FTRACE_NOP = Buffer.from([0x0f, 0x1f, 0x44, 0x00, 0x00]);
@@ -71,7 +74,7 @@ export async function writePatches(vm: Vm, kernel: Kernel, patches: readonly Pat
   kernel.invalidate();
 }
 
-export async function protectFor(vm: Vm, syscalls: readonly string[], opts: ProtectOptions = {}): Promise<Protection> {
+export async function protectFor(vm: Vm, syscalls: readonly string[], opts: ProtectOptions & { allowHooked?: boolean } = {}): Promise<Protection> {
   if (!vm.live) throw new VmiError('EUSAGE', 'protection needs a live VM');
   const base = KernelBaseline.load(vmlinuxPath(opts.vmlinux));
   return stopped(vm, async () => {
@@ -109,6 +112,16 @@ export async function protectFor(vm: Vm, syscalls: readonly string[], opts: Prot
       patches.push({ address: start + slide, good, guest });
       findings.push(differenceToFinding(base, diff, slide, 'inline-hook'));
     }
+    // an ftrace_ops or kprobe on the path cannot be undone from the vmlinux either: refused
+    const symbols = SymbolMap.of(kernel);
+    const onPath = (ip: bigint) => regions.some((r) => ip >= r.address + slide && ip < r.address + slide + BigInt(r.size));
+    const data = (await tracingAttachments(kernel, symbols, opts)).attachments.filter((a) => a.everyFunction || a.at.some(onPath));
+    const refused = data.map((a) => {
+      const at = a.everyFunction ? undefined : a.at.find(onPath)!;
+      return { function: at === undefined ? 'every traceable function' : symbols.describe(at), address: at ?? a.object, how: `${a.kind === 'kprobe' ? 'a kprobe' : 'an ftrace_ops'} at 0x${a.object.toString(16)}, running ${handlerWords(symbols, a)}` };
+    });
+    for (const r of refused) findings.push({ kind: data[refused.indexOf(r)].kind, address: r.address, symbol: r.function, expected: 'nothing attached on the path of injected syscalls', found: r.how });
+    if (refused.length > 0 && !opts.allowHooked) throw new HookedKernelError(refused);
     if (patches.length > 0) await writePatches(vm, kernel, patches, 'good', opts);
     let released = opts.repair === true || patches.length === 0;
     return {

@@ -79,6 +79,28 @@ if (!existsSync(VMLINUX)) {
       const after = await checkKernel(vm, { vmlinux: VMLINUX, baseline });
       t.same(summary(after.findings), '', 'put back: clean again, also against the recorded baseline');
     });
+    // a kprobe on a handler, made through the kernel's own kprobe_events: the vmlinux cannot undo it
+    const tracing = '/sys/kernel/tracing';
+    const probe = await guestRun(env, `mountpoint -q ${tracing} || mount -t tracefs nodev ${tracing}; echo 'p:vmictl_vmlinux __x64_sys_kill' >> ${tracing}/kprobe_events && echo ok`);
+    if (!/ok/.test(probe.output)) {
+      skipWithReason(t, `this kernel has no kprobe events to test with: ${probe.output.trim()}`);
+      return;
+    }
+    try {
+      const r = await withVm(env, (vm) => checkKernel(vm, { vmlinux: VMLINUX }));
+      t.ok(r.findings.some((f) => f.kind === 'kprobe' && /__x64_sys_kill/.test(f.symbol)), `with the vmlinux, the kprobe on __x64_sys_kill is reported: ${summary(r.findings)}`);
+      const vmictl = (...args: string[]) => runCli('syscall', '--qmp', env.qmp, '--gdb', env.gdb, '--vmlinux', VMLINUX, ...args);
+      const refused = await vmictl('ticker', 'getpid');
+      t.not(refused.code, 0, `the guard with the vmlinux refuses it: ${refused.stderr.trim()}`);
+      t.match(refused.stderr, /\[EHOOKED\]/, 'as a hook it cannot undo');
+      t.match(refused.stderr, /__x64_sys_kill at 0x[0-9a-f]+ \(a kprobe at 0x[0-9a-f]+, running kprobe_dispatcher/, 'and names it');
+      const allowed = await vmictl('--allow-hooked', 'ticker', 'getpid');
+      t.equal(allowed.code, 0, `--allow-hooked goes on through it: ${allowed.stdout.trim()} ${allowed.stderr.trim()}`);
+    } finally {
+      await guestRun(env, `echo '-:vmictl_vmlinux' >> ${tracing}/kprobe_events`);
+    }
+    const gone = await withVm(env, (vm) => checkKernel(vm, { vmlinux: VMLINUX }));
+    t.same(summary(gone.findings), '', 'the kprobe removed: clean again');
   });
 
   t.test('the test rootkit on a second boot', async (t: Test) => {
