@@ -95,7 +95,9 @@ export async function checkContainerEscapes(kernel: Kernel, list: ContainerList,
       if (c.namespaces.net === hostNs.net) shared.push('the host\'s network namespace');
       if (c.namespaces.cgroup === hostNs.cgroup) shared.push('the host\'s cgroup namespace');
     }
-    if (shared.length > 0) configuration.push(`${label(c)}: ${shared.join(', ')}`);
+    // a service in a private mount namespace no runtime started is no container configuration
+    const serviceOnly = c.runtime === 'unknown' && c.isolation === 'mount-namespace';
+    if (shared.length > 0 && !serviceOnly) configuration.push(`${label(c)}: ${shared.join(', ')}`);
 
     for (const p of c.processes) {
       for (const t of tasksOf(p)) {
