@@ -54,6 +54,22 @@ function who(c: Container, t: TaskInfo): string {
   return `${label(c)}: pid ${t.pid} (${t.comm})`;
 }
 
+/**
+ * Why a helper path the kernel runs (`value`) names a container's files, or undefined: it lies
+ * in one of `roots` (a container's root directory as its file system names it; "/" says nothing),
+ * goes through /proc/<pid>/root, or into a runtime's file-system directories.
+ */
+export function helperPathConcern(value: string, roots: ReadonlyArray<{ label: string; root: string }>): string | undefined {
+  for (const r of roots) {
+    if (r.root.length <= 1) continue;
+    const dir = r.root.endsWith('/') ? r.root : `${r.root}/`;
+    if (value.includes(dir)) return `inside ${r.label}'s root file system (${dir})`;
+  }
+  if (PROC_ROOT.test(value)) return 'a path through /proc/<pid>/root: a process\'s root, a container\'s as well';
+  if (RUNTIME_DIRS.test(value)) return 'a container runtime\'s file-system directory';
+  return undefined;
+}
+
 export async function checkContainerEscapes(kernel: Kernel, list: ContainerList, opts: CallOptions = {}): Promise<EscapeReport> {
   const findings: Finding[] = [];
   const configuration: string[] = [];
@@ -135,12 +151,11 @@ export async function checkContainerEscapes(kernel: Kernel, list: ContainerList,
   }
 
   // helper programs the kernel runs as root on the host, pointed into a container
-  const roots = list.containers.filter((c) => c.root && c.root !== '/' && c.root.length > 1).map((c) => ({ c, root: c.root!.endsWith('/') ? c.root! : `${c.root}/` }));
+  const roots = list.containers.map((c) => ({ label: label(c), root: c.root ?? '' }));
   for (const h of HELPERS) {
     const value = await kernelString(kernel, h.name, h.size, opts);
     if (!value) continue;
-    const inRoot = roots.find((r) => value.includes(r.root));
-    const why = inRoot ? `inside ${label(inRoot.c)}'s root file system (${inRoot.root})` : PROC_ROOT.test(value) ? 'a path through /proc/<pid>/root: a process\'s root, a container\'s as well' : RUNTIME_DIRS.test(value) ? 'a container runtime\'s file-system directory' : undefined;
+    const why = helperPathConcern(value, roots);
     if (!why) continue;
     findings.push({ kind: 'container-escape', address: kernel.symbol(h.name), symbol: h.name, expected: 'a helper in the host\'s own file system', found: value, detail: `the kernel runs it as root on the host, and it names ${why}` });
   }
