@@ -7,7 +7,8 @@
  *     shape), or with the initial user namespace's full capabilities in a container whose init
  *     does not have them (not started privileged);
  *   - a container task whose root directory lies on a mount of another mount namespace than its
- *     own (a chroot through a directory fd leaked in from the host);
+ *     own (a chroot through a directory fd leaked in from the host), or that holds a directory of the
+ *     host's mount namespace open (the leaked fd itself);
  *   - core_pattern, modprobe_path or uevent_helper naming a path inside a container (its rootfs,
  *     a runtime's overlay directories, or /proc/<pid>/root), which the kernel runs as root on the host.
  * What a container was started with (privileged, the host's pid, network or cgroup namespace) is
@@ -19,7 +20,8 @@ import type { Container, NamespaceKind, TaskInfo } from '../containers/model';
 import { tasksOf } from '../containers/model';
 import type { ContainerList } from '../containers/list';
 import { matchTaskCgroups } from '../containers/runtime';
-import { hasEscapeFacts, kernelString, taskEscapeFacts, type TaskEscapeFacts } from '../kernel/helpers/escape-facts';
+import { hasEscapeFacts, kernelString, openFileMounts, taskEscapeFacts, type TaskEscapeFacts } from '../kernel/helpers/escape-facts';
+import { dentryPath } from '../kernel/helpers/dcache';
 import { taskConfinement } from '../kernel/helpers/cred';
 import { isFatalReadError } from '../errors';
 import type { Finding } from './finding';
@@ -99,6 +101,8 @@ export async function checkContainerEscapes(kernel: Kernel, list: ContainerList,
   const hostCaps = hostInit ? (await orNull(taskConfinement(kernel, hostInit.address, opts)))?.capEffective : undefined;
   const fullCaps = (caps: bigint | undefined, f: TaskEscapeFacts | null) => hostCaps !== undefined && hostCaps !== 0n && caps !== undefined && (caps & hostCaps) === hostCaps && f !== null && f.userNs === initUserNs;
 
+  const hostMntNs = hostInit && facts ? (await taskEscapeFacts(kernel, hostInit.address, opts))?.mntNs : undefined;
+  const filesSeen = new Set<bigint>();
   for (const c of list.containers) {
     const init = c.processes.find((p) => p.pid === c.initPid);
     const initFacts = init && facts ? await taskEscapeFacts(kernel, init.address, opts) : null;
@@ -141,6 +145,16 @@ export async function checkContainerEscapes(kernel: Kernel, list: ContainerList,
           const caps = (await orNull(taskConfinement(kernel, t.address, opts)))?.capEffective;
           if (fullCaps(caps, f)) {
             findings.push({ kind: 'container-escape', address: t.address, symbol: who(c, t), expected: `no more capabilities than ${label(c)}'s init`, found: `the initial user namespace's full capabilities (CapEff ${caps!.toString(16).padStart(16, '0')})`, detail: 'its container was not started privileged' });
+          }
+        }
+        if (hostMntNs !== undefined && f.mntNs !== hostMntNs && f.files !== 0n && !filesSeen.has(f.files)) {
+          // threads share one table: looked at once
+          filesSeen.add(f.files);
+          for (const m of (await openFileMounts(kernel, f.files, opts)) ?? []) {
+            // stdio a runtime passed in (a log file, /dev/null) is no way out; a directory is
+            if (m.mntNs !== hostMntNs || m.directory !== true) continue;
+            const path = await orNull(dentryPath(kernel, m.dentry, opts));
+            findings.push({ kind: 'container-escape', address: t.address, symbol: who(c, t), expected: 'no directory of the host\'s mounts open', found: `fd ${m.fd} open on a directory of the host's mount namespace${path === null ? '' : ` (${path})`}`, detail: 'a directory of the host carried into the container (a leaked descriptor): a way out of its root' });
           }
         }
         if (f.rootMntNs !== 0n && f.rootMntNs !== f.mntNs) {

@@ -2,7 +2,7 @@
  * `vmictl check --containers` against escapes made for real in the test VM, each undone after:
  * a host process placed in ticker's cgroup; a process in ticker's pid namespace that kept the
  * host's other namespaces (the nsenter shape); a chroot through a directory fd of the host's
- * root carried into ticker's mount namespace; core_pattern pointed through /proc/%P/root; a
+ * root carried into ticker's mount namespace (the root and the fd are both reported); core_pattern pointed through /proc/%P/root; a
  * ticker process given the kernel's init_cred (written from outside, as the rootkit's
  * commit_creds(prepare_kernel_cred(0)) leaves it). A clean guest has no finding, before and after.
  */
@@ -61,6 +61,7 @@ t.test('escapes from ticker, each found and each undone', async (t: Test) => {
     t.teardown(() => stop(pid).then(() => stop(child)));
     const f = await escapes(env);
     t.ok(f.some((x) => x.symbol === `ticker: pid ${child} (sleep)` && /root directory on a mount of another mount namespace/.test(x.found)), `pid ${child}: its root is the host's: ${summary(f)}`);
+    t.ok(f.some((x) => x.symbol === `ticker: pid ${child} (sleep)` && /^fd 9 open on a directory of the host's mount namespace \(\/\)/.test(x.found)), 'and the leaked fd itself, still open in it');
     t.notOk(f.some((x) => x.symbol === `ticker: pid ${child} (sleep)` && /the host's (pid|mnt|net)/.test(x.found)), 'its pid, mount and network namespaces are ticker\'s (nsenter left it the host\'s cgroup namespace, which is said too)');
   });
 

@@ -13,6 +13,8 @@ import { isFatalReadError } from '../../errors';
 import { containerOf } from './list';
 
 export interface TaskEscapeFacts {
+  /** task->files (shared by the threads of a process). */
+  files: bigint;
   cred: bigint;
   realCred: bigint;
   /** cred->user_ns of the real cred. */
@@ -35,7 +37,7 @@ export function hasEscapeFacts(kernel: Kernel): boolean {
 /** The facts of the task at `task`; null when its structures cannot be read (it is exiting, or they are corrupt). */
 export async function taskEscapeFacts(kernel: Kernel, task: bigint, opts: CallOptions = {}): Promise<TaskEscapeFacts | null> {
   const p = kernel.profile;
-  const last = ['real_cred', 'cred', 'fs', 'nsproxy'].reduce((a, b) => (p.fieldOffset('task_struct', a) > p.fieldOffset('task_struct', b) ? a : b));
+  const last = ['real_cred', 'cred', 'fs', 'files', 'nsproxy'].filter((f) => p.hasField('task_struct', f)).reduce((a, b) => (p.fieldOffset('task_struct', a) > p.fieldOffset('task_struct', b) ? a : b));
   const t = await orNull(kernel.read('task_struct', task, { ...opts, upTo: last }));
   if (!t) return null;
   const realCred = t.ptr('real_cred');
@@ -52,7 +54,69 @@ export async function taskEscapeFacts(kernel: Kernel, task: bigint, opts: CallOp
   const rootMntNs = kernel.isKernelPointer(rootMnt)
     ? (await orNull(kernel.readU64(containerOf(kernel, rootMnt, 'mount', 'mnt') + BigInt(p.fieldOffset('mount', 'mnt_ns')), opts))) ?? 0n
     : 0n;
-  return { cred, realCred, userNs, mntNs, rootMntNs };
+  return { files: p.hasField('task_struct', 'files') ? t.ptr('files') : 0n, cred, realCred, userNs, mntNs, rootMntNs };
+}
+
+/** Most descriptors looked at in one table: more than a kernel's default nr_open limit. */
+const MAX_FDS = 1 << 20;
+/** Most open files read per table (the rest are counted, not read). */
+const MAX_FILES_READ = 4096;
+
+export interface OpenFileMount {
+  fd: number;
+  /** struct file *, and its f_path. */
+  file: bigint;
+  mnt: bigint;
+  dentry: bigint;
+  /** The mnt_ns of the mount the file is on: 0 for none, an ERR_PTR for the kernel's internal mounts. */
+  mntNs: bigint;
+  /** Whether it is a directory (its inode's i_mode), the kind a way out of a root is made with; undefined when unreadable. */
+  directory?: boolean;
+}
+
+/** S_IFMT and S_IFDIR (include/uapi/linux/stat.h: the POSIX file-type bits of i_mode). */
+const S_IFMT = 0o170000;
+const S_IFDIR = 0o040000;
+
+/**
+ * The mount (and its namespace) of every file open in the table `files` (struct files_struct *:
+ * fdt → fdtable { max_fds, fd[] }); undefined when the table cannot be read.
+ */
+export async function openFileMounts(kernel: Kernel, files: bigint, opts: CallOptions = {}): Promise<OpenFileMount[] | undefined> {
+  const p = kernel.profile;
+  if (!kernel.isKernelPointer(files) || !p.hasField('files_struct', 'fdt') || !p.hasField('fdtable', 'fd') || !p.hasField('file', 'f_path')) return undefined;
+  const fdt = await orNull(kernel.readU64(files + BigInt(p.fieldOffset('files_struct', 'fdt')), opts));
+  if (fdt === null || !kernel.isKernelPointer(fdt)) return undefined;
+  const table = await orNull(kernel.read('fdtable', fdt, opts));
+  if (!table) return undefined;
+  const maxFds = Number(table.uint('max_fds'));
+  const array = table.ptr('fd');
+  if (maxFds <= 0 || maxFds > MAX_FDS || !kernel.isKernelPointer(array)) return undefined;
+  const slots = await orNull(kernel.space.read(array, maxFds * 8, opts));
+  if (!slots) return undefined;
+  const open: Array<{ fd: number; file: bigint }> = [];
+  for (let fd = 0; fd < maxFds && open.length < MAX_FILES_READ; fd++) {
+    const file = slots.readBigUInt64LE(fd * 8);
+    if (file !== 0n && kernel.isKernelPointer(file)) open.push({ fd, file });
+  }
+  const pathAt = BigInt(p.fieldOffset('file', 'f_path'));
+  const paths = await orNull(kernel.space.readMany(open.map((o) => ({ address: o.file + pathAt, length: 16 })), opts));
+  if (!paths) return undefined;
+  const mntAt = p.fieldOffset('path', 'mnt'), dentryAt = p.fieldOffset('path', 'dentry');
+  const mounts = open.map((o, i) => ({ ...o, mnt: paths[i].readBigUInt64LE(mntAt), dentry: paths[i].readBigUInt64LE(dentryAt) }));
+  const nsAt = BigInt(p.fieldOffset('mount', 'mnt_ns'));
+  const readable = mounts.filter((m) => kernel.isKernelPointer(m.mnt));
+  const ns = await orNull(kernel.space.readMany(readable.map((m) => ({ address: containerOf(kernel, m.mnt, 'mount', 'mnt') + nsAt, length: 8 })), opts));
+  if (!ns) return undefined;
+  const out: OpenFileMount[] = readable.map((m, i) => ({ ...m, mntNs: ns[i].readBigUInt64LE(0) }));
+  if (p.hasField('dentry', 'd_inode') && p.hasField('inode', 'i_mode')) {
+    const withDentry = out.filter((m) => kernel.isKernelPointer(m.dentry));
+    const inodes = await orNull(kernel.space.readMany(withDentry.map((m) => ({ address: m.dentry + BigInt(p.fieldOffset('dentry', 'd_inode')), length: 8 })), opts));
+    const withInode = withDentry.map((m, i) => ({ m, inode: inodes?.[i]?.readBigUInt64LE(0) ?? 0n })).filter((x) => kernel.isKernelPointer(x.inode));
+    const modes = await orNull(kernel.space.readMany(withInode.map((x) => ({ address: x.inode + BigInt(p.fieldOffset('inode', 'i_mode')), length: 2 })), opts));
+    withInode.forEach((x, i) => { if (modes?.[i]) x.m.directory = (modes[i].readUInt16LE(0) & S_IFMT) === S_IFDIR; });
+  }
+  return out;
 }
 
 /** Most bytes read of a kernel string variable whose size the profile does not give. */
