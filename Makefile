@@ -80,8 +80,9 @@ test-main: build vm
 # without a vmlinux boots one for the rootkit).
 # The 6.12 and 7.x stages split the VM tests between them, to keep CI within its hour.
 # Under this machine's TCG the 6.12 guest has panicked in its page and slab allocators, twice while
-# booting (before vmictl connects) and once mid-run in a guest shell's clone(): a run whose guest
-# panicked is run once more on a fresh VM, after printing the panic (the console is kept).
+# booting (before vmictl connects) and once mid-run in a guest shell's clone(): a boot that panics
+# is tried up to four times (BOOT_ATTEMPTS), and a run whose guest panicked is run once more on a
+# fresh VM, after printing the panic (the console is kept).
 TRIXIE_TESTS := test/kernel/from-memory-vm.test.ts test/kernel/kaslr-vm.test.ts test/containers/containers-vm.test.ts \
 	test/ops/ops-vm.test.ts test/integrity/integrity-novmlinux-vm.test.ts
 TRIXIE_INJECT := test/inject/child-vm.test.ts
@@ -116,7 +117,7 @@ test-trixie test-sid: build
 	trap './test-vms/run.sh stop '"$$run"'; rm -rf '"$$cache" EXIT; \
 	for attempt in 1 2; do \
 	  rm -f $$out; \
-	  env_out=$$(IMAGE_DIR=$$image READY_TIMEOUT=$${READY_TIMEOUT:-600} ./test-vms/run.sh start $$run) || exit 1; \
+	  env_out=$$(IMAGE_DIR=$$image READY_TIMEOUT=$${READY_TIMEOUT:-600} BOOT_ATTEMPTS=$${BOOT_ATTEMPTS:-4} ./test-vms/run.sh start $$run) || exit 1; \
 	  set -a; eval "$$env_out"; XDG_CACHE_HOME=$$cache; IMAGE_DIR=$$image; set +a; \
 	  echo "== the same tests on $(STAGE_NAME) ($$(awk '$$1 ~ /^linux-image-/ {print $$1}' $$image/manifest.txt | head -n 1)), with no profile file"; \
 	  npx tap --reporter=tap --jobs=1 $(STAGE_TESTS) 2>&1 | tee $$out; rc=$${PIPESTATUS[0]}; \
