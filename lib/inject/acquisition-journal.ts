@@ -10,7 +10,7 @@ import { join, dirname } from 'node:path';
 import { readdirSync, renameSync, unlinkSync } from 'node:fs';
 import { VmiError } from '../errors';
 import { fsyncDirectory } from '../util/host-file';
-import { checkJournalDirectory, ensureJournalDirectory, journalDirectory, readTrustedFile, writeFileExclusive } from './journal';
+import { checkJournalDirectory, ensureJournalDirectory, journalDirectory, publishFileExclusive, readTrustedFile, writeFileExclusive } from './journal';
 
 export const ACQUISITION_VERSION = 1;
 
@@ -51,7 +51,7 @@ export class AcquisitionJournal {
     const d = ensureJournalDirectory(dir);
     const entry: AcquisitionEntry = { version: ACQUISITION_VERSION, kind: 'acquisition', createdAt: new Date().toISOString(), writer: process.pid, qmp: vm.qmp, gdb: vm.gdb, points: [] };
     const path = join(d, `acquire-${process.pid}-${Date.now()}-${Math.floor(Math.random() * 1e6)}.json`);
-    writeFileExclusive(path, JSON.stringify(entry));
+    publishFileExclusive(path, JSON.stringify(entry));
     fsyncDirectory(d);
     return new AcquisitionJournal(path, entry);
   }

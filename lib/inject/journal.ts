@@ -10,7 +10,7 @@
  * each file are checked again on every read: in /tmp another local user could have made the
  * directory first and filled it.
  */
-import { closeSync, constants, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, unlinkSync } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { VmiError } from '../errors';
 import { fsyncDirectory, writeFully } from '../util/host-file';
@@ -117,6 +117,22 @@ export function writeFileExclusive(path: string, text: string): void {
 }
 
 /**
+ * Creates `path` with `text`, whole or not at all: written to a temporary name first and linked
+ * in place, so that another vmictl listing the directory meanwhile (on another VM) never reads a
+ * journal half written, which it would have to count as unreadable, hence stale. Fails with
+ * EEXIST when `path` exists, as an exclusive create does.
+ */
+export function publishFileExclusive(path: string, text: string): void {
+  const tmp = `${path}.${process.pid}.new.tmp`;
+  writeFileExclusive(tmp, text);
+  try {
+    linkSync(tmp, path);
+  } finally {
+    unlinkSync(tmp);
+  }
+}
+
+/**
  * Reads a journal file: its directory must pass checkJournalDirectory(), and the file, opened
  * without following a symlink, must be a regular file of ours that no one else can write.
  */
@@ -162,7 +178,7 @@ export class Journal {
     const d = ensureJournalDirectory(dir);
     const name = `inject-${entry.target.pid}-${process.pid}-${Date.now()}.json`;
     const path = join(d, name);
-    writeFileExclusive(path, JSON.stringify(entry, null, 1));
+    publishFileExclusive(path, JSON.stringify(entry, null, 1));
     fsyncDirectory(d);
     return new Journal(path, entry);
   }

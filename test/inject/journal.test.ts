@@ -8,7 +8,7 @@ import { chmodSync, chownSync, closeSync, mkdirSync, mkdtempSync, openSync, read
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { VmiError } from '../../lib/errors';
-import { ensureJournalDirectory, Journal, journalDirectory, listJournals, readJournal, UntrustedJournalError, type JournalEntry } from '../../lib/inject/journal';
+import { ensureJournalDirectory, Journal, publishFileExclusive, journalDirectory, listJournals, readJournal, UntrustedJournalError, type JournalEntry } from '../../lib/inject/journal';
 import { writeFully } from '../../lib/util/host-file';
 import { parseSyscallArgument } from '../../cli/commands/syscall';
 
@@ -182,4 +182,17 @@ t.test('CLI syscall arguments', async (t) => {
   t.throws(() => parseSyscallArgument('hex:0'), VmiError, 'odd hex');
   t.throws(() => parseSyscallArgument('hello'), VmiError, 'a bare word');
   t.throws(() => parseSyscallArgument('toString'), VmiError, 'not a prototype name');
+});
+
+t.test('a journal appears whole or not at all: another vmictl listing the directory never reads one half written', (t) => {
+  const dir = ensureJournalDirectory(join(root, 'publish'));
+  const path = join(dir, 'inject-1-2-3.json');
+  const text = JSON.stringify({ version: 1, writer: 1, padding: 'x'.repeat(100_000) });
+  publishFileExclusive(path, text);
+  t.equal(statSync(path).size, text.length, 'the file holds every byte');
+  t.equal(statSync(path).nlink, 1, 'one name for it');
+  t.same(readdirSync(dir), ['inject-1-2-3.json'], 'no temporary name is left');
+  t.throws(() => publishFileExclusive(path, '{}'), { code: 'EEXIST' }, 'an existing journal is never replaced');
+  t.same(readdirSync(dir), ['inject-1-2-3.json'], 'nor is a temporary name left by the refusal');
+  t.end();
 });
