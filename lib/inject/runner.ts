@@ -55,6 +55,8 @@ export interface RunnerStats {
   held: number;
   /** Hits an intercept dealt with in place. */
   intercepted: number;
+  /** Watch hits QEMU did not report (another vCPU's stop came in the same instant), found by looking. */
+  unreported: number;
 }
 
 /** Hits a runner keeps for someone else while it runs: see BreakpointRunner.hold(). */
@@ -136,7 +138,7 @@ export class BreakpointRunner {
   readonly #shared: Shared;
   readonly #breakpoints: Points;
   readonly #watchpoints: Points;
-  readonly stats: RunnerStats = { stops: 0, stepOvers: 0, otherStops: 0, held: 0, intercepted: 0 };
+  readonly stats: RunnerStats = { stops: 0, stepOvers: 0, otherStops: 0, held: 0, intercepted: 0, unreported: 0 };
   /** Every hold registered through this runner (its hits stay held after it is unregistered). */
   readonly #ownHolds = new Set<Hold>();
 
@@ -329,12 +331,20 @@ export class BreakpointRunner {
       this.#afterStop();
       this.stats.stops++;
       const hit = await this.#hitOf(stop);
+      if (hit && (await accept(hit))) return hit;
+      const asideHit = hit ? await this.#setAside(hit) : false;
+      // another vCPU may have come back from a watchpoint-mode call in the same instant: QEMU
+      // reports one stop, and that watch stop never comes again
+      const unreported = await this.#unreportedWatchHit(stop, hit?.thread ?? stop.thread);
+      if (unreported) {
+        if (await accept(unreported)) return unreported;
+        await this.#setAside(unreported);
+      }
       if (!hit) {
         this.stats.otherStops++;
         continue;
       }
-      if (await accept(hit)) return hit;
-      if (await this.#setAside(hit)) continue;
+      if (asideHit) continue;
       if (hit.watch !== undefined) continue;
       const step = await this.stepOver(hit.thread, hit.rip);
       // the instruction stepped may be the `ret` of a watchpoint-mode call (a gadget's `syscall;
@@ -346,6 +356,28 @@ export class BreakpointRunner {
         await this.#setAside(landed);
       }
     }
+  }
+
+  /**
+   * A vCPU, other than the one `stop` names, stopped just after a watchpoint-mode call's `ret`
+   * (user mode, its stack pointer just above one of the watched slots), as a hit; else null. When
+   * two vCPUs stop in the same instant QEMU reports one stop: a breakpoint hit left unreported is
+   * hit again on resume, but a watch hit is done, and its thread would run on with the call's
+   * stack pointer (a `ret` then pops the call's data).
+   */
+  async #unreportedWatchHit(stop: StopReply, reported: string | undefined): Promise<Hit | null> {
+    if (this.#shared.watchpoints.size === 0) return null;
+    this.#shared.threads ??= await this.#gdb.threads({ timeout: CONTROL_TIMEOUT });
+    for (const thread of this.#shared.threads) {
+      if (thread === reported || this.#shared.held.has(thread)) continue;
+      const regs = await this.#gdb.readRegisters({ thread, timeout: CONTROL_TIMEOUT });
+      if (!inUserMode(regs)) continue;
+      const slot = (regs.get('rsp') ?? 0n) - 8n;
+      if (!this.#shared.watchpoints.has(slot)) continue;
+      this.stats.unreported++;
+      return { thread, regs, rip: regs.get('rip') ?? 0n, stop, watch: slot };
+    }
+    return null;
   }
 
   /** Where a step-over left its vCPU, as a hit, while watchpoint-mode calls may be in flight; else null. */

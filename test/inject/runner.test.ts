@@ -7,7 +7,7 @@ import t, { type Test } from 'tap';
 import { AbortError, TimeoutError } from '../../lib/errors';
 import { GdbClient } from '../../lib/transport/gdb';
 import { BreakpointRunner, type Hit } from '../../lib/inject/runner';
-import { defaultRegisters, FakeGdb, type FakeRegister } from '../helpers/fake-gdb';
+import { DEFAULT_FILES, defaultRegisters, FakeGdb, type FakeRegister } from '../helpers/fake-gdb';
 
 const R = 0x47cc80n;
 
@@ -28,7 +28,11 @@ function regs(rip: bigint, cs: bigint): FakeRegister[] {
 }
 
 async function setup(t: Test, cpus: Record<string, FakeRegister[]>, stops: string[], steps = false): Promise<Script> {
-  const fake = await FakeGdb.start();
+  const served = Object.values(cpus)[0];
+  // a register past the default description (rsp) is described too
+  const extra = served.filter((r) => r.regnum >= 12).map((r) => `  <reg name="${r.name}" bitsize="${r.size * 8}" type="int64" regnum="${r.regnum}"/>\n`).join('');
+  const files = extra ? { ...DEFAULT_FILES, 'sys.xml': DEFAULT_FILES['sys.xml'].replace('</feature>', `${extra}</feature>`) } : undefined;
+  const fake = await FakeGdb.start({ registers: served, files });
   const s: Script = { fake, client: undefined as unknown as GdbClient, cpus, stops, invalidations: 0, steps };
   fake.handler = (packet, stub) => {
     // the registers served are those of the general thread: picked by Hg, or by the last stop
@@ -328,4 +332,33 @@ t.test('a hit another runner intercepts gets new registers there and runs on, st
   t.equal(b.stats.intercepted, 1);
   await a.removeAll();
   await b.removeAll();
+});
+
+t.test('a watch-mode call back on one vCPU while QEMU reports another vCPU\'s breakpoint is taken, not resumed', async (t) => {
+  const slot = 0x7ffee110b008n;
+  const other = 0x4bfde1n;
+  // 02 hits someone else's breakpoint (a thread a hold waits for); in the same instant 01, ours,
+  // did its call's `ret`: back at R with its stack pointer just above the slot, and QEMU says
+  // nothing of it
+  const withRsp = (r: FakeRegister[], rsp: bigint): FakeRegister[] => [...r, { name: 'rsp', size: 8, regnum: 12, value: rsp }];
+  const s = await setup(t, { '01': withRsp(regs(R, 0x33n), slot + 8n), '02': withRsp(regs(other, 0x33n), 0x7ffd00001000n) }, ['T05thread:02;']);
+  const base = s.fake.handler!;
+  s.fake.handler = (packet, stub) => {
+    if (packet === 'qfThreadInfo') return 'm01,02';
+    if (packet === 'qsThreadInfo') return 'l';
+    return base(packet, stub);
+  };
+  const holder = new BreakpointRunner(s.client, () => undefined);
+  await holder.insert(other);
+  const unhold = holder.hold({ accept: async (h) => h.thread === '02' && h.rip === other, maxMs: 60_000 });
+  const runner = new BreakpointRunner(s.client, () => undefined);
+  await runner.watch(slot);
+  const hit = await runner.runUntil(async (h) => h.thread === '01' && h.rip === R && h.regs.get('rsp') === slot + 8n, { timeout: 2000, what: 'test' });
+  t.same([hit.thread, hit.rip, hit.watch], ['01', R, slot], 'our thread, back at R, with the slot it came back by');
+  t.equal(runner.stats.unreported, 1, 'found by looking, as an unreported watch hit');
+  t.ok(holder.isHeld('02'), 'the other vCPU stays held for its runner');
+  t.equal(s.fake.received.filter((p) => p === 'c' || p.startsWith('vCont;c')).length, 1, 'the VM is not resumed after the stop: our thread would run on with the call\'s stack pointer');
+  unhold();
+  await runner.removeAll();
+  await holder.removeAll();
 });
