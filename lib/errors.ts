@@ -165,3 +165,11 @@ export class LimitExceededError extends VmiError {
 export function isFatalReadError(err: unknown): boolean {
   return !(err instanceof VmiError) || err.code === 'EABORTED' || err.code === 'ETIMEDOUT' || err.code === 'EDISCONNECTED' || err.code === 'ELIMIT';
 }
+
+/** `p`'s value, or null when it fails with what guest memory holds (isFatalReadError says which errors still throw). */
+export function nullUnlessFatal<T>(p: Promise<T>): Promise<T | null> {
+  return p.catch((e: unknown) => {
+    if (isFatalReadError(e)) throw e;
+    return null;
+  });
+}

@@ -23,7 +23,7 @@ import { matchTaskCgroups } from '../containers/runtime';
 import { hasEscapeFacts, kernelString, openFileMounts, taskEscapeFacts, type TaskEscapeFacts } from '../kernel/helpers/escape-facts';
 import { dentryPath } from '../kernel/helpers/dcache';
 import { taskConfinement } from '../kernel/helpers/cred';
-import { isFatalReadError } from '../errors';
+import { nullUnlessFatal } from '../errors';
 import type { Finding } from './finding';
 
 export interface EscapeReport {
@@ -45,8 +45,6 @@ const HELPERS: ReadonlyArray<{ name: string; size: number }> = [
   { name: 'modprobe_path', size: 256 },
   { name: 'uevent_helper', size: 256 },
 ];
-
-const orNull = <T>(p: Promise<T>): Promise<T | null> => p.catch((e: unknown) => { if (isFatalReadError(e)) throw e; return null; });
 
 function label(c: Container): string {
   return c.name ?? (c.id.length > 12 ? c.id.slice(0, 12) : c.id);
@@ -98,7 +96,7 @@ export async function checkContainerEscapes(kernel: Kernel, list: ContainerList,
   const initCred = kernel.hasSymbol('init_cred') ? kernel.symbol('init_cred') : undefined;
   const initUserNs = kernel.hasSymbol('init_user_ns') ? kernel.symbol('init_user_ns') : undefined;
   const facts = hasEscapeFacts(kernel);
-  const hostCaps = hostInit ? (await orNull(taskConfinement(kernel, hostInit.address, opts)))?.capEffective : undefined;
+  const hostCaps = hostInit ? (await nullUnlessFatal(taskConfinement(kernel, hostInit.address, opts)))?.capEffective : undefined;
   const fullCaps = (caps: bigint | undefined, f: TaskEscapeFacts | null) => hostCaps !== undefined && hostCaps !== 0n && caps !== undefined && (caps & hostCaps) === hostCaps && f !== null && f.userNs === initUserNs;
 
   const hostMntNs = hostInit && facts ? (await taskEscapeFacts(kernel, hostInit.address, opts))?.mntNs : undefined;
@@ -106,7 +104,7 @@ export async function checkContainerEscapes(kernel: Kernel, list: ContainerList,
   for (const c of list.containers) {
     const init = c.processes.find((p) => p.pid === c.initPid);
     const initFacts = init && facts ? await taskEscapeFacts(kernel, init.address, opts) : null;
-    const initCaps = init ? (await orNull(taskConfinement(kernel, init.address, opts)))?.capEffective : undefined;
+    const initCaps = init ? (await nullUnlessFatal(taskConfinement(kernel, init.address, opts)))?.capEffective : undefined;
     const privileged = fullCaps(initCaps, initFacts);
     const shared: string[] = [];
     if (privileged) shared.push('privileged (the initial user namespace\'s full capabilities)');
@@ -142,7 +140,7 @@ export async function checkContainerEscapes(kernel: Kernel, list: ContainerList,
         if (initCred !== undefined && (f.cred === initCred || f.realCred === initCred)) {
           findings.push({ kind: 'container-escape', address: t.address, symbol: who(c, t), expected: 'credentials of its own', found: `the kernel's init_cred (0x${initCred.toString(16)})`, detail: 'the commit_creds(prepare_kernel_cred(0)) shape: root of the host, every capability' });
         } else if (!privileged) {
-          const caps = (await orNull(taskConfinement(kernel, t.address, opts)))?.capEffective;
+          const caps = (await nullUnlessFatal(taskConfinement(kernel, t.address, opts)))?.capEffective;
           if (fullCaps(caps, f)) {
             findings.push({ kind: 'container-escape', address: t.address, symbol: who(c, t), expected: `no more capabilities than ${label(c)}'s init`, found: `the initial user namespace's full capabilities (CapEff ${caps!.toString(16).padStart(16, '0')})`, detail: 'its container was not started privileged' });
           }
@@ -153,7 +151,7 @@ export async function checkContainerEscapes(kernel: Kernel, list: ContainerList,
           for (const m of (await openFileMounts(kernel, f.files, opts)) ?? []) {
             // stdio a runtime passed in (a log file, /dev/null) is no way out; a directory is
             if (m.mntNs !== hostMntNs || m.directory !== true) continue;
-            const path = await orNull(dentryPath(kernel, m.dentry, opts));
+            const path = await nullUnlessFatal(dentryPath(kernel, m.dentry, opts));
             findings.push({ kind: 'container-escape', address: t.address, symbol: who(c, t), expected: 'no directory of the host\'s mounts open', found: `fd ${m.fd} open on a directory of the host's mount namespace${path === null ? '' : ` (${path})`}`, detail: 'a directory of the host carried into the container (a leaked descriptor): a way out of its root' });
           }
         }

@@ -9,7 +9,7 @@
  */
 import type { CallOptions } from '../../util/deadline';
 import type { Kernel } from '../kernel';
-import { isFatalReadError } from '../../errors';
+import { nullUnlessFatal } from '../../errors';
 import { containerOf } from './list';
 
 export interface TaskEscapeFacts {
@@ -24,8 +24,6 @@ export interface TaskEscapeFacts {
   rootMntNs: bigint;
 }
 
-const orNull = <T>(p: Promise<T>): Promise<T | null> => p.catch((e: unknown) => { if (isFatalReadError(e)) throw e; return null; });
-
 /** Whether the profile describes every field these facts come from. */
 export function hasEscapeFacts(kernel: Kernel): boolean {
   const p = kernel.profile;
@@ -38,7 +36,7 @@ export function hasEscapeFacts(kernel: Kernel): boolean {
 export async function taskEscapeFacts(kernel: Kernel, task: bigint, opts: CallOptions = {}): Promise<TaskEscapeFacts | null> {
   const p = kernel.profile;
   const last = ['real_cred', 'cred', 'fs', 'files', 'nsproxy'].filter((f) => p.hasField('task_struct', f)).reduce((a, b) => (p.fieldOffset('task_struct', a) > p.fieldOffset('task_struct', b) ? a : b));
-  const t = await orNull(kernel.read('task_struct', task, { ...opts, upTo: last }));
+  const t = await nullUnlessFatal(kernel.read('task_struct', task, { ...opts, upTo: last }));
   if (!t) return null;
   const realCred = t.ptr('real_cred');
   const cred = t.ptr('cred');
@@ -46,13 +44,13 @@ export async function taskEscapeFacts(kernel: Kernel, task: bigint, opts: CallOp
   const nsproxy = t.ptr('nsproxy');
   if (!kernel.isKernelPointer(realCred) || !kernel.isKernelPointer(fs) || !kernel.isKernelPointer(nsproxy)) return null;
   const [userNs, mntNs, rootMnt] = await Promise.all([
-    orNull(kernel.readU64(realCred + BigInt(p.fieldOffset('cred', 'user_ns')), opts)),
-    orNull(kernel.readU64(nsproxy + BigInt(p.fieldOffset('nsproxy', 'mnt_ns')), opts)),
-    orNull(kernel.readU64(fs + BigInt(p.fieldOffset('fs_struct', 'root') + p.fieldOffset('path', 'mnt')), opts)),
+    nullUnlessFatal(kernel.readU64(realCred + BigInt(p.fieldOffset('cred', 'user_ns')), opts)),
+    nullUnlessFatal(kernel.readU64(nsproxy + BigInt(p.fieldOffset('nsproxy', 'mnt_ns')), opts)),
+    nullUnlessFatal(kernel.readU64(fs + BigInt(p.fieldOffset('fs_struct', 'root') + p.fieldOffset('path', 'mnt')), opts)),
   ]);
   if (userNs === null || mntNs === null || rootMnt === null) return null;
   const rootMntNs = kernel.isKernelPointer(rootMnt)
-    ? (await orNull(kernel.readU64(containerOf(kernel, rootMnt, 'mount', 'mnt') + BigInt(p.fieldOffset('mount', 'mnt_ns')), opts))) ?? 0n
+    ? (await nullUnlessFatal(kernel.readU64(containerOf(kernel, rootMnt, 'mount', 'mnt') + BigInt(p.fieldOffset('mount', 'mnt_ns')), opts))) ?? 0n
     : 0n;
   return { files: p.hasField('task_struct', 'files') ? t.ptr('files') : 0n, cred, realCred, userNs, mntNs, rootMntNs };
 }
@@ -85,14 +83,14 @@ const S_IFDIR = 0o040000;
 export async function openFileMounts(kernel: Kernel, files: bigint, opts: CallOptions = {}): Promise<OpenFileMount[] | undefined> {
   const p = kernel.profile;
   if (!kernel.isKernelPointer(files) || !p.hasField('files_struct', 'fdt') || !p.hasField('fdtable', 'fd') || !p.hasField('file', 'f_path')) return undefined;
-  const fdt = await orNull(kernel.readU64(files + BigInt(p.fieldOffset('files_struct', 'fdt')), opts));
+  const fdt = await nullUnlessFatal(kernel.readU64(files + BigInt(p.fieldOffset('files_struct', 'fdt')), opts));
   if (fdt === null || !kernel.isKernelPointer(fdt)) return undefined;
-  const table = await orNull(kernel.read('fdtable', fdt, opts));
+  const table = await nullUnlessFatal(kernel.read('fdtable', fdt, opts));
   if (!table) return undefined;
   const maxFds = Number(table.uint('max_fds'));
   const array = table.ptr('fd');
   if (maxFds <= 0 || maxFds > MAX_FDS || !kernel.isKernelPointer(array)) return undefined;
-  const slots = await orNull(kernel.space.read(array, maxFds * 8, opts));
+  const slots = await nullUnlessFatal(kernel.space.read(array, maxFds * 8, opts));
   if (!slots) return undefined;
   const open: Array<{ fd: number; file: bigint }> = [];
   for (let fd = 0; fd < maxFds && open.length < MAX_FILES_READ; fd++) {
@@ -100,20 +98,20 @@ export async function openFileMounts(kernel: Kernel, files: bigint, opts: CallOp
     if (file !== 0n && kernel.isKernelPointer(file)) open.push({ fd, file });
   }
   const pathAt = BigInt(p.fieldOffset('file', 'f_path'));
-  const paths = await orNull(kernel.space.readMany(open.map((o) => ({ address: o.file + pathAt, length: 16 })), opts));
+  const paths = await nullUnlessFatal(kernel.space.readMany(open.map((o) => ({ address: o.file + pathAt, length: 16 })), opts));
   if (!paths) return undefined;
   const mntAt = p.fieldOffset('path', 'mnt'), dentryAt = p.fieldOffset('path', 'dentry');
   const mounts = open.map((o, i) => ({ ...o, mnt: paths[i].readBigUInt64LE(mntAt), dentry: paths[i].readBigUInt64LE(dentryAt) }));
   const nsAt = BigInt(p.fieldOffset('mount', 'mnt_ns'));
   const readable = mounts.filter((m) => kernel.isKernelPointer(m.mnt));
-  const ns = await orNull(kernel.space.readMany(readable.map((m) => ({ address: containerOf(kernel, m.mnt, 'mount', 'mnt') + nsAt, length: 8 })), opts));
+  const ns = await nullUnlessFatal(kernel.space.readMany(readable.map((m) => ({ address: containerOf(kernel, m.mnt, 'mount', 'mnt') + nsAt, length: 8 })), opts));
   if (!ns) return undefined;
   const out: OpenFileMount[] = readable.map((m, i) => ({ ...m, mntNs: ns[i].readBigUInt64LE(0) }));
   if (p.hasField('dentry', 'd_inode') && p.hasField('inode', 'i_mode')) {
     const withDentry = out.filter((m) => kernel.isKernelPointer(m.dentry));
-    const inodes = await orNull(kernel.space.readMany(withDentry.map((m) => ({ address: m.dentry + BigInt(p.fieldOffset('dentry', 'd_inode')), length: 8 })), opts));
+    const inodes = await nullUnlessFatal(kernel.space.readMany(withDentry.map((m) => ({ address: m.dentry + BigInt(p.fieldOffset('dentry', 'd_inode')), length: 8 })), opts));
     const withInode = withDentry.map((m, i) => ({ m, inode: inodes?.[i]?.readBigUInt64LE(0) ?? 0n })).filter((x) => kernel.isKernelPointer(x.inode));
-    const modes = await orNull(kernel.space.readMany(withInode.map((x) => ({ address: x.inode + BigInt(p.fieldOffset('inode', 'i_mode')), length: 2 })), opts));
+    const modes = await nullUnlessFatal(kernel.space.readMany(withInode.map((x) => ({ address: x.inode + BigInt(p.fieldOffset('inode', 'i_mode')), length: 2 })), opts));
     withInode.forEach((x, i) => { if (modes?.[i]) x.m.directory = (modes[i].readUInt16LE(0) & S_IFMT) === S_IFDIR; });
   }
   return out;
@@ -130,7 +128,7 @@ export async function kernelString(kernel: Kernel, name: string, size: number | 
   if (!kernel.hasSymbol(name)) return undefined;
   const type = kernel.profile.symbolType(name);
   const length = type?.kind === 'array' && typeof type.count === 'number' && type.count > 0 ? Math.min(type.count, MAX_KERNEL_STRING) : Math.min(size ?? 256, MAX_KERNEL_STRING);
-  const bytes = await orNull(kernel.space.read(kernel.symbol(name), length, opts));
+  const bytes = await nullUnlessFatal(kernel.space.read(kernel.symbol(name), length, opts));
   if (!bytes) return undefined;
   const nul = bytes.indexOf(0);
   return bytes.subarray(0, nul < 0 ? bytes.length : nul).toString('latin1');

@@ -10,7 +10,7 @@
  */
 import type { CallOptions } from '../../util/deadline';
 import type { Kernel } from '../kernel';
-import { isFatalReadError } from '../../errors';
+import { isFatalReadError, nullUnlessFatal } from '../../errors';
 import { PAGE_SIZE } from '../../memory/pages';
 
 /** One patchable ftrace site. */
@@ -62,8 +62,6 @@ const MAX_HASH_ENTRIES = 1_000_000;
 const MAX_HASH_BITS = 24n;
 const MAX_KPROBES = 100_000;
 
-const readOrNull = async <T>(p: Promise<T>): Promise<T | null> => p.catch((e: unknown) => { if (isFatalReadError(e)) throw e; return null; });
-
 /** Whether the running kernel's profile and symbols describe its ftrace records. */
 export function hasFtraceRecords(kernel: Kernel): boolean {
   const p = kernel.profile;
@@ -93,7 +91,7 @@ export async function ftraceRecordsIn(kernel: Kernel, ranges: ReadonlyArray<{ st
   for (let pg = await kernel.readU64(kernel.symbol('ftrace_pages_start'), opts); pg !== 0n; ) {
     if (seen.has(pg) || pages.length >= MAX_PAGES || !kernel.isKernelPointer(pg)) { complete = false; break; }
     seen.add(pg);
-    const o = await readOrNull(kernel.read('ftrace_page', pg, opts));
+    const o = await nullUnlessFatal(kernel.read('ftrace_page', pg, opts));
     if (!o) { complete = false; break; }
     const index = o.i32('index');
     const capacity = hasOrder ? Math.floor((PAGE_SIZE * 2 ** Math.min(Math.max(o.i32('order'), 0), 20)) / recSize) : MAX_RECORDS;
@@ -106,8 +104,7 @@ export async function ftraceRecordsIn(kernel: Kernel, ranges: ReadonlyArray<{ st
   // range, all ranges a round trip at a time, reads a few dozen records instead of whole pages
   const readIps = async (at: bigint[]): Promise<Array<bigint | null>> => {
     if (at.length === 0) return [];
-    const got = await kernel.space.readMany(at.map((a) => ({ address: a + BigInt(ipAt), length: 8 })), opts)
-      .catch((e: unknown) => { if (isFatalReadError(e)) throw e; return null; });
+    const got = await nullUnlessFatal(kernel.space.readMany(at.map((a) => ({ address: a + BigInt(ipAt), length: 8 })), opts));
     return at.map((_, i) => got?.[i]?.readBigUInt64LE(0) ?? null);
   };
   const searches = pages.flatMap((pg) => ranges.map((r) => ({ pg, r, lo: 0, hi: pg.count })));
@@ -168,12 +165,12 @@ export async function forEachFtraceOps(kernel: Kernel, opts: CallOptions = {}): 
   for (let at = await kernel.readU64(kernel.symbol('ftrace_ops_list'), opts); at !== end; ) {
     if (at === 0n || seen.has(at) || out.length >= MAX_OPS || !kernel.isKernelPointer(at)) { complete = false; break; }
     seen.add(at);
-    const o = await readOrNull(kernel.read('ftrace_ops', at, opts));
+    const o = await nullUnlessFatal(kernel.read('ftrace_ops', at, opts));
     if (!o) { complete = false; break; }
     const flags = o.uint('flags');
     const hashes = o.ptr('func_hash');
     const filterHash = kernel.isKernelPointer(hashes) && p.hasField('ftrace_ops_hash', 'filter_hash')
-      ? await readOrNull(kernel.readU64(hashes + BigInt(p.fieldOffset('ftrace_ops_hash', 'filter_hash')), opts)) : null;
+      ? await nullUnlessFatal(kernel.readU64(hashes + BigInt(p.fieldOffset('ftrace_ops_hash', 'filter_hash')), opts)) : null;
     const filter = filterHash ? await ftraceHashIps(kernel, filterHash, opts) : { ips: [], truncated: false };
     out.push({
       address: at,
@@ -194,14 +191,14 @@ export async function forEachFtraceOps(kernel: Kernel, opts: CallOptions = {}): 
 async function ftraceHashIps(kernel: Kernel, hash: bigint, opts: CallOptions): Promise<{ ips: bigint[]; truncated: boolean }> {
   if (!kernel.isKernelPointer(hash)) return { ips: [], truncated: false };
   const p = kernel.profile;
-  const h = await readOrNull(kernel.read('ftrace_hash', hash, opts));
+  const h = await nullUnlessFatal(kernel.read('ftrace_hash', hash, opts));
   if (!h) return { ips: [], truncated: true };
   const bits = h.uint('size_bits');
   const count = h.uint('count');
   const buckets = h.ptr('buckets');
   if (count === 0n) return { ips: [], truncated: false };
   if (bits > MAX_HASH_BITS || !kernel.isKernelPointer(buckets)) return { ips: [], truncated: true };
-  const heads = await readOrNull(kernel.space.read(buckets, 8 * (1 << Number(bits)), opts));
+  const heads = await nullUnlessFatal(kernel.space.read(buckets, 8 * (1 << Number(bits)), opts));
   if (!heads) return { ips: [], truncated: true };
   const ipAt = BigInt(p.fieldOffset('ftrace_func_entry', 'ip'));
   const nodeAt = BigInt(p.fieldOffset('ftrace_func_entry', 'hlist'));
@@ -210,7 +207,7 @@ async function ftraceHashIps(kernel: Kernel, hash: bigint, opts: CallOptions): P
   let truncated = false;
   for (let b = 0; b < heads.length / 8 && ips.length < limit; b++) {
     for await (const node of hlistForEach(kernel, heads.readBigUInt64LE(b * 8), { ...opts, max: limit - ips.length, onCorruption: () => { truncated = true; } })) {
-      const ip = await readOrNull(kernel.readU64(node - nodeAt + ipAt, opts));
+      const ip = await nullUnlessFatal(kernel.readU64(node - nodeAt + ipAt, opts));
       if (ip === null) { truncated = true; break; }
       ips.push(ip);
     }
@@ -229,7 +226,7 @@ export async function* hlistForEach(kernel: Kernel, first: bigint, opts: CallOpt
     if (seen.has(node) || !kernel.isKernelPointer(node)) return opts.onCorruption(`a bad or repeated node 0x${node.toString(16)}`);
     seen.add(node);
     yield node;
-    const next = await readOrNull(kernel.readU64(node, opts));
+    const next = await nullUnlessFatal(kernel.readU64(node, opts));
     if (next === null) return opts.onCorruption(`node 0x${node.toString(16)} cannot be read`);
     node = next;
   }
@@ -258,12 +255,12 @@ export async function forEachKprobe(kernel: Kernel, buckets: number, opts: CallO
   let complete = true;
   const onCorruption = () => { complete = false; };
   const describe = async (kp: bigint, aggregated: boolean): Promise<Kprobe | null> => {
-    const o = await readOrNull(kernel.read('kprobe', kp, opts));
+    const o = await nullUnlessFatal(kernel.read('kprobe', kp, opts));
     if (!o) { complete = false; return null; }
     const probe: Kprobe = { address: kp, addr: o.ptr('addr'), preHandler: o.ptr('pre_handler'), postHandler: o.ptr('post_handler'), flags: p.hasField('kprobe', 'flags') ? Number(o.uint('flags')) : 0, aggregated };
     if (kret !== undefined && probe.preHandler === kret && p.hasType('kretprobe') && p.hasField('kretprobe', 'kp') && p.hasField('kretprobe', 'handler')) {
       const rp = kp - BigInt(p.fieldOffset('kretprobe', 'kp'));
-      const r = await readOrNull(kernel.read('kretprobe', rp, opts));
+      const r = await nullUnlessFatal(kernel.read('kretprobe', rp, opts));
       if (r) {
         probe.retHandler = r.ptr('handler');
         if (p.hasField('kretprobe', 'entry_handler')) probe.entryHandler = r.ptr('entry_handler');
@@ -280,12 +277,12 @@ export async function forEachKprobe(kernel: Kernel, buckets: number, opts: CallO
       // an aggregated probe: its members hang on its `list` (a list_head ring)
       const head = kp + listAt;
       const seen = new Set<bigint>([head]);
-      for (let at = await readOrNull(kernel.readU64(head, opts)); at !== head; ) {
+      for (let at = await nullUnlessFatal(kernel.readU64(head, opts)); at !== head; ) {
         if (at === null || seen.has(at) || !kernel.isKernelPointer(at) || out.length >= MAX_KPROBES) { complete = false; break; }
         seen.add(at);
         const member = await describe(at - listAt, true);
         if (member) out.push(member);
-        at = await readOrNull(kernel.readU64(at, opts));
+        at = await nullUnlessFatal(kernel.readU64(at, opts));
       }
     }
   }
